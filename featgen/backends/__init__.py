@@ -1,0 +1,36 @@
+"""Framework backends, loaded lazily by name so that importing featgen imports no framework."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+from ..errors import FeatgenError, suggest
+from .base import Backend, ForwardResult
+
+BACKENDS = {"torch": "featgen.backends.torch", "tensorflow": "featgen.backends.tensorflow"}
+ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
+
+__all__ = ["Backend", "ForwardResult", "get_backend", "BACKENDS"]
+
+
+def canonical_name(name: str) -> str:
+    """``"tf"`` → ``"tensorflow"`` etc.; raises a FeatgenError for unknown names."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in BACKENDS:
+        raise FeatgenError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}.{suggest(name, BACKENDS)}")
+    return key
+
+
+@lru_cache(maxsize=None)
+def get_backend(name: str = "torch", device: str | None = None) -> Backend:
+    """Return the backend instance for ``name`` (``"torch"`` or ``"tensorflow"``) on ``device``."""
+    key = canonical_name(name)
+    try:
+        module = importlib.import_module(BACKENDS[key])
+    except ImportError as exc:
+        extra = "torch" if key == "torch" else "tensorflow"
+        raise FeatgenError(
+            f"the {key} backend needs {exc.name or key}, which is not installed: pip install 'featgen[{extra}]'"
+        ) from exc
+    return module.make_backend(device)

@@ -1,0 +1,139 @@
+"""The Backend protocol: the few framework primitives that featgen's algorithms are written on.
+
+Every algorithm in ``featgen.vis``, ``featgen.cam`` and ``featgen.maps`` is written once against
+this protocol. Only ``featgen/backends/`` (and the model sources in ``featgen/models/``) import a
+framework.
+
+Conventions shared by all backends
+----------------------------------
+* Images and spatial activations are **channels-last**: ``(N, H, W, C)``. Dense activations are
+  ``(N, C)``. The backend converts to its native layout internally (torch: NCHW views in
+  ``channels_last`` memory, which costs nothing).
+* Model inputs handed to :meth:`Backend.forward` are RGB in ``[0, 1]``; the backend applies the
+  model's :class:`~featgen.models.base.Normalization` inside the differentiable graph.
+* Tensors support Python arithmetic (``+ - * / **`` and unary ``-``) in both frameworks; anything
+  else goes through the methods below.
+* Affine warps map **output** pixel coordinates to **input** pixel coordinates, ``(x, y)`` order,
+  continuous coordinates with pixel centres at ``i + 0.5``. Matrices are NumPy ``(N, 2, 3)``.
+* Optimization *minimizes* a scalar loss; objectives are negated by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+Tensor = Any  # a torch.Tensor or a tf.Tensor; algorithms never look inside
+
+
+@dataclass
+class ForwardResult:
+    """What :meth:`Backend.forward` returns: captured activations (channels-last) and logits."""
+
+    activations: dict[str, Tensor] = field(default_factory=dict)
+    logits: Tensor | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Framework primitives. One instance per (framework, device)."""
+
+    name: str
+    device: str
+
+    # --- tensors -----------------------------------------------------------------------------
+    def asarray(self, a: np.ndarray | float, dtype: str = "float32") -> Tensor: ...
+    def to_numpy(self, t: Tensor) -> np.ndarray: ...
+    def shape(self, t: Tensor) -> tuple[int, ...]: ...
+
+    # --- math (elementwise ops use Python operators) -------------------------------------------
+    def sigmoid(self, x: Tensor) -> Tensor: ...
+    def relu(self, x: Tensor) -> Tensor: ...
+    def exp(self, x: Tensor) -> Tensor: ...
+    def log(self, x: Tensor) -> Tensor: ...
+    def sqrt(self, x: Tensor) -> Tensor: ...
+    def abs(self, x: Tensor) -> Tensor: ...
+    def tanh(self, x: Tensor) -> Tensor: ...
+    def clip(self, x: Tensor, lo: float, hi: float) -> Tensor: ...
+    def maximum(self, a: Tensor, b: Tensor | float) -> Tensor: ...
+    def minimum(self, a: Tensor, b: Tensor | float) -> Tensor: ...
+    def where(self, cond: Tensor, a: Tensor, b: Tensor) -> Tensor: ...
+    def sum(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
+    def mean(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
+    def max(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
+    def min(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
+    def softmax(self, x: Tensor, axis: int = -1) -> Tensor: ...
+    def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor: ...
+    def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor: ...
+    def concat(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor: ...
+    def stack(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor: ...
+    def einsum(self, eq: str, *xs: Tensor) -> Tensor: ...
+    def isfinite(self, x: Tensor) -> Tensor: ...
+
+    # --- Fourier -------------------------------------------------------------------------------
+    def rfft2(self, x: Tensor) -> Tensor:
+        """Real 2-D FFT over the last two axes."""
+        ...
+
+    def irfft2(self, re: Tensor, im: Tensor, size: tuple[int, int]) -> Tensor:
+        """Inverse of :meth:`rfft2` from real and imaginary parts, over the last two axes."""
+        ...
+
+    # --- images --------------------------------------------------------------------------------
+    def warp(self, x: Tensor, matrices: np.ndarray, size: tuple[int, int], mode: str = "reflect") -> Tensor:
+        """Bilinear affine warp of NHWC ``x`` to ``size``; see the module docstring's convention."""
+        ...
+
+    def resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resize of NHWC ``x`` (half-pixel centres, no antialias)."""
+        ...
+
+    def conv2d(self, x: Tensor, kernels: np.ndarray, padding: str = "same") -> Tensor:
+        """Convolve NHWC ``x`` with ``(kh, kw, c_in, c_out)`` kernels (cross-correlation)."""
+        ...
+
+    # --- autodiff ------------------------------------------------------------------------------
+    def value_and_grad(
+        self, fn: Callable[[Tensor], Any], x: Tensor, has_aux: bool = False
+    ) -> tuple[Any, Tensor]:
+        """Evaluate ``fn(x)`` and the gradient of its scalar value (first item if ``has_aux``)."""
+        ...
+
+    def no_grad(self) -> AbstractContextManager: ...
+
+    # --- models --------------------------------------------------------------------------------
+    def forward(self, model: Any, x: Tensor, capture: Sequence[str] = (), logits: bool = True) -> ForwardResult:
+        """Run ``model`` (a LoadedModel) on NHWC RGB ``x`` in [0, 1].
+
+        Captures the named layers' outputs (channels-last). With ``logits=False`` the backend may
+        stop as soon as every captured layer has run, which is how renders skip the model's tail.
+        """
+        ...
+
+    def activations_and_gradients(
+        self, model: Any, x: Tensor, layers: Sequence[str], score_fn: Callable[[Tensor], Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+        """Activations of ``layers``, the gradients of ``sum(score_fn(logits))`` w.r.t. them, and the scores."""
+        ...
+
+    def redirected_relu(self, model: Any) -> AbstractContextManager:
+        """Within the context, ReLU(6) gradients are redirected (Lucid) so dead units still learn."""
+        ...
+
+    def iter_layers(self, model: Any) -> Iterator[tuple[str, Any]]:
+        """``(name, native_layer)`` for every hookable layer, in execution-definition order."""
+        ...
+
+    def layer_type(self, layer: Any) -> str: ...
+
+    def layer_kernels(self, model: Any, name: str) -> np.ndarray | None:
+        """The layer's conv kernels as ``(kh, kw, c_in, c_out)`` NumPy, or None if it has none."""
+        ...
+
+    def weights_digest(self, model: Any) -> str:
+        """A short, stable digest of the model's parameters (for render caches)."""
+        ...

@@ -1,0 +1,316 @@
+"""The Backend protocol on PyTorch. One of the two modules that import a framework."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ForwardResult
+
+_CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+class _Stop(Exception):
+    """Raised from a forward hook once every captured layer has run: skips the model's tail."""
+
+
+def _to_nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1) if t.dim() == 4 else t
+
+
+def _axis(axis: int | Sequence[int] | None) -> Any:
+    return tuple(axis) if isinstance(axis, (list, tuple)) else axis
+
+
+class _RedirectedClamp(torch.autograd.Function):
+    """Forward: clamp(x, lo, hi). Backward (Lucid): if no gradient would pass for an image, let
+    through the gradient that pushes blocked inputs back towards the active range."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):  # noqa: D102
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(lo, hi) if hi is not None else x.clamp_min(lo)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (x,) = ctx.saved_tensors
+        blocked = x < ctx.lo
+        pushing_out = blocked & (grad > 0)  # descent would push x further below lo
+        if ctx.hi is not None:
+            over = x > ctx.hi
+            blocked = blocked | over
+            pushing_out = pushing_out | (over & (grad < 0))
+        relu_grad = grad.masked_fill(blocked, 0.0)
+        redirected = grad.masked_fill(pushing_out, 0.0)
+        alive = relu_grad.flatten(1).norm(dim=1) > 0
+        alive = alive.view(-1, *([1] * (grad.dim() - 1)))
+        return torch.where(alive, relu_grad, redirected), None, None
+
+
+class TorchBackend:
+    """Backend primitives on PyTorch."""
+
+    name = "torch"
+
+    def __init__(self, device: str | None = None):
+        if device in (None, "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            from ..errors import FeatgenError
+
+            raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
+        self.device = device
+        self.torch = torch
+
+    # --- tensors -----------------------------------------------------------------------------
+    def asarray(self, a, dtype: str = "float32"):
+        if isinstance(a, torch.Tensor):
+            return a.to(device=self.device, dtype=getattr(torch, dtype))
+        return torch.as_tensor(np.asarray(a), dtype=getattr(torch, dtype), device=self.device)
+
+    def to_numpy(self, t) -> np.ndarray:
+        return t.detach().float().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+    def shape(self, t) -> tuple[int, ...]:
+        return tuple(t.shape)
+
+    def native_input(self, batch: np.ndarray):
+        """NHWC NumPy → NCHW tensor (channels_last memory) on the device."""
+        return self.asarray(batch).permute(0, 3, 1, 2)
+
+    # --- math --------------------------------------------------------------------------------
+    sigmoid = staticmethod(torch.sigmoid)
+    relu = staticmethod(torch.relu)
+    exp = staticmethod(torch.exp)
+    log = staticmethod(torch.log)
+    sqrt = staticmethod(torch.sqrt)
+    abs = staticmethod(torch.abs)
+    tanh = staticmethod(torch.tanh)
+    isfinite = staticmethod(torch.isfinite)
+
+    def clip(self, x, lo, hi):
+        return torch.clamp(x, lo, hi)
+
+    def maximum(self, a, b):
+        return torch.maximum(a, b) if isinstance(b, torch.Tensor) else torch.clamp_min(a, b)
+
+    def minimum(self, a, b):
+        return torch.minimum(a, b) if isinstance(b, torch.Tensor) else torch.clamp_max(a, b)
+
+    def where(self, cond, a, b):
+        return torch.where(cond, a, b)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return x.sum() if axis is None else x.sum(dim=_axis(axis), keepdim=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return x.mean() if axis is None else x.mean(dim=_axis(axis), keepdim=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return x.amax() if axis is None else x.amax(dim=_axis(axis), keepdim=keepdims)
+
+    def min(self, x, axis=None, keepdims=False):
+        return x.amin() if axis is None else x.amin(dim=_axis(axis), keepdim=keepdims)
+
+    def softmax(self, x, axis=-1):
+        return torch.softmax(x, dim=axis)
+
+    def reshape(self, x, shape):
+        return x.reshape(tuple(shape))
+
+    def transpose(self, x, perm):
+        return x.permute(*perm)
+
+    def concat(self, xs, axis=0):
+        return torch.cat(list(xs), dim=axis)
+
+    def stack(self, xs, axis=0):
+        return torch.stack(list(xs), dim=axis)
+
+    def einsum(self, eq, *xs):
+        return torch.einsum(eq, *xs)
+
+    # --- Fourier -----------------------------------------------------------------------------
+    def rfft2(self, x):
+        return torch.fft.rfft2(x)
+
+    def irfft2(self, re, im, size):
+        return torch.fft.irfft2(torch.complex(re, im), s=tuple(size))
+
+    # --- images ------------------------------------------------------------------------------
+    def warp(self, x, matrices, size, mode="reflect"):
+        n, h_in, w_in, _ = x.shape
+        h_out, w_out = size
+        m = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
+        # pixel coords p = (u + 1) * W / 2 in normalized u (align_corners=False); solve for theta.
+        s_out = np.diag([w_out / 2.0, h_out / 2.0])
+        s_in_inv = np.diag([2.0 / w_in, 2.0 / h_in])
+        a = m[:, :, :2]
+        b = m[:, :, 2]
+        theta_a = s_in_inv @ a @ s_out
+        theta_b = (s_in_inv @ (a @ np.array([w_out / 2.0, h_out / 2.0]) + b)[..., None])[..., 0] - 1.0
+        theta = np.concatenate([theta_a, theta_b[..., None]], axis=2)
+        theta_t = torch.as_tensor(theta, dtype=x.dtype, device=x.device).expand(n, 2, 3)
+        grid = F.affine_grid(theta_t, [n, x.shape[3], h_out, w_out], align_corners=False)
+        pad = {"reflect": "reflection", "zeros": "zeros", "border": "border"}[mode]
+        out = F.grid_sample(x.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=pad, align_corners=False)
+        return out.permute(0, 2, 3, 1)
+
+    def resize(self, x, size):
+        out = F.interpolate(x.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=False)
+        return out.permute(0, 2, 3, 1)
+
+    def conv2d(self, x, kernels, padding="same"):
+        w = torch.as_tensor(np.asarray(kernels, np.float32), device=x.device).permute(3, 2, 0, 1)
+        out = F.conv2d(x.permute(0, 3, 1, 2), w, padding=padding)
+        return out.permute(0, 2, 3, 1)
+
+    # --- autodiff ----------------------------------------------------------------------------
+    def value_and_grad(self, fn: Callable, x, has_aux: bool = False):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = fn(x)
+            loss = out[0] if has_aux else out
+            (grad,) = torch.autograd.grad(loss, x)
+        return out, grad
+
+    def no_grad(self):
+        return torch.no_grad()
+
+    # --- models ------------------------------------------------------------------------------
+    def _normalize(self, model, x):
+        norm = model.norm
+        x = x * norm.scale if norm.scale != 1.0 else x
+        if norm.bgr:
+            x = x.flip(-1)
+        mean = torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device)
+        std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device)
+        return (x - mean) / std
+
+    def _modules(self, model) -> dict[str, nn.Module]:
+        return dict(self.iter_layers(model))
+
+    @contextlib.contextmanager
+    def _capture(self, model, names: Sequence[str], stop: bool, store: dict, replace: dict | None = None):
+        modules = self._modules(model)
+        pending = set(names)
+        handles = []
+
+        def make_hook(name):
+            def hook(_module, _inputs, output):
+                if replace and name in replace:
+                    output = replace[name]
+                store[name] = output
+                pending.discard(name)
+                if stop and not pending:
+                    raise _Stop
+                return output if replace and name in replace else None
+
+            return hook
+
+        try:
+            for name in names:
+                handles.append(modules[name].register_forward_hook(make_hook(name)))
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True) -> ForwardResult:
+        store: dict[str, torch.Tensor] = {}
+        stop = bool(capture) and not logits
+        inp = self._normalize(model, x).permute(0, 3, 1, 2)
+        out = None
+        with self._capture(model, list(capture), stop, store):
+            try:
+                out = model.module(inp)
+            except _Stop:
+                pass
+        acts = {name: _to_nhwc(t) for name, t in store.items()}
+        return ForwardResult(acts, out if logits else None)
+
+    def forward_from(self, model, layer: str, activation):
+        """Logits of the model when ``layer``'s output is replaced by NHWC ``activation``.
+
+        Generic fallback: runs the model on a dummy input of matching batch and swaps the output.
+        """
+        n = activation.shape[0]
+        size = model.input_size
+        dummy = torch.zeros(n, 3, size, size, device=activation.device, dtype=activation.dtype)
+        act = activation.permute(0, 3, 1, 2) if activation.dim() == 4 else activation
+        store: dict = {}
+        with self._capture(model, [layer], False, store, replace={layer: act}):
+            return model.module(dummy)
+
+    def activations_and_gradients(self, model, x, layers, score_fn):
+        store: dict[str, torch.Tensor] = {}
+        with torch.enable_grad():
+            x = x.detach()
+            inp = self._normalize(model, x).permute(0, 3, 1, 2)
+            with self._capture(model, list(layers), False, store):
+                logits = model.module(inp)
+            scores = score_fn(logits)
+            acts = [store[name] for name in layers]
+            grads = torch.autograd.grad(scores.sum(), acts)
+        return (
+            {n: _to_nhwc(a.detach()) for n, a in zip(layers, acts)},
+            {n: _to_nhwc(g.detach()) for n, g in zip(layers, grads)},
+            scores.detach(),
+        )
+
+    @contextlib.contextmanager
+    def redirected_relu(self, model):
+        originals = []
+        for module in model.module.modules():
+            if isinstance(module, (nn.ReLU, nn.ReLU6)):
+                hi = 6.0 if isinstance(module, nn.ReLU6) else None
+                originals.append((module, module.forward))
+                module.forward = lambda x, _hi=hi: _RedirectedClamp.apply(x, 0.0, _hi)
+        try:
+            yield
+        finally:
+            for module, _ in originals:
+                del module.forward  # drops the instance attribute: the class's forward is back
+
+    def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
+        for name, module in model.module.named_modules():
+            if name and not isinstance(module, (nn.Dropout, nn.Identity)):
+                yield name, module
+
+    def layer_type(self, layer) -> str:
+        return type(layer).__name__
+
+    def layer_kernels(self, model, name):
+        layer = self._modules(model)[name]
+        if not isinstance(layer, _CONV_TYPES):
+            return None
+        return layer.weight.detach().float().cpu().permute(2, 3, 1, 0).numpy()
+
+    def weights_digest(self, model) -> str:
+        h = hashlib.sha256()
+        for name, t in model.module.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    # --- model preparation (used by the torch model sources) ---------------------------------
+    def prepare_module(self, module: nn.Module) -> nn.Module:
+        """Eval mode, frozen weights, no in-place activations (hooks must see unmodified outputs)."""
+        for m in module.modules():
+            if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+                m.inplace = False
+        module.eval().requires_grad_(False)
+        module.to(self.device, memory_format=torch.channels_last)
+        return module
+
+
+def make_backend(device: str | None = None) -> TorchBackend:
+    return TorchBackend(device)

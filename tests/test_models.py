@@ -1,0 +1,133 @@
+"""The model registry and the built-in ImageNet model (torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featgen
+from featgen.errors import FeatgenError, WeightsUnavailableError
+
+
+def test_lite0_classifies_sample_photos(lite0, chelsea, coffee):
+    cat_classes = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+    top_cat = lite0.classify(chelsea, top=5)
+    assert top_cat[0][0] in cat_classes and top_cat[0][0] == "Egyptian cat"
+    assert top_cat[0][1] > 0.5
+    top_coffee = lite0.classify(coffee, top=5)
+    assert top_coffee[0][0] == "espresso"
+    probs = [p for _, p in top_coffee]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-6
+
+
+def test_lite0_logits_match_timm_reference_exactly(lite0, chelsea):
+    """Same mapped weights in a fresh timm model, preprocessed by hand: identical logits."""
+    import torch
+
+    from featgen.backends.torchvision_compat import import_torchvision
+    from featgen.models.torch_sources import load_state_in_order
+    from featgen.models.weights import packaged_weights_path
+
+    import_torchvision()
+    import timm
+
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    state = torch.load(packaged_weights_path("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    load_state_in_order(ref, state, "test")
+    x = lite0.prepare(chelsea)  # NHWC in [0, 1]
+    ref_in = torch.from_numpy((x - 0.5) / 0.5).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        expected = ref(ref_in).numpy()
+    got = lite0.logits(chelsea)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert int(got.argmax()) == int(expected.argmax())
+
+
+def test_preprocess_returns_native_nchw_batch(lite0, chelsea):
+    x = lite0.preprocess(chelsea)
+    assert tuple(x.shape) == (1, 3, 224, 224)
+    assert float(x.min()) >= -1.0 - 1e-6 and float(x.max()) <= 1.0 + 1e-6
+
+
+def test_get_layer_returns_native_module(lite0):
+    from torch import nn
+
+    assert isinstance(lite0.module, nn.Module)
+    assert isinstance(lite0.get_layer("conv_stem"), nn.Conv2d)
+
+
+def test_layer_table_lists_blocks_with_shapes(lite0):
+    table = {row.name: row for row in lite0.layer_table}
+    for i in range(7):
+        assert f"blocks.{i}" in table
+    assert table["blocks.4"].shape == (14, 14, 112) and table["blocks.4"].channels == 112
+    assert table["conv_stem"].shape == (112, 112, 32)
+    assert table["classifier"].shape == (1000,)
+
+
+def test_unknown_model_suggests_builtin():
+    with pytest.raises(FeatgenError, match="efficientnet_lite0"):
+        featgen.load_model("efficientnet_lite00")
+
+
+def test_unknown_source():
+    with pytest.raises(FeatgenError, match="unknown model source 'timmm'.*timm"):
+        featgen.load_model("timmm:resnet18")
+
+
+def test_unknown_layer_suggests_close_names(lite0):
+    with pytest.raises(FeatgenError, match=r"Did you mean: blocks\.4"):
+        lite0.resolve_layer("blocks.44")
+
+
+def test_unit_out_of_range(lite0):
+    with pytest.raises(FeatgenError, match=r"unit 112 is out of range.*112 channels"):
+        lite0.check_unit("blocks.4", 112)
+
+
+def test_unknown_label_suggests(lite0):
+    assert lite0.class_index("espresso") == 967
+    with pytest.raises(FeatgenError, match="espresso"):
+        lite0.class_index("expresso")
+    with pytest.raises(FeatgenError, match="out of range"):
+        lite0.class_index(1000)
+
+
+@pytest.mark.parametrize("spec,host_source", [("torchvision:resnet18", "torchvision"), ("timm:resnet18", "timm")])
+def test_offline_download_gives_one_clear_error(monkeypatch, spec, host_source):
+    import featgen.models.torch_sources as ts
+
+    monkeypatch.setattr(ts, "online", lambda *a, **k: False)
+    monkeypatch.setattr(ts, "_hf_cache_dir", lambda: "/nonexistent/hf-cache")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent/torch-home")
+    with pytest.raises(WeightsUnavailableError) as info:
+        featgen.load_model(spec)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert spec in msg and "efficientnet_lite0" in msg and "/nonexistent/" in msg
+
+
+def test_vgg16_hed_torch_aliases(hed_torch):
+    assert hed_torch.resolve_layer("block4_conv3") == "features.22"
+    assert hed_torch.layer_info("block5_conv3").shape == (14, 14, 512)
+    assert hed_torch.norm.bgr and hed_torch.norm.scale == 255.0
+
+
+def test_file_checkpoint_roundtrip(tmp_path, lite0, chelsea):
+    import torch
+
+    path = tmp_path / "lite0.pth"
+    torch.save(lite0.module.state_dict(), path)
+    with pytest.raises(FeatgenError, match="arch="):
+        featgen.load_model(f"file:{path}")
+    m = featgen.load_model(f"file:{path}", arch="efficientnet_lite0", norm=lite0.norm)
+    np.testing.assert_allclose(m.logits(chelsea), lite0.logits(chelsea), atol=1e-5)
+
+
+def test_file_checkpoint_bad_files(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(FeatgenError, match="neither TorchScript nor"):
+        featgen.load_model(f"file:{junk}")
+    with pytest.raises(FeatgenError, match="not found"):
+        featgen.load_model(f"file:{tmp_path / 'missing.pth'}")
