@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from ..errors import FeatgenError, suggest
 from .base import Backend, ForwardResult
@@ -22,7 +22,7 @@ def canonical_name(name: str) -> str:
     return key
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_backend(name: str = "torch", device: str | None = None) -> Backend:
     """Return the backend instance for ``name`` (``"torch"`` or ``"tensorflow"``) on ``device``."""
     key = canonical_name(name)

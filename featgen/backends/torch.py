@@ -170,7 +170,11 @@ class TorchBackend:
 
     def conv2d(self, x, kernels, padding="same"):
         w = torch.as_tensor(np.asarray(kernels, np.float32), device=x.device).permute(3, 2, 0, 1)
-        out = F.conv2d(x.permute(0, 3, 1, 2), w, padding=padding)
+        x = x.permute(0, 3, 1, 2)
+        if padding == "same":  # TF's rule: the odd extra pixel goes bottom/right
+            kh, kw = w.shape[2:]
+            x = F.pad(x, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
+        out = F.conv2d(x, w)
         return out.permute(0, 2, 3, 1)
 
     # --- autodiff ----------------------------------------------------------------------------

@@ -13,7 +13,14 @@ from ..backends.torchvision_compat import import_torchvision
 from ..errors import FeatgenError, WeightsUnavailableError, suggest
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
-from .weights import VGG16_CONVS, imagenet_labels, offline_error, online, packaged_weights_path, read_hed_vgg16
+from .weights import (
+    VGG16_CONVS,
+    imagenet_labels,
+    offline_error,
+    online,
+    packaged_weights_path,
+    read_hed_vgg16,
+)
 
 IMAGENET_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 HALF_NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
