@@ -23,6 +23,8 @@ _EXPORTS = {
     "edge_kernels": "featgen.maps",
     "apply_kernels": "featgen.maps",
     "plot_kernels": "featgen.maps",
+    "visualize": "featgen.vis",
+    "Render": "featgen.vis",
     "load_image": "featgen.images",
     "sample_image": "featgen.images",
     "grid": "featgen.images",

@@ -16,7 +16,7 @@ from .errors import FeatgenError
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model spec: a built-in name (efficientnet_lite0, vgg16_hed), timm:NAME, torchvision:NAME, keras:NAME or file:PATH")
     p.add_argument("--backend", default="torch", help="torch (default) or tensorflow")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
@@ -39,7 +39,7 @@ def _models(args: argparse.Namespace) -> int:
 
 # --- layers ----------------------------------------------------------------------------------------
 def _layers_args(p: argparse.ArgumentParser) -> None:
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
@@ -62,7 +62,7 @@ def _layers(args: argparse.Namespace) -> int:
 
 # --- maps ------------------------------------------------------------------------------------------
 def _maps_args(p: argparse.ArgumentParser) -> None:
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--layer", required=True, help="layer name, see `featgen layers MODEL`")
     p.add_argument("--image", required=True, help="path to a photo, or sample:NAME (chelsea, coffee, astronaut, ...)")
     p.add_argument("--channels", default=None, help="channel range a:b or list a,b,c (default: the first 64)")
@@ -119,10 +119,23 @@ def _maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_args(p: argparse.ArgumentParser) -> None:
+    from .vis.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .vis.cli import run
+
+    return run(args)
+
+
 COMMANDS: list[Command] = [
     ("models", "list the built-in models and other model sources", _models_args, _models),
     ("layers", "list a model's hookable layers with output shapes and channels", _layers_args, _layers),
     ("maps", "write a grid of a layer's feature maps for an image", _maps_args, _maps),
+    ("render", "render feature visualizations of a layer's units (grid, PNGs, JSON)", _render_args, _render),
 ]
 
 

@@ -94,6 +94,8 @@ class TorchBackend:
     sqrt = staticmethod(torch.sqrt)
     abs = staticmethod(torch.abs)
     tanh = staticmethod(torch.tanh)
+    cos = staticmethod(torch.cos)
+    sin = staticmethod(torch.sin)
     isfinite = staticmethod(torch.isfinite)
 
     def clip(self, x, lo, hi):

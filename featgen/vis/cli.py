@@ -1,0 +1,57 @@
+"""``featgen render``: feature visualizations to a grid PNG, one PNG per unit and a JSON sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_model_args
+    from .render import METHODS
+
+    add_model_args(p)
+    p.add_argument("--layer", required=True, help="layer name, see `featgen layers MODEL`")
+    p.add_argument("--units", default="0:16", help="channels: a range 0:64 or a list 3,5,9 (default 0:16)")
+    p.add_argument("--method", default="regularized", choices=METHODS)
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--steps", type=int, default=None, help="optimization steps (default: 30 naive, 512 regularized)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--transforms", default="lucid", help="lucid, distill2017 or none (regularized and maco)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per optimization (default: fit memory)")
+    p.add_argument("--out", default=None, help="output folder (default: render-<model>-<layer>-<method>)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import parse_units
+    from ..images import grid, save_image
+    from ..models import load_model
+    from .render import visualize
+
+    model = load_model(args.model, backend=args.backend, device=args.device)
+    layer = model.resolve_layer(args.layer)
+    info = model.layer_info(layer)
+    units = parse_units(args.units, info.channels)
+    render = visualize(model, layer, units=units, method=args.method, size=args.size, steps=args.steps,
+                       seed=args.seed, transforms=args.transforms, batch_size=args.batch_size)  # fmt: skip
+    safe_layer = layer.replace("/", "_")
+    out = Path(args.out or f"render-{model.name}-{safe_layer}-{args.method}")
+    out.mkdir(parents=True, exist_ok=True)
+    save_image(grid(render.images, margin=5), out / "grid.png")
+    for unit, img in zip(render.units, render.images):
+        save_image(img, out / f"unit-{unit:04d}.png")
+    if render.alpha is not None:
+        for unit, a in zip(render.units, render.alpha):
+            save_image(np.repeat(a[..., None], 3, -1), out / f"unit-{unit:04d}-alpha.png")
+    sidecar = {"settings": render.settings, "units": render.summary(),
+               "loss_curves": np.nan_to_num(render.losses).round(5).tolist()}  # fmt: skip
+    tmp = out / ".render.json.tmp"
+    tmp.write_text(json.dumps(sidecar, indent=1))
+    tmp.replace(out / "render.json")
+    ratio = np.median(render.final_activation - render.start_activation)
+    print(f"wrote {out}/grid.png, {len(units)} unit PNGs and render.json "
+          f"(median activation gain {ratio:+.3g} over the start image)")  # fmt: skip
+    return 0

@@ -1,0 +1,148 @@
+"""Objectives: what a visualization maximizes, per image of the batch, composable with + - and *.
+
+An objective maps ``(backend, activations, logits)`` to a ``(N,)`` tensor: one value per image,
+so each image of a batch can maximize its own unit. It names the layers it reads and whether it
+needs the logits, so the forward pass can stop right after the deepest layer it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Fn = Callable[[Any, dict, Any], Any]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A per-image objective. Build with the functions below; combine with ``+``, ``-``, ``*``."""
+
+    fn: Fn
+    layers: tuple[str, ...] = ()
+    needs_logits: bool = False
+    name: str = "objective"
+
+    def __call__(self, be, acts: dict, logits: Any = None):
+        return self.fn(be, acts, logits)
+
+    def _merge(self, other: Objective, fn: Fn, name: str) -> Objective:
+        layers = tuple(dict.fromkeys(self.layers + other.layers))
+        return Objective(fn, layers, self.needs_logits or other.needs_logits, name)
+
+    def __add__(self, other: Objective) -> Objective:
+        return self._merge(other, lambda be, a, z: self(be, a, z) + other(be, a, z), f"{self.name} + {other.name}")
+
+    def __sub__(self, other: Objective) -> Objective:
+        return self._merge(other, lambda be, a, z: self(be, a, z) - other(be, a, z), f"{self.name} - {other.name}")
+
+    def __mul__(self, k: float) -> Objective:
+        if not isinstance(k, (int, float, np.floating, np.integer)):
+            return NotImplemented
+        return Objective(lambda be, a, z: self(be, a, z) * float(k), self.layers, self.needs_logits, f"{k} * {self.name}")
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Objective:
+        return self * -1.0
+
+
+def _per_image(units: int | Sequence[int]) -> list[int]:
+    return [int(units)] if isinstance(units, (int, np.integer)) else [int(u) for u in units]
+
+
+def _select(be, act, units: list[int]):
+    """Per-image channel selection with a one-hot mask (works in both frameworks, no gather)."""
+    c = be.shape(act)[-1]
+    n = be.shape(act)[0]
+    mask = np.zeros((n, c), np.float32)
+    for i in range(n):
+        mask[i, units[i % len(units)]] = 1.0
+    mask_t = be.asarray(mask.reshape((n,) + (1,) * (len(be.shape(act)) - 2) + (c,)))
+    return be.sum(act * mask_t, axis=-1)
+
+
+def channel(layer: str, units: int | Sequence[int], border: int = 0) -> Objective:
+    """Mean activation of one channel per image (``units[i]`` for image ``i``), without a ``border``."""
+    us = _per_image(units)
+
+    def fn(be, acts, _):
+        a = acts[layer]
+        if border and min(be.shape(a)[1:3]) > 2 * border:  # tiny maps keep their border
+            a = a[:, border:-border, border:-border, :]
+        return be.mean(_select(be, a, us), axis=(1, 2))
+
+    return Objective(fn, (layer,), name=f"channel({layer})")
+
+
+def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int | None = None) -> Objective:
+    """One spatial position of a channel (default: the centre)."""
+    us = _per_image(units)
+
+    def fn(be, acts, _):
+        a = acts[layer]
+        h, w = be.shape(a)[1:3]
+        yy = h // 2 if y is None else y
+        xx = w // 2 if x is None else x
+        return _select(be, a[:, yy : yy + 1, xx : xx + 1, :], us)[:, 0, 0]
+
+    return Objective(fn, (layer,), name=f"neuron({layer})")
+
+
+def deepdream(layer: str) -> Objective:
+    """DeepDream: the mean squared activation of a whole layer."""
+
+    def fn(be, acts, _):
+        a = acts[layer]
+        return be.mean(a * a, axis=tuple(range(1, len(be.shape(a)))))
+
+    return Objective(fn, (layer,), name=f"deepdream({layer})")
+
+
+layer = deepdream
+
+
+def direction(layer: str, vector: np.ndarray) -> Objective:
+    """Mean over positions of the dot product with a direction in channel space."""
+    vec = np.asarray(vector, np.float32)
+
+    def fn(be, acts, _):
+        a = acts[layer]
+        dots = be.sum(a * be.asarray(vec), axis=-1)
+        return be.mean(dots, axis=tuple(range(1, len(be.shape(dots))))) if len(be.shape(dots)) > 1 else dots
+
+    return Objective(fn, (layer,), name=f"direction({layer})")
+
+
+def class_logit(classes: int | Sequence[int]) -> Objective:
+    """The logit of a class (per image)."""
+    cs = _per_image(classes)
+
+    def fn(be, _acts, logits):
+        return _select(be, logits, cs)
+
+    return Objective(fn, (), needs_logits=True, name="class_logit")
+
+
+def diversity(layer: str) -> Objective:
+    """Minus the mean cosine similarity of each image's Gram matrix to the others' (Lucid)."""
+
+    def fn(be, acts, _):
+        a = acts[layer]
+        n, h, w, c = be.shape(a)
+        flat = be.reshape(a, (n, h * w, c))
+        grams = be.einsum("npc,npd->ncd", flat, flat) / float(h * w)
+        grams = be.reshape(grams, (n, c * c))
+        grams = grams / (be.sqrt(be.sum(grams * grams, axis=1, keepdims=True)) + 1e-8)
+        sims = be.einsum("nk,mk->nm", grams, grams)
+        off = be.asarray(1.0 - np.eye(n, dtype=np.float32))
+        return -be.sum(sims * off, axis=1) / float(max(n - 1, 1))
+
+    return Objective(fn, (layer,), name=f"diversity({layer})")
+
+
+def negative(objective: Objective) -> Objective:
+    """Minimize instead of maximize."""
+    return -objective
