@@ -1,0 +1,210 @@
+"""Feature visualization: activations rise, regularization smooths, seeds reproduce, errors are clear."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import featgen
+from featgen.errors import FeatgenError
+from featgen.vis import high_frequency_share, objectives, visualize
+from featgen.vis.transforms import PRESETS
+
+LAYER = "blocks.4"  # a middle block of EfficientNet-Lite0: 14x14x112 at 224 px
+
+
+@pytest.fixture(scope="module")
+def regularized(lite0):
+    return visualize(lite0, LAYER, units=range(8), method="regularized", size=96, steps=48, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def naive(lite0):
+    return visualize(lite0, LAYER, units=range(8), method="naive", size=96, steps=30, seed=0, progress=False)
+
+
+def test_regularized_raises_every_channel(regularized):
+    start, final = regularized.start_activation, regularized.final_activation
+    assert regularized.images.shape == (8, 96, 96, 3)
+    assert 0.0 <= regularized.images.min() and regularized.images.max() <= 1.0
+    for s, f in zip(start, final):
+        assert (f >= 5 * s) if s > 0 else (f > 1.0), (s, f)
+    curves = regularized.losses
+    assert curves.shape == (8, 48) and (curves[:, -8:].mean(1) > curves[:, :8].mean(1)).all()
+
+
+def test_naive_raises_every_channel(naive):
+    assert (naive.final_activation > naive.start_activation + 5).all()
+    # deprocess: std 0.15 around 0.5 (before clipping), 25 px cropped from 96
+    assert naive.images.shape == (8, 46, 46, 3)
+    assert abs(float(naive.images.mean()) - 0.5) < 0.05
+
+
+def test_regularized_has_less_high_frequency_energy_than_naive(regularized, naive):
+    hf_reg = high_frequency_share(regularized.images)
+    hf_naive = high_frequency_share(naive.images)
+    assert hf_reg.mean() < 0.5 * hf_naive.mean(), (hf_reg.mean(), hf_naive.mean())
+
+
+def test_high_frequency_share_measures_frequency():
+    y, x = np.mgrid[:64, :64]
+    slow = np.repeat(np.sin(2 * np.pi * x / 32.0)[None, ..., None], 3, -1)
+    fast = np.repeat(np.sin(2 * np.pi * x / 2.5)[None, ..., None], 3, -1)
+    assert high_frequency_share(slow)[0] < 0.01 and high_frequency_share(fast)[0] > 0.99
+
+
+def test_same_seed_same_bytes_and_batch_independence(lite0):
+    kw = dict(units=[3, 7], method="regularized", size=64, steps=6, progress=False)
+    a = visualize(lite0, LAYER, seed=1, **kw)
+    b = visualize(lite0, LAYER, seed=1, **kw)
+    c = visualize(lite0, LAYER, seed=2, **kw)
+    assert a.images.tobytes() == b.images.tobytes()
+    assert a.images.tobytes() != c.images.tobytes()
+    one = visualize(lite0, LAYER, seed=1, batch_size=1, **kw)  # batches of one: the same pictures,
+    diff = np.abs(one.images - a.images)  # up to float reassociation in batched convolutions
+    assert diff.mean() < 2e-3 and diff.max() < 0.05
+
+
+def test_octaves_grow_the_image(lite0):
+    r = visualize(lite0, LAYER, units=[0, 1], method="octaves", size=96, steps=5, octaves=3, progress=False)
+    assert r.losses.shape == (2, 15) and r.settings["octaves"] == 3
+    assert (r.final_activation > r.start_activation).all()
+
+
+def test_maco_returns_transparency(lite0):
+    r = visualize(lite0, LAYER, units=[0, 1], method="maco", size=64, steps=16, progress=False)
+    assert r.alpha.shape == (2, 64, 64) and r.alpha.max() == pytest.approx(1.0) and r.alpha.min() >= 0
+    assert (r.final_activation > r.start_activation).all()
+
+
+def test_thresholds_keep_intermediate_images(lite0):
+    r = visualize(lite0, LAYER, units=[0], size=64, steps=8, thresholds=(4, 8), progress=False)
+    assert sorted(r.intermediate) == [4, 8]
+    np.testing.assert_array_equal(r.intermediate[8], r.images)
+
+
+def test_objectives_compose(lite0):
+    be = lite0.backend
+    acts = {LAYER: be.asarray(np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3))}
+    a = objectives.channel(LAYER, [0, 2])
+    b = objectives.neuron(LAYER, [1, 1], x=0, y=0)
+    combo = 2 * a - b + -a * 0.5
+    got = be.to_numpy(combo(be, acts))
+    raw = np.arange(96, dtype=np.float32).reshape(2, 4, 4, 3)
+    va = np.array([raw[0, ..., 0].mean(), raw[1, ..., 2].mean()])
+    vb = np.array([raw[0, 0, 0, 1], raw[1, 0, 0, 1]])
+    np.testing.assert_allclose(got, 1.5 * va - vb, rtol=1e-6)
+    assert combo.layers == (LAYER,) and not combo.needs_logits
+    assert (objectives.class_logit(3) + a).needs_logits
+
+
+def test_class_and_diversity_objectives_render(lite0):
+    r = visualize(lite0, LAYER, units=[0, 1], size=64, steps=8, progress=False,
+                  objective=objectives.class_logit([285, 967]) + 0.1 * objectives.diversity(LAYER))  # fmt: skip
+    assert (r.final_activation > r.start_activation).all()
+
+
+def test_nan_in_one_unit_spares_the_others(lite0):
+    base = objectives.channel(LAYER, [0, 1])
+
+    def poisoned(be, acts, logits):
+        v = base(be, acts, logits)
+        mask = be.asarray(np.array([np.nan, 0.0], np.float32))
+        return v + mask  # unit 0 gets NaN, unit 1 is untouched
+
+    obj = objectives.Objective(poisoned, (LAYER,), name="poisoned")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = visualize(lite0, LAYER, units=[0, 1], size=64, steps=6, objective=obj, progress=False)
+    assert any("unit 0" in str(w.message) and "step 0" in str(w.message) for w in caught)
+    assert {u for u, _ in r.nan_events} == {0}
+    assert np.isfinite(r.images).all()
+    clean = visualize(lite0, LAYER, units=[0, 1], size=64, steps=6, progress=False)
+    np.testing.assert_allclose(r.images[1], clean.images[1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(units=[500]), "unit 500 is out of range"),
+        (dict(units=[0], steps=0), "steps must be a positive integer"),
+        (dict(units=[0], size=12), "too small"),
+        (dict(units=[0], method="magic"), "unknown method"),
+        (dict(units=[0], transforms="lucidd"), "unknown transforms"),
+    ],
+)
+def test_bad_input(lite0, kwargs, message):
+    with pytest.raises(FeatgenError, match=message):
+        visualize(lite0, LAYER, progress=False, **kwargs)
+
+
+def test_channel_objective_needs_a_spatial_layer(lite0):
+    with pytest.raises(FeatgenError, match="not spatial"):
+        visualize(lite0, "classifier", units=[0], progress=False)
+
+
+def test_fused_transform_matrix_is_identity_without_randomness(lite0):
+    stack = PRESETS["none"]
+    mats = stack.sample([np.random.default_rng(0)], 32)
+    np.testing.assert_allclose(mats[0], [[1, 0, 0], [0, 1, 0]])
+    be = lite0.backend
+    img = np.random.default_rng(0).random((1, 32, 32, 3)).astype(np.float32)
+    out = be.to_numpy(be.warp(be.asarray(img), mats, (32, 32)))
+    np.testing.assert_allclose(out, img, atol=1e-5)
+
+
+def test_final_activation_not_below_lucent(lite0):
+    """Same model, layer, channels, size and steps: featgen reaches at least Lucent's activation."""
+    pytest.importorskip("lucent", reason="torch-lucent is installed by the nox test session")
+    import torch
+
+    from featgen.backends.torchvision_compat import import_torchvision
+
+    import_torchvision()
+    from lucent.optvis import objectives as lobj
+    from lucent.optvis import param, render
+
+    class Normalized(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net((x - 0.5) / 0.5)
+
+    net = Normalized(lite0.module).eval()
+    units, size, steps = [0, 1, 2, 3], 64, 32
+    obj = lobj.channel("net_blocks_4", units[0], batch=0)
+    for i, u in enumerate(units[1:], start=1):
+        obj = obj + lobj.channel("net_blocks_4", u, batch=i)
+    torch.manual_seed(0)
+    theirs = render.render_vis(net, obj, lambda: param.image(size, batch=len(units)), thresholds=(steps,),
+                               show_image=False, progress=False, preprocess=False)[0]  # fmt: skip
+    ours = visualize(lite0, LAYER, units=units, size=size, steps=steps, progress=False)
+    be = lite0.backend
+    with be.no_grad():
+        out = be.forward(lite0, be.asarray(theirs.astype(np.float32)), capture=[LAYER], logits=False)
+        lucent_acts = be.to_numpy(objectives.channel(LAYER, units)(be, out.activations))
+    assert ours.final_activation.mean() >= lucent_acts.mean(), (ours.final_activation, lucent_acts)
+
+
+def test_render_cli_writes_grid_units_and_sidecar(tmp_path, capsys):
+    import json
+
+    from featgen.cli import main
+
+    out = tmp_path / "r"
+    rc = main(["render", "efficientnet_lite0", "--layer", LAYER, "--units", "0:3", "--size", "64",
+               "--steps", "4", "--out", str(out)])  # fmt: skip
+    assert rc == 0
+    data = json.loads((out / "render.json").read_text())
+    assert data["settings"]["steps"] == 4 and len(data["units"]) == 3
+    assert (out / "grid.png").exists() and (out / "unit-0002.png").exists()
+    assert main(["render", "efficientnet_lite0", "--layer", LAYER, "--units", "0:300"]) == 2
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_featgen_exports_visualize():
+    assert featgen.visualize is visualize
