@@ -25,6 +25,7 @@ _EXPORTS = {
     "plot_kernels": "featgen.maps",
     "visualize": "featgen.vis",
     "Render": "featgen.vis",
+    "cam": "featgen.cam",
     "load_image": "featgen.images",
     "sample_image": "featgen.images",
     "grid": "featgen.images",
@@ -39,7 +40,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'featgen' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    mod = importlib.import_module(module)
+    value = mod if module == f"featgen.{name}" else getattr(mod, name)  # featgen.cam is a callable module
     globals()[name] = value
     return value
 

@@ -230,36 +230,80 @@ class TorchBackend:
             for h in handles:
                 h.remove()
 
-    def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True) -> ForwardResult:
+    def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
+                replace: dict | None = None) -> ForwardResult:  # fmt: skip
+        """See the protocol. ``normalized``: ``x`` is already the model's normalized input (NHWC).
+        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own."""
         store: dict[str, torch.Tensor] = {}
         stop = bool(capture) and not logits
-        inp = self._normalize(model, x).permute(0, 3, 1, 2)
+        inp = (x if normalized else self._normalize(model, x)).permute(0, 3, 1, 2)
+        swap = {k: (v.permute(0, 3, 1, 2) if v.dim() == 4 else v) for k, v in (replace or {}).items()}
+        names = list(dict.fromkeys(list(capture) + list(swap)))
         out = None
-        with self._capture(model, list(capture), stop, store):
+        with self._capture(model, names, stop, store, replace=swap):
             try:
                 out = model.module(inp)
             except _Stop:
                 pass
-        acts = {name: _to_nhwc(t) for name, t in store.items()}
+        acts = {name: _to_nhwc(store[name]) for name in capture if name in store}
         return ForwardResult(acts, out if logits else None)
 
-    def forward_from(self, model, layer: str, activation):
-        """Logits of the model when ``layer``'s output is replaced by NHWC ``activation``.
+    def tail(self, model, layer: str) -> Callable | None:
+        """A function from ``layer``'s NHWC output to the logits that runs only what follows the layer.
 
-        Generic fallback: runs the model on a dummy input of matching batch and swaps the output.
+        Works when the modules after ``layer`` form a chain of ``nn.Sequential`` children, as in
+        timm's EfficientNets and VGG stacks; checked once against the full model, else ``None``.
         """
-        n = activation.shape[0]
-        size = model.input_size
-        dummy = torch.zeros(n, 3, size, size, device=activation.device, dtype=activation.dtype)
-        act = activation.permute(0, 3, 1, 2) if activation.dim() == 4 else activation
-        store: dict = {}
-        with self._capture(model, [layer], False, store, replace={layer: act}):
-            return model.module(dummy)
+        key = (id(model.module), layer)
+        cache = self.__dict__.setdefault("_tails", {})
+        if key not in cache:
+            cache[key] = self._build_tail(model, layer)
+        return cache[key]
+
+    def _build_tail(self, model, layer: str):
+        parts = layer.split(".")
+        chain: list[nn.Module] = []
+        node = model.module
+        parents = []
+        for part in parts:
+            parents.append(node)
+            node = getattr(node, part) if not part.isdigit() else node[int(part)]
+        for depth in range(len(parts) - 1, -1, -1):
+            parent = parents[depth]
+            if depth > 0 and not isinstance(parent, nn.Sequential):
+                return None  # inside a block whose forward is not a plain chain (e.g. residuals)
+            names = [n for n, _ in parent.named_children()]
+            idx = names.index(parts[depth])
+            chain.extend(m for _, m in list(parent.named_children())[idx + 1 :])
+        if hasattr(model.module, "forward_head"):  # timm: pooling, flatten, (dropout), classifier
+            chain = [m for m in chain if m is not getattr(model.module, "global_pool", None)
+                     and m is not getattr(model.module, "classifier", None)]  # fmt: skip
+
+        def run(acts):
+            y = acts.permute(0, 3, 1, 2) if acts.dim() == 4 else acts
+            for m in chain:
+                y = m(y)
+            if hasattr(model.module, "forward_head"):
+                y = model.module.forward_head(y)
+            return y
+
+        # verify on a real forward pass: the chain must reproduce the model's logits
+        x = torch.rand(1, model.input_size, model.input_size, 3, device=self.device, generator=torch.Generator().manual_seed(0)) \
+            if self.device == "cpu" else torch.rand(1, model.input_size, model.input_size, 3, device=self.device)
+        with torch.no_grad():
+            out = self.forward(model, x, capture=[layer], logits=True)
+            try:
+                got = run(out.activations[layer])
+            except Exception:  # a module that needs more than the previous output: not a chain
+                return None
+        if got.shape != out.logits.shape or not torch.allclose(got, out.logits, atol=1e-4, rtol=1e-4):
+            return None
+        return run
 
     def activations_and_gradients(self, model, x, layers, score_fn):
         store: dict[str, torch.Tensor] = {}
         with torch.enable_grad():
-            x = x.detach()
+            x = x.detach().requires_grad_(True)  # the weights are frozen: the graph starts here
             inp = self._normalize(model, x).permute(0, 3, 1, 2)
             with self._capture(model, list(layers), False, store):
                 logits = model.module(inp)

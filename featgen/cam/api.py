@@ -1,0 +1,178 @@
+"""``featgen.cam``: class activation maps for one image or a batch, in either backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import FeatgenError, suggest
+from ..images import ImageLike, load_batch
+from ..models import LoadedModel
+from . import methods as M
+
+METHODS = tuple(M.GRADIENT_METHODS) + ("scorecam", "ablationcam")
+SCORE_BATCH = 64  # masked or ablated copies per forward pass
+
+
+def default_layer(model: LoadedModel) -> str:
+    """The last layer with a spatial output larger than 1×1 (its enclosing module if same shape)."""
+    rows = [r for r in model.layer_table if r.spatial and r.shape[0] > 1 and r.shape[1] > 1]
+    if not rows:
+        raise FeatgenError(f"{model.name} has no spatial layer to compute a CAM on.")
+    name = rows[-1].name
+    shapes = {r.name: r.shape for r in model.layer_table}
+    while "." in name and shapes.get(name.rsplit(".", 1)[0]) == shapes[name]:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _targets(model: LoadedModel, target: Any, n: int, logits: np.ndarray) -> list[int]:
+    if target is None:
+        return [int(i) for i in logits.argmax(axis=1)]
+    items = list(target) if isinstance(target, (list, tuple)) else [target] * n
+    if len(items) != n:
+        raise FeatgenError(f"got {len(items)} targets for {n} images.")
+    return [model.class_index(t) for t in items]
+
+
+def _one_hot(n: int, classes: Sequence[int], width: int) -> np.ndarray:
+    m = np.zeros((n, width), np.float32)
+    m[np.arange(n), list(classes)] = 1.0
+    return m
+
+
+def _upsample_align_corners(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling with align_corners=True (as torch's UpsamplingBilinear2d), channels-last."""
+
+    def matrix(n_out: int, n_in: int) -> np.ndarray:
+        pos = np.linspace(0, n_in - 1, n_out) if n_in > 1 else np.zeros(n_out)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = pos - lo
+        w = np.zeros((n_out, n_in), np.float32)
+        w[np.arange(n_out), lo] += 1 - frac
+        w[np.arange(n_out), hi] += frac
+        return w
+
+    wy, wx = matrix(size[0], maps.shape[1]), matrix(size[1], maps.shape[2])
+    return np.einsum("yh,nhwc,xw->nyxc", wy, maps, wx, optimize=True)
+
+
+def _scorecam_weights(model, x_norm, acts, classes) -> np.ndarray:
+    """Softmax over channels of the target logit for input × normalized, upsampled channel."""
+    be = model.backend
+    n, h, w, _ = x_norm.shape
+    weights = []
+    for i in range(n):
+        up = _upsample_align_corners(acts[i : i + 1], (h, w))[0]  # (H, W, C)
+        lo = up.min(axis=(0, 1))
+        hi = up.max(axis=(0, 1))
+        masks = np.moveaxis((up - lo) / (hi - lo + 1e-8), -1, 0)[..., None]  # (C, H, W, 1)
+        scores = []
+        for s in range(0, len(masks), SCORE_BATCH):
+            batch = be.asarray((x_norm[i][None] * masks[s : s + SCORE_BATCH]).astype(np.float32))
+            with be.no_grad():
+                z = be.to_numpy(be.forward(model, batch, normalized=True).logits)
+            scores.append(z[:, classes[i]])
+        sc = np.concatenate(scores).astype(np.float64)
+        e = np.exp(sc - sc.max())
+        weights.append(e / e.sum())
+    return np.stack(weights).astype(np.float32)
+
+
+def _ablation_weights(model, x, layer, acts, classes, base_scores) -> np.ndarray:
+    """(y − y_k) / y with channel k set to zero, batched; only the model's tail when possible."""
+    be = model.backend
+    tail = getattr(be, "tail", lambda *_: None)(model, layer)
+    n, _, _, c = acts.shape
+    weights = np.empty((n, c), np.float32)
+    for i in range(n):
+        scores = []
+        for s in range(0, c, SCORE_BATCH):
+            idx = np.arange(s, min(s + SCORE_BATCH, c))
+            ablated = np.repeat(acts[i : i + 1], len(idx), axis=0)
+            ablated[np.arange(len(idx)), :, :, idx] = 0.0
+            with be.no_grad():
+                if tail is not None:
+                    z = tail(be.asarray(ablated))
+                else:
+                    xi = be.asarray(np.repeat(x[i : i + 1], len(idx), axis=0))
+                    z = be.forward(model, xi, replace={layer: be.asarray(ablated)}).logits
+            scores.append(be.to_numpy(z)[:, classes[i]])
+        y_k = np.concatenate(scores)
+        weights[i] = (base_scores[i] - y_k) / base_scores[i]
+    return weights
+
+
+def cam(
+    model: LoadedModel | str,
+    image: ImageLike | Sequence[ImageLike],
+    method: str = "gradcam",
+    layer: str | Sequence[str] | None = None,
+    target: int | str | Sequence[int | str] | None = None,
+    size: int | None = None,
+    *,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    backend: str = "torch",
+) -> np.ndarray:
+    """Class activation maps ``(N, H, W)`` in [0, 1] at the input size.
+
+    Args:
+        model: a LoadedModel or spec.
+        image: one image (path, PIL, array) or a list/batch; resized to ``size`` (default: the
+            model's input size).
+        method: one of ``featgen.cam.METHODS``.
+        layer: a spatial layer, or several (their maps are averaged); default: the last spatial one.
+        target: a class index, an ImageNet label such as ``"espresso"``, one per image, or ``None``
+            for each image's top class.
+        eigen_smooth: replace each map by the first principal component of its weighted activations.
+        aug_smooth: average over horizontal flips and two brightness changes (test-time augmentation).
+    """
+    from ..maps import as_model
+
+    model = as_model(model, backend=backend)
+    key = method.lower()
+    if key not in METHODS:
+        raise FeatgenError(f"unknown CAM method {method!r}: choose {', '.join(METHODS)}.{suggest(key, METHODS)}")
+    x = load_batch(image, size=size or model.input_size)
+    if aug_smooth:
+        flips = cam(model, x[:, :, ::-1].copy(), key, layer, target, eigen_smooth=eigen_smooth)[:, :, ::-1]
+        bright = [cam(model, np.clip(x * f, 0, 1), key, layer, target, eigen_smooth=eigen_smooth) for f in (0.9, 1.1)]
+        base = cam(model, x, key, layer, target, eigen_smooth=eigen_smooth)
+        return np.clip(np.mean([base, flips, *bright], axis=0), 0, 1).astype(np.float32)
+    layers = [default_layer(model)] if layer is None else ([layer] if isinstance(layer, str) else list(layer))
+    layers = [model.resolve_layer(name) for name in layers]
+    for name in layers:
+        info = model.layer_info(name)
+        if not info.spatial:
+            raise FeatgenError(f"layer {name!r} has no spatial dimensions (output {info.shape}); pick a conv layer.")
+    be = model.backend
+    xt = be.asarray(x)
+    with be.no_grad():
+        logits = be.to_numpy(be.forward(model, xt).logits)
+    classes = _targets(model, target, len(x), logits)
+    onehot = be.asarray(_one_hot(len(x), classes, logits.shape[1]))
+    acts_t, grads_t, _ = be.activations_and_gradients(model, xt, layers, lambda z: be.sum(z * onehot, axis=1))
+    maps = []
+    for name in layers:
+        A = be.to_numpy(acts_t[name]).astype(np.float32)
+        G = be.to_numpy(grads_t[name]).astype(np.float32)
+        if key in M.GRADIENT_METHODS:
+            raw = M.GRADIENT_METHODS[key](A, G)
+            weighted_acts = A * G.mean(axis=(1, 2), keepdims=True) if key == "gradcam" else A * G
+        else:
+            if key == "scorecam":
+                w = _scorecam_weights(model, model.norm.apply(x), A, classes)
+            else:
+                base = logits[np.arange(len(x)), classes]
+                w = _ablation_weights(model, x, name, A, classes, base)
+            raw = M.scores_to_map(A, w)
+            weighted_acts = A * w[:, None, None, :]
+        if eigen_smooth:
+            raw = M.projection(weighted_acts, reference=raw)
+        maps.append(M.finalize(raw, x.shape[1:3]))
+    out = np.mean(maps, axis=0) if len(maps) > 1 else maps[0]
+    return out.astype(np.float32)
