@@ -131,11 +131,24 @@ def _render(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cam_args(p: argparse.ArgumentParser) -> None:
+    from .cam.cli import add_arguments
+
+    add_arguments(p)
+
+
+def _cam(args: argparse.Namespace) -> int:
+    from .cam.cli import run
+
+    return run(args)
+
+
 COMMANDS: list[Command] = [
     ("models", "list the built-in models and other model sources", _models_args, _models),
     ("layers", "list a model's hookable layers with output shapes and channels", _layers_args, _layers),
     ("maps", "write a grid of a layer's feature maps for an image", _maps_args, _maps),
     ("render", "render feature visualizations of a layer's units (grid, PNGs, JSON)", _render_args, _render),
+    ("cam", "class activation maps of every method for an image, with faithfulness metrics", _cam_args, _cam),
 ]
 
 

@@ -75,8 +75,9 @@ def eigencam(A: np.ndarray, G: np.ndarray | None = None) -> np.ndarray:
 
 
 def eigengradcam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """EigenGradCAM: the first principal component of gradient × activation."""
-    return projection(A * G, reference=A.mean(axis=-1))
+    """EigenGradCAM: the first principal component of gradient × activation, signed to agree with
+    the class evidence Σ g·A (the activation mean would follow the most active object instead)."""
+    return projection(A * G, reference=(A * G).sum(axis=-1))
 
 
 def scores_to_map(A: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -161,7 +161,10 @@ class LoadedModel:
         key = str(target).strip().lower()
         if key in lowered:
             return lowered[key]
-        raise FeatgenError(f"unknown class label {target!r} for {self.name}.{suggest(key, lowered)}")
+        close = suggest(key, lowered)
+        for low, i in lowered.items():  # show the labels as spelled, not lowercased
+            close = close.replace(low, self.labels[i]) if low in close else close
+        raise FeatgenError(f"unknown class label {target!r} for {self.name}.{close}")
 
     @cached_property
     def weights_digest(self) -> str:
