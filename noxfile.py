@@ -41,3 +41,27 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     paths = [p for p in ("featgen", "tests", "benchmarks", "gallery_src", "noxfile.py") if Path(p).exists()]
     session.run("ruff", "check", *paths)
+
+
+@nox.session(python=PYTHON)
+def site(session: nox.Session) -> None:
+    """Build everything into site/: gallery renders (cached), tutorials, pages. The README's main command."""
+    install_engine(session, "docs")
+    profile = session.posargs[0] if session.posargs else "quick"
+    session.run("python", "-m", "featgen.site", "build", "--profile", profile, env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
+    session.run("mkdocs", "build", "--strict", env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON)
+def serve(session: nox.Session) -> None:
+    """Live preview at http://127.0.0.1:8000 (run `nox -s site` once first)."""
+    install_engine(session, "docs")
+    session.run("mkdocs", "serve", env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session(python=PYTHON, venv_backend="none")
+def gallery(session: nox.Session) -> None:
+    """Renders only, into .featgen-cache/ (e.g. `-- --profile full --device cuda` on a GPU machine whose
+    python already has torch). Copy .featgen-cache/ back and run `nox -s site`: nothing re-renders."""
+    args = session.posargs or ["--profile", "quick"]
+    session.run("python", "-m", "featgen.site", "build", "--renders-only", *args)

@@ -31,6 +31,7 @@ _EXPORTS = {
     "grid": "featgen.images",
     "overlay": "featgen.images",
     "save_image": "featgen.images",
+    "show": "featgen.images",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

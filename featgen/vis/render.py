@@ -150,14 +150,23 @@ def _ascend(be, model, objective, x, steps: int, lr: float, history: list, nans:
     return x
 
 
-def _naive(be, model, objective, units, size, steps, seed, lr, octaves, octave_scale, bar_):
-    rngs = _rngs(seed, units)
+def _start_images(start, units, seed: int, side: int) -> np.ndarray:
+    """The naive start: ``"noise"`` (grey ± 0.125, the tutorial), ``"grey"``, or an image for all units."""
+    if isinstance(start, str) and start == "noise":
+        return np.stack([0.5 + r.uniform(-0.125, 0.125, size=(side, side, 3)) for r in _rngs(seed, units)]).astype(np.float32)
+    if isinstance(start, str) and start == "grey":
+        return np.full((len(units), side, side, 3), 0.5, np.float32)
+    from ..images import load_image, resize
+
+    img = resize(load_image(start), side, crop=True)
+    return np.repeat(img[None], len(units), axis=0).astype(np.float32)
+
+
+def _naive(be, model, objective, units, size, steps, seed, lr, octaves, octave_scale, bar_, start="noise"):
     n_oct = max(1, octaves)
     first = max(16, int(round(size / octave_scale ** (n_oct - 1))))
-    start = np.stack([0.5 + r.uniform(-0.125, 0.125, size=(first, first, 3)) for r in rngs]).astype(np.float32)
-    x = be.asarray(start)
-    start_act = _evaluate(be, model, objective, be.asarray(np.stack([
-        0.5 + r.uniform(-0.125, 0.125, size=(size, size, 3)) for r in _rngs(seed, units)]).astype(np.float32)))  # fmt: skip
+    x = be.asarray(_start_images(start, units, seed, first))
+    start_act = _evaluate(be, model, objective, be.asarray(_start_images(start, units, seed, size)))
     history: list = []
     nans: list = []
     for o in range(n_oct):
@@ -265,6 +274,7 @@ def visualize(
     thresholds: Sequence[int] = (),
     octaves: int = 4,
     octave_scale: float = 1.2,
+    start: Any = "noise",
     backend: str = "torch",
     progress: bool = True,
 ) -> Render:
@@ -286,6 +296,7 @@ def visualize(
         transforms: ``"lucid"``, ``"distill2017"``, ``"none"`` or a TransformStack (regularized, MACO).
         thresholds: steps at which to keep intermediate images (``Render.intermediate``).
         batch_size: images per optimization; default from a memory estimate.
+        start: naive methods' start image: ``"noise"`` (grey ± 0.125), ``"grey"`` or an image.
     """
     from ..maps import as_model
 
@@ -306,7 +317,7 @@ def visualize(
             chunk = units[b0 : b0 + batch]
             o = objective or obj.channel(name, chunk, border=2 if naive else 0)
             if naive:
-                parts.append(_naive(be, model, o, chunk, size, steps, seed, lr, n_oct, octave_scale, bar_))
+                parts.append(_naive(be, model, o, chunk, size, steps, seed, lr, n_oct, octave_scale, bar_, start))
             else:
                 parts.append(_regularized(be, model, o, chunk, size, steps, seed, lr, param, decorrelate,
                                           stack, thresholds, bar_, method))  # fmt: skip
@@ -323,6 +334,7 @@ def visualize(
         "decorrelate": None if naive else decorrelate, "transforms": None if naive else stack.name,
         "octaves": n_oct if method == "octaves" else None, "octave_scale": octave_scale if method == "octaves" else None,
         "objective": "custom" if objective is not None else "channel", "batch_size": batch,
+        "start": start if isinstance(start, str) else "image",
         "weights_digest": model.weights_digest, "algorithm": ALGORITHM_VERSION,
     }  # fmt: skip
     alpha = np.concatenate([p[6] for p in parts]) if method == "maco" else None

@@ -1,0 +1,49 @@
+"""
+# Where does the network look?
+
+Class activation maps weigh a layer's activation maps by how much they matter for one class.
+Every method in featgen, on the same photo, the same layer and the same class.
+"""
+
+# %%
+import matplotlib.pyplot as plt
+
+import featgen
+from featgen.cam import METHODS
+from featgen.cam.metrics import faithfulness
+
+model = featgen.load_model("efficientnet_lite0")
+photo = model.prepare(featgen.sample_image("chelsea"))[0]
+target = "Egyptian cat"
+print(model.classify(photo, top=3))
+
+# %%
+# ## Every method, one grid
+fast = [m for m in METHODS if m != "scorecam"]  # ScoreCAM runs the network once per channel
+maps = {m: featgen.cam(model, photo, m, target=target)[0] for m in fast}
+maps["scorecam"] = featgen.cam(model, photo, "scorecam", layer="blocks.5", target=target)[0]
+fig = featgen.show([photo] + [featgen.overlay(photo, c) for c in maps.values()], titles=["photo"] + list(maps), cols=5)
+
+# %%
+# ## LayerCAM early and late
+#
+# Early layers keep spatial detail, late layers know what the object is.
+early = featgen.cam(model, photo, "layercam", layer="blocks.2", target=target)[0]
+late = featgen.cam(model, photo, "layercam", layer="bn2", target=target)[0]
+fig = featgen.show([featgen.overlay(photo, early), featgen.overlay(photo, late)], titles=["LayerCAM, blocks.2", "LayerCAM, bn2"], size=3)
+
+# %%
+# ## Faithfulness
+#
+# Lower deletion AUC, average drop and ROAD most-relevant-first are better; higher insertion AUC
+# and ROAD least-relevant-first are better.
+scores = {m: faithfulness(model, photo, c, target, steps=8) for m, c in maps.items()}
+print(f"{'method':<14}{'deletion':>10}{'insertion':>11}{'avg drop %':>12}{'ROAD MoRF':>11}{'ROAD LeRF':>11}")
+for m, f in scores.items():
+    print(f"{m:<14}{f.deletion_auc:>10.3f}{f.insertion_auc:>11.3f}{f.average_drop:>12.1f}{f.road_morf:>11.3f}{f.road_lerf:>11.3f}")
+
+fig, ax = plt.subplots(figsize=(8, 3))
+ax.bar(list(scores), [f.insertion_auc - f.deletion_auc for f in scores.values()], color="#009688")
+ax.set_title("insertion AUC − deletion AUC (higher is better)")
+ax.tick_params(axis="x", rotation=30)
+fig.tight_layout()
