@@ -65,3 +65,10 @@ def gallery(session: nox.Session) -> None:
     python already has torch). Copy .featgen-cache/ back and run `nox -s site`: nothing re-renders."""
     args = session.posargs or ["--profile", "quick"]
     session.run("python", "-m", "featgen.site", "build", "--renders-only", *args)
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """Open the built site in headless Chromium (Debian's `chromium`): images, links, search, screenshots."""
+    session.install("playwright>=1.40")
+    session.run("python", "tests/browser/check_site.py", "--site", "site", "--out", "site-screenshots", *session.posargs)

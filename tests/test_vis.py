@@ -17,28 +17,28 @@ LAYER = "blocks.4"  # a middle block of EfficientNet-Lite0: 14x14x112 at 224 px
 
 @pytest.fixture(scope="module")
 def regularized(lite0):
-    return visualize(lite0, LAYER, units=range(8), method="regularized", size=96, steps=48, seed=0, progress=False)
+    return visualize(lite0, LAYER, units=range(6), method="regularized", size=80, steps=40, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
 def naive(lite0):
-    return visualize(lite0, LAYER, units=range(8), method="naive", size=96, steps=30, seed=0, progress=False)
+    return visualize(lite0, LAYER, units=range(6), method="naive", size=80, steps=30, seed=0, progress=False)
 
 
 def test_regularized_raises_every_channel(regularized):
     start, final = regularized.start_activation, regularized.final_activation
-    assert regularized.images.shape == (8, 96, 96, 3)
+    assert regularized.images.shape == (6, 80, 80, 3)
     assert 0.0 <= regularized.images.min() and regularized.images.max() <= 1.0
     for s, f in zip(start, final):
         assert (f >= 5 * s) if s > 0 else (f > 1.0), (s, f)
     curves = regularized.losses
-    assert curves.shape == (8, 48) and (curves[:, -8:].mean(1) > curves[:, :8].mean(1)).all()
+    assert curves.shape == (6, 40) and (curves[:, -8:].mean(1) > curves[:, :8].mean(1)).all()
 
 
 def test_naive_raises_every_channel(naive):
     assert (naive.final_activation > naive.start_activation + 5).all()
-    # deprocess: std 0.15 around 0.5 (before clipping), 25 px cropped from 96
-    assert naive.images.shape == (8, 46, 46, 3)
+    # deprocess: std 0.15 around 0.5 (before clipping), 25 px cropped from 80
+    assert naive.images.shape == (6, 30, 30, 3)
     assert abs(float(naive.images.mean()) - 0.5) < 0.05
 
 
@@ -175,7 +175,7 @@ def test_final_activation_not_below_lucent(lite0):
             return self.net((x - 0.5) / 0.5)
 
     net = Normalized(lite0.module).eval()
-    units, size, steps = [0, 1, 2, 3], 64, 32
+    units, size, steps = [0, 1, 2, 3], 64, 16
     obj = lobj.channel("net_blocks_4", units[0], batch=0)
     for i, u in enumerate(units[1:], start=1):
         obj = obj + lobj.channel("net_blocks_4", u, batch=i)
