@@ -29,6 +29,8 @@ def get_backend(name: str = "torch", device: str | None = None) -> Backend:
     try:
         module = importlib.import_module(BACKENDS[key])
     except ImportError as exc:
+        if exc.name == BACKENDS[key]:
+            raise FeatgenError(f"the {key} backend is not part of this featgen version yet; use backend='torch'.") from None
         extra = "torch" if key == "torch" else "tensorflow"
         raise FeatgenError(
             f"the {key} backend needs {exc.name or key}, which is not installed: pip install 'featgen[{extra}]'"

@@ -1,0 +1,252 @@
+"""Generate the per-model, per-layer and per-unit gallery pages (Microscope-style) for mkdocs.
+
+Pages go to ``docs/galleries/`` (git-ignored) with stable URLs
+``galleries/<model>/<backend>/<layer>/unit-<n>/``. Renders come from the content-addressed cache,
+so a rebuild renders only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from ..errors import FeatgenError, suggest
+from ..images import grid, resize, sample_image, save_image
+from ..progress import bar
+from .cache import RenderCache, key_of
+from .config import ModelGallery, Profile, get_profile
+
+TEMPLATES = Path(__file__).with_name("templates")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a layer or model name: no separators, no '..', no markup."""
+    s = _SAFE.sub("_", str(name)).strip("._") or "_"
+    return s.replace("..", "_")
+
+
+def env() -> Environment:
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def engine_hash() -> str:
+    """Digest of featgen's own source: tutorials re-run when the engine changes."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def invalidate_stale_tutorials(gallery_dir: Path) -> bool:
+    """mkdocs-gallery re-runs a script only when its text changes; fold the engine hash in by
+    deleting its stored checksums when featgen's source changed. Returns True if it did."""
+    stamp = gallery_dir / ".featgen-engine-hash"
+    current = engine_hash()
+    if stamp.exists() and stamp.read_text() == current:
+        return False
+    for md5 in gallery_dir.rglob("*.md5"):
+        md5.unlink()
+    gallery_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(current)
+    return True
+
+
+# --- planning --------------------------------------------------------------------------------------
+def _layers(model, mg: ModelGallery) -> list[str]:
+    if mg.layers is not None:
+        for name in mg.layers:
+            try:
+                model.resolve_layer(name)
+            except FeatgenError:
+                raise FeatgenError(
+                    f"gallery config: model {mg.model} has no layer {name!r}.{suggest(name, list(model.layer_aliases) + model.layer_names)}"
+                ) from None
+        return list(mg.layers)
+    return [n for n in model.layer_names if model.backend.layer_kernels(model, n) is not None]
+
+
+def plan(profile: Profile | str) -> list[dict[str, Any]]:
+    """Rows of (model, backend, layer, units): what a profile renders, with counts."""
+    from ..models import BUILTIN_MODELS, load_model
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    rows = []
+    for mg in profile.galleries:
+        if mg.model not in BUILTIN_MODELS:
+            raise FeatgenError(f"gallery config: unknown model {mg.model!r}.{suggest(mg.model, BUILTIN_MODELS)}")
+        model = load_model(mg.model, backend=mg.backend)
+        for layer in _layers(model, mg):
+            info = model.layer_info(layer)
+            n = info.channels if mg.units is None else min(mg.units, info.channels or 0)
+            rows.append({"model": mg.model, "backend": mg.backend, "layer": layer, "units": n, "channels": info.channels})
+    return rows
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+def _visualize_cached(cache: RenderCache, model, layer: str, units: list[int], stats: dict, **kw) -> dict[str, np.ndarray]:
+    from ..vis import ALGORITHM_VERSION, objectives, visualize
+
+    objective = kw.pop("objective", None)
+    settings = {"model": model.name, "backend": model.backend.name, "weights": model.weights_digest,
+                "algorithm": ALGORITHM_VERSION, "layer": layer, "units": units, "objective": objective, **kw}  # fmt: skip
+    key = key_of(settings)
+    hit = cache.get(key)
+    if hit is not None:
+        stats["cached"] += 1
+        return hit
+    name = model.resolve_layer(layer)
+    obj = None
+    if objective == "negative":
+        obj = -objectives.channel(name, units)
+    elif objective == "diversity":
+        obj = objectives.channel(name, units) + 0.5 * objectives.diversity(name)
+    r = visualize(model, name, units=units, objective=obj, progress=False, **kw)
+    arrays = {"images": r.images, "start": r.start_activation, "final": r.final_activation, "losses": r.losses}
+    cache.put(key, arrays, settings)
+    stats["rendered"] += 1
+    return arrays
+
+
+def _top_crops(model, layer: str, units: list[int], photos: list[np.ndarray], crop: int = 72) -> list[list[np.ndarray]]:
+    from ..maps import batch_activations
+
+    acts = batch_activations(model, photos, layer, size=model.input_size)  # (P, h, w, C)
+    scale = model.input_size / acts.shape[1]
+    out = []
+    for u in units:
+        peaks = acts[..., u].reshape(len(photos), -1)
+        best = np.argsort(-peaks.max(axis=1))[:3]
+        crops = []
+        for p in best:
+            y, x = divmod(int(peaks[p].argmax()), acts.shape[2])
+            cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
+            img = resize(photos[p], model.input_size)
+            y0 = int(np.clip(cy - crop // 2, 0, model.input_size - crop))
+            x0 = int(np.clip(cx - crop // 2, 0, model.input_size - crop))
+            crops.append(img[y0 : y0 + crop, x0 : x0 + crop])
+        out.append(crops)
+    return out
+
+
+def _loss_plot(curves: np.ndarray, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 2.4))
+    ax.plot(np.nan_to_num(curves), color="#3f51b5")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean activation")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: str | os.PathLike = ".featgen-cache",
+          device: str | None = None, pages: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Render (or fetch from cache) every gallery of ``profile`` and write its pages under ``docs/galleries``.
+
+    Returns counts: ``rendered``, ``cached``, ``corrupt`` entries and seconds taken.
+    """
+    from ..maps import kernel_tiles
+    from ..models import load_model
+
+    t0 = time.perf_counter()
+    prof = get_profile(profile)
+    cache = RenderCache(Path(cache_dir) / "renders")
+    stats = {"rendered": 0, "cached": 0}
+    photos = [sample_image(p) for p in prof.photos]
+    out_root = Path(docs) / "galleries"
+    staging = Path(docs) / f".galleries.tmp{os.getpid()}"
+    if pages:
+        shutil.rmtree(staging, ignore_errors=True)
+    jinja = env()
+    models_ctx = []
+    rows = plan(prof)
+    with bar(total=sum(r["units"] for r in rows), desc=f"galleries ({profile})", unit="unit") as pb:
+        for mg in prof.galleries:
+            model = load_model(mg.model, backend=mg.backend, device=device)
+            layer_rows = [r for r in rows if r["model"] == mg.model and r["backend"] == mg.backend]
+            layers_ctx = []
+            for row in layer_rows:
+                layer, units = row["layer"], list(range(row["units"]))
+                kw = dict(size=mg.size, seed=0)
+                reg = _visualize_cached(cache, model, layer, units, stats, method="regularized", steps=mg.steps, **kw)
+                naive = _visualize_cached(cache, model, layer, units, stats, method="naive", steps=mg.naive_steps, **kw)
+                neg = _visualize_cached(cache, model, layer, units, stats, method="regularized", steps=mg.steps,
+                                        objective="negative", **kw) if mg.negative else None  # fmt: skip
+                div = [
+                    _visualize_cached(cache, model, layer, [u] * mg.diversity, stats, method="regularized",
+                                      steps=mg.steps, objective="diversity", **kw)  # fmt: skip
+                    for u in units
+                ] if mg.diversity else []  # fmt: skip
+                crops = _top_crops(model, layer, units, photos)
+                kernels = model.backend.layer_kernels(model, model.resolve_layer(layer))
+                info = model.layer_info(layer)
+                layer_dir = staging / slug(mg.model) / slug(mg.backend) / slug(layer)
+                units_ctx = []
+                for i, u in enumerate(units):
+                    udir = layer_dir / f"unit-{u}"
+                    save_image(reg["images"][i], udir / "regularized.png")
+                    save_image(naive["images"][i], udir / "naive.png")
+                    if neg is not None:
+                        save_image(neg["images"][i], udir / "negative.png")
+                    for j, im in enumerate(div[i]["images"] if div else []):
+                        save_image(im, udir / f"diversity-{j}.png")
+                    for j, im in enumerate(crops[i]):
+                        save_image(im, udir / f"crop-{j}.png")
+                    if kernels is not None and kernels.shape[2] == 3:
+                        save_image(kernel_tiles(kernels[..., u : u + 1], scale=16), udir / "kernel.png")
+                    _loss_plot(reg["losses"][i], udir / "curve.png")
+                    ctx = {
+                        "model": mg.model, "backend": mg.backend, "layer": layer, "unit": u, "shape": info.shape,
+                        "start": float(reg["start"][i]), "final": float(reg["final"][i]),
+                        "naive_final": float(naive["final"][i]),
+                        "negative": neg is not None, "diversity": len(div[i]["images"]) if div else 0,
+                        "crops": len(crops[i]), "kernel": kernels is not None and kernels.shape[2] == 3,
+                        "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
+                        "steps": mg.steps, "size": mg.size, "naive_steps": mg.naive_steps,
+                    }  # fmt: skip
+                    (udir / "index.md").write_text(jinja.get_template("unit.md.j2").render(**ctx))
+                    units_ctx.append(ctx)
+                    pb.update()
+                save_image(grid(reg["images"], margin=4), layer_dir / "grid.png")
+                lctx = {"model": mg.model, "backend": mg.backend, "layer": layer, "slug": slug(layer),
+                        "type": info.type, "shape": info.shape, "channels": info.channels, "units": units_ctx,
+                        "native": model.resolve_layer(layer)}  # fmt: skip
+                (layer_dir / "index.md").write_text(jinja.get_template("layer.md.j2").render(**lctx))
+                layers_ctx.append(lctx)
+            mctx = {"model": mg.model, "backend": mg.backend, "source": model.source, "input_size": model.input_size,
+                    "rendered": {l["layer"]: l for l in layers_ctx}, "table": model.layer_table,
+                    "aliases": {v: k for k, v in model.layer_aliases.items()}, "slug": slug}  # fmt: skip
+            mdir = staging / slug(mg.model) / slug(mg.backend)
+            mdir.mkdir(parents=True, exist_ok=True)
+            (mdir / "index.md").write_text(jinja.get_template("model.md.j2").render(**mctx))
+            models_ctx.append({"model": mg.model, "backend": mg.backend, "layers": layers_ctx, "source": model.source})
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "index.md").write_text(jinja.get_template("index.md.j2").render(models=models_ctx, profile=prof, slug=slug))
+    if pages:  # swap in the new tree at once: no half-written gallery is ever served
+        shutil.rmtree(out_root, ignore_errors=True)
+        os.replace(staging, out_root)
+    stats["corrupt"] = list(cache.corrupt)
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    (Path(cache_dir)).mkdir(parents=True, exist_ok=True)
+    (Path(cache_dir) / "last-build.json").write_text(json.dumps({"profile": profile, **stats,
+                                                                  "plan": rows, "config": asdict(prof)}, indent=1, default=str))  # fmt: skip
+    return stats
