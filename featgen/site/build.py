@@ -233,7 +233,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 (layer_dir / "index.md").write_text(jinja.get_template("layer.md.j2").render(**lctx))
                 layers_ctx.append(lctx)
             mctx = {"model": mg.model, "backend": mg.backend, "source": model.source, "input_size": model.input_size,
-                    "rendered": {l["layer"]: l for l in layers_ctx}, "table": model.layer_table,
+                    "rendered": {lay["layer"]: lay for lay in layers_ctx}, "table": model.layer_table,
                     "aliases": {v: k for k, v in model.layer_aliases.items()}, "slug": slug}  # fmt: skip
             mdir = staging / slug(mg.model) / slug(mg.backend)
             mdir.mkdir(parents=True, exist_ok=True)
