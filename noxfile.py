@@ -25,7 +25,7 @@ def install_engine(session: nox.Session, *extras: str) -> None:
     session.install(*TORCH)
     session.install("-e", f".[{','.join(('torch', 'tensorflow') + extras)}]")
     session.install("--no-deps", *NO_DEPS)
-    session.install("kornia==0.4.1", "decorator")  # what torch-lucent needs at import, without its old pins
+    session.install("kornia==0.4.1", "decorator", "ipython")  # what torch-lucent imports, without its old pins
 
 
 @nox.session(python=PYTHON)
