@@ -35,12 +35,15 @@ def test_lite0_logits_match_timm_reference_exactly(lite0, chelsea):
     state = torch.load(packaged_weights_path("efficientnet_lite0"), map_location="cpu", weights_only=True)
     load_state_in_order(ref, state, "test")
     x = lite0.prepare(chelsea)  # NHWC in [0, 1]
-    ref_in = torch.from_numpy((x - 0.5) / 0.5).permute(0, 3, 1, 2).contiguous()
+    ref_in = torch.from_numpy((x - 0.5) / 0.5).permute(0, 3, 1, 2)
     with torch.no_grad():
+        contiguous = ref(ref_in.contiguous()).numpy()
+        ref = ref.to(memory_format=torch.channels_last)  # featgen runs models channels-last
         expected = ref(ref_in).numpy()
     got = lite0.logits(chelsea)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
-    assert int(got.argmax()) == int(expected.argmax())
+    np.testing.assert_array_equal(got, expected)  # bit for bit, in the same memory format
+    np.testing.assert_allclose(got, contiguous, rtol=0, atol=1e-4)  # float reassociation only
+    assert int(got.argmax()) == int(contiguous.argmax()) == 285
 
 
 def test_preprocess_returns_native_nchw_batch(lite0, chelsea):
