@@ -288,8 +288,8 @@ class TorchBackend:
             return y
 
         # verify on a real forward pass: the chain must reproduce the model's logits
-        x = torch.rand(1, model.input_size, model.input_size, 3, device=self.device, generator=torch.Generator().manual_seed(0)) \
-            if self.device == "cpu" else torch.rand(1, model.input_size, model.input_size, 3, device=self.device)
+        size = model.input_size
+        x = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)).to(self.device)
         with torch.no_grad():
             out = self.forward(model, x, capture=[layer], logits=True)
             try:
