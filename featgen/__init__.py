@@ -32,6 +32,7 @@ _EXPORTS = {
     "overlay": "featgen.images",
     "save_image": "featgen.images",
     "show": "featgen.images",
+    "show_image": "featgen.images",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

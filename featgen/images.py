@@ -6,6 +6,8 @@ Images are channels-last float32 in [0, 1] (or uint8 where stated).
 from __future__ import annotations
 
 import os
+import sys
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -253,3 +255,29 @@ def show(images: Any, titles: Sequence[str] | None = None, cols: int | None = No
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+_SHOWN: deque[tuple[np.ndarray, str]] = deque(maxlen=256)  # images waiting for the gallery scraper
+
+
+def show_image(image: ImageLike, title: str | None = None) -> None:
+    """Show a PIL image or an array on a tutorial page as a PNG of its own, at its own size.
+
+    Under mkdocs-gallery the image is queued for ``featgen.site.scraper``, which writes it below the
+    code block (after any matplotlib figures). In Jupyter it is displayed at once.
+    """
+    arr = to_uint8(load_image(image))
+    ipython = sys.modules.get("IPython")
+    if ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None:
+        from IPython.display import display
+
+        display(Image.fromarray(arr))
+        return
+    _SHOWN.append((arr, "" if title is None else str(title)))
+
+
+def take_shown() -> list[tuple[np.ndarray, str]]:
+    """Drain the queue of ``show_image`` calls: ``(uint8 image, title)`` pairs, oldest first."""
+    items = list(_SHOWN)
+    _SHOWN.clear()
+    return items

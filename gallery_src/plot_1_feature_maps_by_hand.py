@@ -35,13 +35,15 @@ fig = featgen.show([post[..., i] for i in range(4)], titles=["vertical", "−ver
 # ## The same for a real network's first layer
 #
 # EfficientNet-Lite0's stem has 32 RGB kernels of 3×3 (grey is zero weight), learned on ImageNet.
+# `featgen.show_image` puts a NumPy array or a PIL image on the page as it is, pixel for pixel,
+# with no matplotlib figure around it.
 model = featgen.load_model("efficientnet_lite0")
 kernels = featgen.layer_kernels(model)
 print("kernels:", kernels.shape)
-fig = featgen.show(featgen.kernel_tiles(kernels, scale=10, cols=8), size=6)
+featgen.show_image(featgen.kernel_tiles(kernels, scale=10, cols=8), title="conv_stem kernels")
 
 # %%
 # And what those 32 kernels make of a photo: one map per channel, each normalized to its own range.
 acts = featgen.activations(model, featgen.sample_image("chelsea"), "conv_stem")
-fig = featgen.show(featgen.feature_map_grid(acts, colormap="viridis"), size=6)
+featgen.show_image(featgen.feature_map_grid(acts, colormap="viridis"), title="conv_stem feature maps")
 print("activation shape (H, W, C):", acts.shape, "mean", np.round(acts.mean(), 3))

@@ -80,3 +80,108 @@ def test_full_profile_plan_counts_every_conv_layer():
     lite = [r for r in rows if r["model"] == "efficientnet_lite0"]
     assert len(lite) > 40 and all(r["units"] == r["channels"] for r in rows)
     assert sum(r["units"] for r in rows if r["model"] == "vgg16_hed") == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6
+
+
+def _fake_script(tmp_path):
+    """The parts of mkdocs-gallery's GalleryScript that a scraper and figure_md_or_html use."""
+    from types import SimpleNamespace
+
+    images = tmp_path / "images"
+    images.mkdir()
+    paths = (images / f"mkd_glr_plot_x_{n:03}.png" for n in range(1, 100))
+    gallery = SimpleNamespace(generated_dir=tmp_path, all_info=SimpleNamespace(mkdocs_docs_dir=tmp_path))
+    return SimpleNamespace(run_vars=SimpleNamespace(image_path_iterator=paths), gallery=gallery, gallery_conf={})
+
+
+def test_scraper_writes_shown_images_and_returns_markdown(tmp_path):
+    pytest.importorskip("mkdocs_gallery")
+    from PIL import Image
+
+    import featgen
+    from featgen.site.scraper import _get_sg_image_scraper, featgen_scraper
+
+    assert _get_sg_image_scraper() is featgen_scraper  # how mkdocs-gallery finds it by module name
+    script = _fake_script(tmp_path)
+    assert featgen_scraper(None, script) == ""  # nothing shown: no image, no markdown
+    featgen.show_image(np.linspace(0, 1, 12 * 10).reshape(12, 10), title='ramp "1" <b>[x]</b>')
+    md = featgen_scraper(None, script)
+    first = tmp_path / "images" / "mkd_glr_plot_x_001.png"
+    assert Image.open(first).size == (10, 12) and Image.open(first).mode == "RGB"
+    assert md.startswith("![ramp &quot;1&quot; &lt;b&gt;(x)&lt;/b&gt;](./images/mkd_glr_plot_x_001.png)")
+    featgen.show_image(Image.new("RGB", (5, 4), (255, 0, 0)), title="red")
+    featgen.show_image(np.zeros((3, 3, 3), np.uint8))
+    md = featgen_scraper(None, script)
+    assert np.asarray(Image.open(tmp_path / "images" / "mkd_glr_plot_x_002.png"))[0, 0].tolist() == [255, 0, 0]
+    assert (tmp_path / "images" / "mkd_glr_plot_x_003.png").exists()
+    assert 'alt="red" src="../images/mkd_glr_plot_x_002.png"' in md and "mkd_glr_plot_x_003.png" in md
+    assert featgen_scraper(None, script) == ""  # the queue was drained
+
+
+def test_show_image_rejects_out_of_range_floats():
+    import featgen
+
+    with pytest.raises(FeatgenError, match=r"\[0, 1\]"):
+        featgen.show_image(np.full((4, 4), 3.0))
+
+
+TUTORIAL = '''"""
+# Tiny
+
+A tutorial for the build test.
+"""
+
+# %%
+import numpy as np
+
+import featgen
+
+x = 1
+featgen.show_image(np.zeros((4, 4)))
+{tail}
+'''
+
+
+def _mkdocs(project, tail: str):
+    import os
+    import subprocess
+    import sys
+
+    (project / "gallery_src" / "plot_tiny.py").write_text(TUTORIAL.format(tail=tail))
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_failing_tutorial_fails_the_build_names_its_line_and_leaves_no_page(tmp_path):
+    pytest.importorskip("mkdocs_gallery")
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# Home\n")
+    (tmp_path / "gallery_src").mkdir()
+    (tmp_path / "gallery_src" / "README.md").write_text("# Tutorials\n")
+    (tmp_path / "mkdocs.yml").write_text(f"""site_name: t
+docs_dir: docs
+strict: true
+hooks: [{root / "featgen/site/mkdocs_hooks.py"}]
+plugins:
+  - gallery:
+      examples_dirs: [gallery_src]
+      gallery_dirs: [docs/tutorials]
+      filename_pattern: "/plot_"
+      abort_on_example_error: true
+      image_scrapers: [matplotlib, featgen.site.scraper]
+nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
+""")
+    page = tmp_path / "docs" / "tutorials" / "plot_tiny.md"
+    ok = _mkdocs(tmp_path, "")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert page.exists() and "mkd_glr_plot_tiny_001.png" in page.read_text()
+    assert (tmp_path / "site" / "tutorials" / "images" / "mkd_glr_plot_tiny_001.png").exists()
+    bad = _mkdocs(tmp_path, 'raise ValueError("tutorial broke here")')
+    assert bad.returncode != 0
+    line = TUTORIAL.splitlines().index("{tail}") + 1
+    assert f'{tmp_path / "gallery_src" / "plot_tiny.py"}", line {line}' in bad.stderr
+    assert "ValueError: tutorial broke here" in bad.stderr
+    assert not page.exists() and not list((tmp_path / "docs" / "tutorials").rglob("mkd_glr_plot_tiny_*"))

@@ -64,6 +64,29 @@ def invalidate_stale_tutorials(gallery_dir: Path) -> bool:
     return True
 
 
+def drop_stale_tutorial_pages(examples_dir: Path, gallery_dir: Path, pattern: str = "/plot_") -> list[str]:
+    """Delete the generated page, notebook and images of every tutorial whose source changed since it
+    last ran to the end (its ``.md5`` is missing or differs). mkdocs-gallery re-runs exactly those, so
+    one that now raises fails the build with no stale page of it left behind. Returns their names."""
+    examples_dir, gallery_dir = Path(examples_dir), Path(gallery_dir)
+    dropped = []
+    for src in sorted(examples_dir.rglob("*.py")):
+        if not re.search(pattern, src.as_posix()):
+            continue
+        out = gallery_dir / src.parent.relative_to(examples_dir)
+        md5 = out / f"{src.name}.md5"
+        text = src.read_text(errors="surrogateescape").encode(errors="surrogateescape")  # as mkdocs-gallery
+        if md5.exists() and md5.read_text() == hashlib.md5(text).hexdigest():
+            continue
+        stale = [out / f"{src.stem}.md", md5, out / f"{src.stem}.ipynb", out / f"{src.stem}_codeobj.pickle"]
+        stale += list((out / "images").rglob(f"mkd_glr_{src.stem}_*"))
+        if stale[0].exists():
+            dropped.append(src.name)
+        for p in stale:
+            p.unlink(missing_ok=True)
+    return dropped
+
+
 # --- planning --------------------------------------------------------------------------------------
 def _layers(model, mg: ModelGallery) -> list[str]:
     if mg.layers is not None:
