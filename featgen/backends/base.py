@@ -125,8 +125,31 @@ class Backend(Protocol):
         """Activations of ``layers``, the gradients of ``sum(score_fn(logits))`` w.r.t. them, and the scores."""
         ...
 
+    def input_and_layer_gradients(
+        self, model: Any, x: Tensor, layers: Sequence[str], score_fn: Callable[[Tensor], Tensor],
+        normalized: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:  # fmt: skip
+        """Gradients of ``sum(score_fn(logits))`` w.r.t. the NHWC input ``x`` and the outputs of
+        ``layers`` (names from :meth:`iter_layers` or :meth:`bias_sites`), and the scores.
+        ``normalized``: ``x`` is already the model's normalized input, and its gradient is w.r.t. that."""
+        ...
+
+    def bias_sites(self, model: Any) -> list[tuple[str, np.ndarray]]:
+        """Every spatial bias as ``(hook name, per-channel bias (C,))`` for FullGrad.
+
+        The bias of a conv layer, and the effective bias ``beta - mean * gamma / sqrt(var + eps)``
+        of an inference-mode batch norm. The hook name's output must be the tensor the bias was just
+        added to (before any fused activation), so that its gradient is ∂L/∂(layer output).
+        """
+        ...
+
     def redirected_relu(self, model: Any) -> AbstractContextManager:
         """Within the context, ReLU(6) gradients are redirected (Lucid) so dead units still learn."""
+        ...
+
+    def guided_relu(self, model: Any) -> AbstractContextManager:
+        """Within the context, ReLU(6) layers backpropagate guided gradients: only positive
+        gradients, and only where the layer's input was in its active range."""
         ...
 
     def iter_layers(self, model: Any) -> Iterator[tuple[str, Any]]:

@@ -55,6 +55,25 @@ class _RedirectedClamp(torch.autograd.Function):
         return torch.where(alive, relu_grad, redirected), None, None
 
 
+class _GuidedClamp(torch.autograd.Function):
+    """Forward: clamp(x, lo, hi). Backward (guided backpropagation, Springenberg et al. 2015): only
+    positive gradients pass, and only where the input was in the active range (lo, hi)."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):  # noqa: D102
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(lo, hi) if hi is not None else x.clamp_min(lo)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (x,) = ctx.saved_tensors
+        keep = (x > ctx.lo) & (grad > 0)
+        if ctx.hi is not None:
+            keep = keep & (x < ctx.hi)
+        return grad * keep.to(grad.dtype), None, None
+
+
 class TorchBackend:
     """Backend primitives on PyTorch."""
 
@@ -206,7 +225,8 @@ class TorchBackend:
 
     @contextlib.contextmanager
     def _capture(self, model, names: Sequence[str], stop: bool, store: dict, replace: dict | None = None):
-        modules = self._modules(model)
+        # every named module, not only iter_layers': bias_sites may name a hidden Identity
+        modules = dict(model.module.named_modules())
         pending = set(names)
         handles = []
 
@@ -316,19 +336,77 @@ class TorchBackend:
             scores.detach(),
         )
 
+    def input_and_layer_gradients(self, model, x, layers, score_fn, normalized: bool = False):
+        """See the protocol: one backward pass for the input's and the layers' gradients."""
+        store: dict[str, torch.Tensor] = {}
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            inp = (x if normalized else self._normalize(model, x)).permute(0, 3, 1, 2)
+            with self._capture(model, list(layers), False, store):
+                logits = model.module(inp)
+            scores = score_fn(logits)
+            outs = [store[name] for name in layers]
+            grads = torch.autograd.grad(scores.sum(), [x, *outs])
+        return (
+            grads[0].detach(),
+            {n: _to_nhwc(g.detach()) for n, g in zip(layers, grads[1:])},
+            scores.detach(),
+        )
+
+    def bias_sites(self, model) -> list[tuple[str, np.ndarray]]:
+        """Conv2d biases and BatchNorms' effective biases, each with the module to hook.
+
+        A BatchNorm in eval mode is ``gamma * (x - mean) / sqrt(var + eps) + beta``: its bias is
+        ``beta - mean * gamma / sqrt(var + eps)``. The gradient must be taken where that bias is
+        added, i.e. before any activation. timm's ``BatchNormAct2d`` (a BatchNorm2d subclass) runs
+        norm → ``drop`` → ``act`` in one forward, so its own output is post-activation; we hook its
+        ``drop`` submodule (an Identity in eval), whose output is the pre-activation norm output.
+        BatchNorms without running statistics (batch-dependent bias) and Linear layers (no spatial
+        gradient, as in the FullGrad authors' code) are skipped.
+        """
+        sites = []
+        for name, m in model.module.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
+                sites.append((name, m.bias.detach().float().cpu().numpy()))
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None:
+                scale = torch.rsqrt(m.running_var.float() + m.eps)
+                if m.weight is not None:
+                    scale = scale * m.weight.float()
+                bias = -m.running_mean.float() * scale + (m.bias.float() if m.bias is not None else 0.0)
+                act = getattr(m, "act", None)
+                if act is not None and not isinstance(act, nn.Identity):
+                    drop = getattr(m, "drop", None)
+                    if not isinstance(drop, nn.Module):
+                        from ..errors import FeatgenError
+
+                        raise FeatgenError(f"{name} ({type(m).__name__}) applies its activation inside its forward "
+                                           "with no hookable pre-activation point; FullGrad cannot use this model.")  # fmt: skip
+                    name = f"{name}.drop"
+                sites.append((name, bias.detach().cpu().numpy()))
+        return sites
+
     @contextlib.contextmanager
-    def redirected_relu(self, model):
+    def _clamp_relus(self, model, fn):
+        """Swap every ReLU/ReLU6 forward for ``fn.apply(x, 0, hi)``; restore on exit."""
         originals = []
         for module in model.module.modules():
             if isinstance(module, (nn.ReLU, nn.ReLU6)):
                 hi = 6.0 if isinstance(module, nn.ReLU6) else None
-                originals.append((module, module.forward))
-                module.forward = lambda x, _hi=hi: _RedirectedClamp.apply(x, 0.0, _hi)
+                originals.append(module)
+                module.forward = lambda x, _hi=hi: fn.apply(x, 0.0, _hi)
         try:
             yield
         finally:
-            for module, _ in originals:
+            for module in originals:
                 del module.forward  # drops the instance attribute: the class's forward is back
+
+    def redirected_relu(self, model):
+        return self._clamp_relus(model, _RedirectedClamp)
+
+    def guided_relu(self, model):
+        """ReLU/ReLU6 modules backpropagate guided gradients within the context (functional relus
+        called inside other modules' forwards are not reached)."""
+        return self._clamp_relus(model, _GuidedClamp)
 
     def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
         for name, module in model.module.named_modules():

@@ -7,9 +7,9 @@ package makes it an attribute of ``featgen``, so the module itself is made calla
 import sys
 import types
 
-from .api import METHODS, cam, default_layer
+from .api import METHODS, cam, default_layer, guided_backprop, guided_gradcam
 
-__all__ = ["cam", "METHODS", "default_layer"]
+__all__ = ["cam", "METHODS", "default_layer", "guided_backprop", "guided_gradcam"]
 
 
 class _CallableModule(types.ModuleType):

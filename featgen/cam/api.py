@@ -10,9 +10,12 @@ import numpy as np
 from ..errors import FeatgenError, suggest
 from ..images import ImageLike, load_batch
 from ..models import LoadedModel
+from . import gradients as GR
 from . import methods as M
 
-METHODS = tuple(M.GRADIENT_METHODS) + ("scorecam", "ablationcam")
+# fullgrad works at input resolution with every bias in the model: it takes no layer
+INPUT_METHODS = ("fullgrad", "guidedgradcam")
+METHODS = tuple(M.GRADIENT_METHODS) + ("scorecam", "ablationcam") + INPUT_METHODS
 
 
 def _batch(model: LoadedModel) -> int:
@@ -141,9 +144,11 @@ def cam(
             model's input size).
         method: one of ``featgen.cam.METHODS``.
         layer: a spatial layer, or several (their maps are averaged); default: the last spatial one.
+            Not for ``fullgrad``, which weighs every bias in the model at input resolution.
         target: a class index, an ImageNet label such as ``"espresso"``, one per image, or ``None``
             for each image's top class.
-        eigen_smooth: replace each map by the first principal component of its weighted activations.
+        eigen_smooth: replace each map by the first principal component of its weighted activations
+            (layer methods only: not ``fullgrad`` or ``guidedgradcam``).
         aug_smooth: average over horizontal flips and two brightness changes (test-time augmentation).
     """
     from ..maps import as_model
@@ -152,12 +157,23 @@ def cam(
     key = method.lower()
     if key not in METHODS:
         raise FeatgenError(f"unknown CAM method {method!r}: choose {', '.join(METHODS)}.{suggest(key, METHODS)}")
+    if key in INPUT_METHODS and eigen_smooth:
+        raise FeatgenError(f"eigen_smooth needs a layer's activations, which {key} does not weigh; drop eigen_smooth.")
+    if key == "fullgrad" and layer is not None:
+        raise FeatgenError("fullgrad uses every bias in the model, not one layer; drop layer=... (or --layer).")
     x = load_batch(image, size=size or model.input_size)
     if aug_smooth:
-        flips = cam(model, x[:, :, ::-1].copy(), key, layer, target, eigen_smooth=eigen_smooth)[:, :, ::-1]
-        bright = [cam(model, np.clip(x * f, 0, 1), key, layer, target, eigen_smooth=eigen_smooth) for f in (0.9, 1.1)]
-        base = cam(model, x, key, layer, target, eigen_smooth=eigen_smooth)
+        kw = {"size": x.shape[1:3], "eigen_smooth": eigen_smooth}  # keep the asked-for size
+        flips = cam(model, x[:, :, ::-1].copy(), key, layer, target, **kw)[:, :, ::-1]
+        bright = [cam(model, np.clip(x * f, 0, 1), key, layer, target, **kw) for f in (0.9, 1.1)]
+        base = cam(model, x, key, layer, target, **kw)
         return np.clip(np.mean([base, flips, *bright], axis=0), 0, 1).astype(np.float32)
+    if key == "fullgrad":
+        logits = _logits(model, x)
+        classes = _targets(model, target, len(x), logits)
+        return M.finalize(GR.fullgrad(model, x, classes, logits.shape[1]), x.shape[1:3]).astype(np.float32)
+    if key == "guidedgradcam":
+        return M.finalize(np.abs(_guided_gradcam_raw(model, x, target, layer)).sum(axis=-1), x.shape[1:3])
     layers = [default_layer(model)] if layer is None else ([layer] if isinstance(layer, str) else list(layer))
     layers = [model.resolve_layer(name) for name in layers]
     for name in layers:
@@ -166,8 +182,7 @@ def cam(
             raise FeatgenError(f"layer {name!r} has no spatial dimensions (output {info.shape}); pick a conv layer.")
     be = model.backend
     xt = be.asarray(x)
-    with be.no_grad():
-        logits = be.to_numpy(be.forward(model, xt).logits)
+    logits = _logits(model, x)
     classes = _targets(model, target, len(x), logits)
     onehot = be.asarray(_one_hot(len(x), classes, logits.shape[1]))
     acts_t, grads_t, _ = be.activations_and_gradients(model, xt, layers, lambda z: be.sum(z * onehot, axis=1))
@@ -191,3 +206,59 @@ def cam(
         maps.append(M.finalize(raw, x.shape[1:3]))
     out = np.mean(maps, axis=0) if len(maps) > 1 else maps[0]
     return out.astype(np.float32)
+
+
+def _logits(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    be = model.backend
+    with be.no_grad():
+        return be.to_numpy(be.forward(model, be.asarray(x)).logits)
+
+
+def _guided_gradcam_raw(model: LoadedModel, x: np.ndarray, target, layer) -> np.ndarray:
+    """Guided backpropagation × the Grad-CAM map, ``(N, H, W, 3)`` (Selvaraju et al. 2017)."""
+    logits = _logits(model, x)
+    classes = _targets(model, target, len(x), logits)
+    g = GR.guided_gradients(model, x, classes, logits.shape[1])
+    return g * cam(model, x, "gradcam", layer, classes, size=x.shape[1:3])[..., None]
+
+
+def guided_backprop(
+    model: LoadedModel | str,
+    image: ImageLike | Sequence[ImageLike],
+    target: int | str | Sequence[int | str] | None = None,
+    size: int | None = None,
+    *,
+    raw: bool = False,
+    backend: str = "torch",
+) -> np.ndarray:
+    """Guided backpropagation ``(N, H, W, 3)``: the input gradient of the target's logit with every
+    ReLU passing only positive gradients of active units. Standardized for display (mean 0.5,
+    std 0.1, clipped to [0, 1]) unless ``raw``, which returns the gradients w.r.t. the normalized input."""
+    from ..maps import as_model
+
+    model = as_model(model, backend=backend)
+    x = load_batch(image, size=size or model.input_size)
+    logits = _logits(model, x)
+    g = GR.guided_gradients(model, x, _targets(model, target, len(x), logits), logits.shape[1])
+    return g if raw else GR.for_display(g)
+
+
+def guided_gradcam(
+    model: LoadedModel | str,
+    image: ImageLike | Sequence[ImageLike],
+    target: int | str | Sequence[int | str] | None = None,
+    layer: str | Sequence[str] | None = None,
+    size: int | None = None,
+    *,
+    raw: bool = False,
+    backend: str = "torch",
+) -> np.ndarray:
+    """Guided Grad-CAM ``(N, H, W, 3)``: guided backpropagation × the Grad-CAM map of ``layer``,
+    standardized for display like :func:`guided_backprop` unless ``raw``.
+    ``cam(..., method="guidedgradcam")`` is the same, as a one-channel map (sum of absolute values)."""
+    from ..maps import as_model
+
+    model = as_model(model, backend=backend)
+    x = load_batch(image, size=size or model.input_size)
+    g = _guided_gradcam_raw(model, x, target, layer)
+    return g if raw else GR.for_display(g)

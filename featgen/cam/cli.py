@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tiles, titles, metrics = [small], [f"input: {label}"], {}
     for m in bar(methods, desc="cam"):
-        c = cam(model, small, m, layer=layer, target=target)[0]
+        c = cam(model, small, m, layer=None if m == "fullgrad" else layer, target=target)[0]  # fullgrad: every bias
         tiles.append(overlay(small, c))
         titles.append(m)
         if not args.no_metrics:
