@@ -375,3 +375,24 @@ def test_cam_cli_runs_fullgrad_without_the_layer(tmp_path):
     rc = main(["cam", "efficientnet_lite0", "sample:coffee", "--method", "fullgrad,guidedgradcam", "--no-metrics",
                "--out", str(tmp_path)])  # fmt: skip
     assert rc == 0 and (tmp_path / "cams.png").stat().st_size > 10_000
+
+
+def test_a_backend_without_the_primitives_gets_a_clear_error(tiny):
+    import dataclasses
+
+    class Bare:  # a backend that predates bias_sites / input_and_layer_gradients
+        name = "bare"
+
+        def __getattr__(self, attr):
+            if attr in ("bias_sites", "input_and_layer_gradients", "guided_relu"):
+                raise AttributeError(attr)
+            return getattr(tiny.backend, attr)
+
+    from featgen.cam.gradients import fullgrad, guided_gradients
+
+    bare = dataclasses.replace(tiny, backend=Bare())
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    with pytest.raises(FeatgenError, match="bare backend does not implement"):
+        fullgrad(bare, x, [0], 4)
+    with pytest.raises(FeatgenError, match="use backend='torch'"):
+        guided_gradients(bare, x, [0], 4)

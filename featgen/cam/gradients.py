@@ -10,8 +10,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import FeatgenError
 from ..images import upsample
 from ..models import LoadedModel
+
+
+def _require(model: LoadedModel, method: str, *primitives: str) -> None:
+    """A clear error where a backend does not implement these primitives yet."""
+    missing = [p for p in primitives if not hasattr(model.backend, p)]
+    if missing:
+        raise FeatgenError(f"{method} needs {', '.join(missing)}, which the {model.backend.name} backend does not "
+                           "implement yet; use backend='torch'.")  # fmt: skip
 
 
 def _score_fn(model: LoadedModel, classes: Sequence[int], width: int):
@@ -40,6 +49,7 @@ def fullgrad(model: LoadedModel, x: np.ndarray, classes: Sequence[int], width: i
     does; the authors' code (idiap/fullgrad-saliency) normalizes each term over all its channels at
     once (``per_channel=False``), which weighs strong channels more. The two maps correlate ~0.9.
     """
+    _require(model, "fullgrad", "bias_sites", "input_and_layer_gradients")
     be = model.backend
     xn = model.norm.apply(x)
     sites = be.bias_sites(model)
@@ -59,6 +69,7 @@ def fullgrad(model: LoadedModel, x: np.ndarray, classes: Sequence[int], width: i
 def guided_gradients(model: LoadedModel, x: np.ndarray, classes: Sequence[int], width: int) -> np.ndarray:
     """Guided backpropagation (Springenberg et al. 2015): ``∂S/∂x`` on the normalized input
     ``(N, H, W, 3)``, with every ReLU passing only positive gradients of active units."""
+    _require(model, "guided backpropagation", "guided_relu", "input_and_layer_gradients")
     be = model.backend
     with be.guided_relu(model):
         gx, _, _ = be.input_and_layer_gradients(
