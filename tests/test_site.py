@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.build import env, invalidate_stale_tutorials, slug
+from featgen.site.build import invalidate_stale_tutorials, render, slug
 from featgen.site.cache import RenderCache, key_of
 from featgen.site.config import get_profile
 
@@ -21,11 +21,78 @@ def test_slug_cannot_escape_or_inject(name, tmp_path):
 
 def test_templates_escape_names():
     evil = '<img src=x onerror="alert(1)">'
-    html = env().get_template("layer.md.j2").render(
-        model="m", backend="torch", layer=evil, slug="x", type="Conv2d", shape=(4, 4, 2), channels=2, native=evil,
+    html = render(
+        "layer.md.j2", model="m", backend="torch", layer=evil, type="Conv2d", shape=(4, 4, 2), channels=2, native=evil,
         units=[{"unit": 0, "start": 0.0, "final": 1.0}],
     )  # fmt: skip
-    assert "<img src=x" not in html and "&lt;img src=x" in html
+    assert "<img src=x" not in html and "&#60;img src=x" in html
+
+
+EVIL = "</title><script>alert(1)</script>/../[x](javascript:y)"
+
+
+def _layer_ctx(model, backend, layer, native):
+    return {"model": model, "backend": backend, "layer": layer, "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
+            "units": [{"unit": 0, "start": 0.1, "final": 1.2}], "native": native}  # fmt: skip
+
+
+def _unit_ctx(layer, **kw):
+    ctx = dict(model="m", backend="torch", layer=layer, unit=0, shape=(4, 4, 2), start=0.1, final=1.0, naive_final=0.5,
+               negative=True, diversity=4, crops=3, kernel=True, photos=["chelsea", "coffee"], prev=None, next=1,
+               steps=48, size=96, naive_steps=30)  # fmt: skip
+    return {**ctx, **kw}
+
+
+def test_unit_page_shows_every_view():
+    html = render("unit.md.j2", **_unit_ctx("blocks.4"))
+    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.png"]:
+        assert f'src="{src}"' in html
+    assert all(f'src="diversity-{j}.png"' in html for j in range(4))
+    assert all(f'src="crop-{j}.png"' in html for j in range(3))
+    assert html.index("regularized.png") < html.index("naive.png")  # the large one first
+    assert 'width="384"' in html.split("regularized.png")[1].split(">")[0]
+    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0))
+    assert "kernel.png" not in plain and "negative.png" not in plain and "diversity-0" not in plain
+
+
+def test_pages_with_two_backends_and_hostile_layer_names(tmp_path):
+    from featgen.models.base import LayerInfo
+    from featgen.site.build import _write, write_index_pages
+
+    table = [LayerInfo("features.0", "Conv2d", (224, 224, 64), 64), LayerInfo(EVIL, "Conv2d", (4, 4, 2), 2),
+             LayerInfo("pool", "MaxPool2d", (7, 7, 512), None)]  # fmt: skip
+    galleries = {"vgg16_hed": [
+        {"backend": "torch", "source": "torch source", "input_size": 224, "table": table, "aliases": {"features.0": "block1_conv1"},
+         "layers": [_layer_ctx("vgg16_hed", "torch", "block1_conv1", "features.0"), _layer_ctx("vgg16_hed", "torch", EVIL, EVIL)]},
+        {"backend": "tensorflow", "source": "keras source", "input_size": 224, "aliases": {},
+         "table": [LayerInfo("block1_conv1", "Conv2D", (224, 224, 64), 64)],
+         "layers": [_layer_ctx("vgg16_hed", "tensorflow", "block1_conv1", "block1_conv1")]},
+    ]}  # fmt: skip
+    write_index_pages(tmp_path, galleries, get_profile("quick"))
+    layer_dir = tmp_path / "vgg16_hed" / "torch" / slug(EVIL)
+    _write("layer.md.j2", layer_dir / "index.md", **_layer_ctx("vgg16_hed", "torch", EVIL, EVIL))
+    _write("unit.md.j2", layer_dir / "unit-0" / "index.md", **_unit_ctx(EVIL))
+    pages = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*.md")}
+    assert set(pages) == {"index.md", "vgg16_hed/index.md", "vgg16_hed/torch/index.md", "vgg16_hed/tensorflow/index.md",
+                          f"vgg16_hed/torch/{slug(EVIL)}/index.md", f"vgg16_hed/torch/{slug(EVIL)}/unit-0/index.md"}  # fmt: skip
+    for name, text in pages.items():
+        head, body = text.split("\n---\n", 1) if text.startswith("---") else ("", text)
+        assert "<script" not in body and "</title" not in body and "](javascript" not in body, name
+        if head:  # the front-matter title: quoted, with no character that could become markup
+            assert head.startswith('---\ntitle: "') and not set("<>&") & set(head), head
+    index, model = pages["index.md"], pages["vgg16_hed/index.md"]
+    assert 'class="grid cards" markdown' in index and "(vgg16_hed/torch/index.md)" in index
+    assert "(vgg16_hed/tensorflow/block1_conv1/index.md)" in index
+    assert "(torch/index.md)" in model and "(tensorflow/index.md)" in model
+    torch_page = pages["vgg16_hed/torch/index.md"]
+    assert "also in [tensorflow](../tensorflow/index.md)" in torch_page
+    assert "- [**block1&#95;conv1**](block1_conv1/index.md) — Conv2d, 4 × 4 × 2" in torch_page  # clickable list
+    assert f"]({slug(EVIL)}/index.md)" in torch_page and "| pool | MaxPool2d | 7 × 7 × 512 | – |" in torch_page
+
+
+def test_slugs_of_different_names_differ():
+    assert slug("blocks.4") == "blocks.4" and slug("block1_conv1") == "block1_conv1"
+    assert len({slug(n) for n in ["a/b", "a_b", "a\\b", "a<b", "a..b", "a_.b"]}) == 6
 
 
 def test_cache_roundtrip_and_corruption_is_detected(tmp_path):

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from ..errors import FeatgenError, suggest
-from ..images import grid, resize, sample_image, save_image
+from ..images import grid, overlay, resize, sample_image, save_image
 from ..progress import bar
 from .cache import RenderCache, key_of
 from .config import ModelGallery, Profile, get_profile
@@ -31,13 +32,35 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def slug(name: str) -> str:
-    """A file-name-safe version of a layer or model name: no separators, no '..', no markup."""
-    s = _SAFE.sub("_", str(name)).strip("._") or "_"
-    return s.replace("..", "_")
+    """A file-name-safe version of a layer or model name: no separators, no '..', no markup.
+
+    Safe names stay as they are (``blocks.4``); any other gets a short hash of the original, so two
+    names that clean up alike (``a/b``, ``a_b``) never share a folder."""
+    name = str(name)
+    s = _SAFE.sub("_", name).strip("._").replace("..", "_") or "_"
+    return s if s == name else f"{s}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+# Markdown and HTML metacharacters become numeric entities: a name renders as text in markdown, in
+# raw HTML blocks and in attributes, and can open no tag, link, emphasis, code span or table cell.
+_ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'[]()*`\\_#|{}!"})
+
+
+def _md_text(value: Any) -> Any:
+    """Jinja ``finalize``: every ``{{ }}`` string in a template comes out as inert text."""
+    return Markup(value.translate(_ENTITIES)) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
+def _title(text: str) -> Markup:
+    """A page title for YAML front matter: quoted, without the characters the theme's ``<title>``
+    (which decodes entities) could turn into markup."""
+    return Markup(json.dumps(" ".join(re.sub(r"[<>&\"'`\\]", " ", text).split()), ensure_ascii=False))
 
 
 def env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True, default_for_string=True))
+    """The templates' environment: autoescaped, and names made inert for markdown too."""
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True, default_for_string=True),
+                       finalize=_md_text)  # fmt: skip
 
 
 def engine_hash() -> str:
@@ -143,25 +166,30 @@ def _visualize_cached(cache: RenderCache, model, layer: str, units: list[int], s
     return arrays
 
 
-def _top_crops(model, layer: str, units: list[int], photos: list[np.ndarray], crop: int = 72) -> list[list[np.ndarray]]:
+def _photo_views(model, layer: str, units: list[int], photos: list[np.ndarray], crop: int = 72
+                 ) -> tuple[list[list[np.ndarray]], list[np.ndarray]]:  # fmt: skip
+    """Per unit: its 3 top-activating crops from ``photos``, and one strip of its activation map
+    over every photo (on one scale per unit, so photos compare)."""
     from ..maps import batch_activations
 
     acts = batch_activations(model, photos, layer, size=model.input_size)  # (P, h, w, C)
+    imgs = [resize(p, model.input_size) for p in photos]
     scale = model.input_size / acts.shape[1]
-    out = []
+    crops, strips = [], []
     for u in units:
-        peaks = acts[..., u].reshape(len(photos), -1)
-        best = np.argsort(-peaks.max(axis=1))[:3]
-        crops = []
-        for p in best:
+        a = acts[..., u]
+        peaks = a.reshape(len(photos), -1)
+        unit_crops = []
+        for p in np.argsort(-peaks.max(axis=1))[:3]:
             y, x = divmod(int(peaks[p].argmax()), acts.shape[2])
             cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
-            img = resize(photos[p], model.input_size)
             y0 = int(np.clip(cy - crop // 2, 0, model.input_size - crop))
             x0 = int(np.clip(cx - crop // 2, 0, model.input_size - crop))
-            crops.append(img[y0 : y0 + crop, x0 : x0 + crop])
-        out.append(crops)
-    return out
+            unit_crops.append(imgs[p][y0 : y0 + crop, x0 : x0 + crop])
+        crops.append(unit_crops)
+        top = max(float(a.max()), 1e-8)
+        strips.append(grid([overlay(img, np.clip(m / top, 0, 1)) for img, m in zip(imgs, a)], cols=len(imgs), margin=4))
+    return crops, strips
 
 
 def _loss_plot(curves: np.ndarray, path: Path) -> None:
@@ -173,7 +201,7 @@ def _loss_plot(curves: np.ndarray, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4, 2.4))
     ax.plot(np.nan_to_num(curves), color="#3f51b5")
     ax.set_xlabel("step")
-    ax.set_ylabel("mean activation")
+    ax.set_ylabel("objective (mean activation)")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=80)
@@ -181,13 +209,39 @@ def _loss_plot(curves: np.ndarray, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def render(template: str, **ctx: Any) -> str:
+    """Render one of the page templates; they get ``slug`` and ``title`` besides ``ctx``."""
+    return env().get_template(template).render(**ctx, slug=lambda name: Markup(slug(name)), title=_title)
+
+
+def _write(template: str, path: Path, **ctx: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(template, **ctx))
+
+
+def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], profile: Profile) -> None:
+    """The galleries index, one page per model (its backends) and per model and backend (its layers).
+
+    ``galleries`` maps a model name to one entry per backend: ``backend``, ``source``, ``input_size``,
+    ``layers`` (layer page contexts), ``table`` (``LayerInfo`` rows) and ``aliases`` (native -> alias).
+    """
+    for name, backends in galleries.items():
+        for b in backends:
+            others = [o["backend"] for o in backends if o is not b]
+            _write("backend.md.j2", root / slug(name) / slug(b["backend"]) / "index.md", model=name, **b, others=others)
+        _write("model.md.j2", root / slug(name) / "index.md", model=name, backends=backends)
+    _write("index.md.j2", root / "index.md", galleries=galleries, profile=profile)
+
+
 def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: str | os.PathLike = ".featgen-cache",
           device: str | None = None, pages: bool = True) -> dict[str, Any]:  # fmt: skip
     """Render (or fetch from cache) every gallery of ``profile`` and write its pages under ``docs/galleries``.
 
+    Pages: ``galleries/index.md`` (models → backends → layers), ``<model>/index.md`` (its backends),
+    ``<model>/<backend>/index.md`` (its layers), ``.../<layer>/index.md`` and ``.../<layer>/unit-<n>/``.
     Returns counts: ``rendered``, ``cached``, ``corrupt`` entries and seconds taken.
     """
-    from ..maps import kernel_tiles
+    from ..maps import first_conv, kernel_tiles
     from ..models import load_model
 
     t0 = time.perf_counter()
@@ -196,18 +250,17 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     stats = {"rendered": 0, "cached": 0}
     photos = [sample_image(p) for p in prof.photos]
     out_root = Path(docs) / "galleries"
+    for old in Path(docs).glob(".galleries.tmp*"):  # left by an interrupted build
+        shutil.rmtree(old, ignore_errors=True)
     staging = Path(docs) / f".galleries.tmp{os.getpid()}"
-    if pages:
-        shutil.rmtree(staging, ignore_errors=True)
-    jinja = env()
-    models_ctx = []
+    galleries: dict[str, list[dict[str, Any]]] = {}  # model -> one entry per backend
     rows = plan(prof)
     with bar(total=sum(r["units"] for r in rows), desc=f"galleries ({profile})", unit="unit") as pb:
         for mg in prof.galleries:
             model = load_model(mg.model, backend=mg.backend, device=device)
-            layer_rows = [r for r in rows if r["model"] == mg.model and r["backend"] == mg.backend]
+            stem = first_conv(model)
             layers_ctx = []
-            for row in layer_rows:
+            for row in (r for r in rows if r["model"] == mg.model and r["backend"] == mg.backend):
                 layer, units = row["layer"], list(range(row["units"]))
                 kw = dict(size=mg.size, seed=0)
                 reg = _visualize_cached(cache, model, layer, units, stats, method="regularized", steps=mg.steps, **kw)
@@ -219,8 +272,13 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                                       steps=mg.steps, objective="diversity", **kw)  # fmt: skip
                     for u in units
                 ] if mg.diversity else []  # fmt: skip
-                crops = _top_crops(model, layer, units, photos)
-                kernels = model.backend.layer_kernels(model, model.resolve_layer(layer))
+                if not pages:
+                    pb.update(len(units))
+                    continue
+                native = model.resolve_layer(layer)
+                crops, strips = _photo_views(model, layer, units, photos)
+                kernels = model.backend.layer_kernels(model, native) if native == stem else None
+                kernels = kernels if kernels is not None and kernels.shape[2] == 3 else None  # RGB kernels only
                 info = model.layer_info(layer)
                 layer_dir = staging / slug(mg.model) / slug(mg.backend) / slug(layer)
                 units_ctx = []
@@ -234,7 +292,8 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                         save_image(im, udir / f"diversity-{j}.png")
                     for j, im in enumerate(crops[i]):
                         save_image(im, udir / f"crop-{j}.png")
-                    if kernels is not None and kernels.shape[2] == 3:
+                    save_image(strips[i], udir / "photos.png")
+                    if kernels is not None:
                         save_image(kernel_tiles(kernels[..., u : u + 1], scale=16), udir / "kernel.png")
                     _loss_plot(reg["losses"][i], udir / "curve.png")
                     ctx = {
@@ -242,30 +301,25 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                         "start": float(reg["start"][i]), "final": float(reg["final"][i]),
                         "naive_final": float(naive["final"][i]),
                         "negative": neg is not None, "diversity": len(div[i]["images"]) if div else 0,
-                        "crops": len(crops[i]), "kernel": kernels is not None and kernels.shape[2] == 3,
+                        "crops": len(crops[i]), "kernel": kernels is not None, "photos": list(prof.photos),
                         "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
                         "steps": mg.steps, "size": mg.size, "naive_steps": mg.naive_steps,
                     }  # fmt: skip
-                    (udir / "index.md").write_text(jinja.get_template("unit.md.j2").render(**ctx))
+                    _write("unit.md.j2", udir / "index.md", **ctx)
                     units_ctx.append(ctx)
                     pb.update()
                 save_image(grid(reg["images"], margin=4), layer_dir / "grid.png")
-                lctx = {"model": mg.model, "backend": mg.backend, "layer": layer, "slug": slug(layer),
-                        "type": info.type, "shape": info.shape, "channels": info.channels, "units": units_ctx,
-                        "native": model.resolve_layer(layer)}  # fmt: skip
-                (layer_dir / "index.md").write_text(jinja.get_template("layer.md.j2").render(**lctx))
+                lctx = {"model": mg.model, "backend": mg.backend, "layer": layer, "type": info.type, "shape": info.shape,
+                        "channels": info.channels, "units": units_ctx, "native": native}  # fmt: skip
+                _write("layer.md.j2", layer_dir / "index.md", **lctx)
                 layers_ctx.append(lctx)
-            mctx = {"model": mg.model, "backend": mg.backend, "source": model.source, "input_size": model.input_size,
-                    "rendered": {lay["layer"]: lay for lay in layers_ctx}, "table": model.layer_table,
-                    "aliases": {v: k for k, v in model.layer_aliases.items()}, "slug": slug}  # fmt: skip
-            mdir = staging / slug(mg.model) / slug(mg.backend)
-            mdir.mkdir(parents=True, exist_ok=True)
-            (mdir / "index.md").write_text(jinja.get_template("model.md.j2").render(**mctx))
-            models_ctx.append({"model": mg.model, "backend": mg.backend, "layers": layers_ctx, "source": model.source})
-    staging.mkdir(parents=True, exist_ok=True)
-    (staging / "index.md").write_text(jinja.get_template("index.md.j2").render(models=models_ctx, profile=prof, slug=slug))
-    if pages:  # swap in the new tree at once: no half-written gallery is ever served
-        shutil.rmtree(out_root, ignore_errors=True)
+            galleries.setdefault(mg.model, []).append({
+                "backend": mg.backend, "source": model.source, "input_size": model.input_size,
+                "layers": layers_ctx, "table": model.layer_table, "aliases": {v: k for k, v in model.layer_aliases.items()},
+            })  # fmt: skip
+    if pages:
+        write_index_pages(staging, galleries, prof)
+        shutil.rmtree(out_root, ignore_errors=True)  # swap in the new tree at once: no half-written gallery
         os.replace(staging, out_root)
     stats["corrupt"] = list(cache.corrupt)
     stats["seconds"] = round(time.perf_counter() - t0, 1)

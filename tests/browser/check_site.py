@@ -58,6 +58,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     pages = {
         "home": "",
+        "galleries": first(root, "galleries/index.html"),
+        "model": first(root, "galleries/efficientnet_lite0/index.html"),
+        "backend": first(root, "galleries/efficientnet_lite0/torch/index.html"),
         "tutorial": first(root, "tutorials/plot_2_*/index.html"),
         "layer": first(root, "galleries/efficientnet_lite0/torch/blocks.4/index.html"),
         "unit": first(root, "galleries/efficientnet_lite0/torch/blocks.4/unit-0/index.html"),
