@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_model": "featgen.models",
     "LoadedModel": "featgen.models",
     "BUILTIN_MODELS": "featgen.models",
+    "equivalent_layers": "featgen.models.equivalence",
     "FeatgenError": "featgen.errors",
     "activations": "featgen.maps",
     "feature_map_grid": "featgen.maps",

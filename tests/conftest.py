@@ -25,6 +25,20 @@ def hed_torch():
 
 
 @pytest.fixture(scope="session")
+def lite0_tf():
+    import featgen
+
+    return featgen.load_model("efficientnet_lite0", backend="tensorflow")
+
+
+@pytest.fixture(scope="session")
+def hed_tf():
+    import featgen
+
+    return featgen.load_model("vgg16_hed", backend="tensorflow")
+
+
+@pytest.fixture(scope="session")
 def chelsea():
     from featgen.images import sample_image
 

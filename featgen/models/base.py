@@ -55,6 +55,8 @@ class LoadedModel:
         norm: the input normalization.
         labels: class names (ImageNet's 1000 for the built-in models), or empty.
         layer_aliases: other names for layers, e.g. Keras names of a torch model's layers.
+        foreign_layers: names that exist only in the other backend's version of the model, with
+            the nearest layer here; asking for one raises an error that names it.
     """
 
     name: str
@@ -65,6 +67,7 @@ class LoadedModel:
     norm: Normalization = field(default_factory=Normalization)
     labels: list[str] = field(default_factory=list)
     layer_aliases: dict[str, str] = field(default_factory=dict)
+    foreign_layers: dict[str, str] = field(default_factory=dict)
     source: str = ""
 
     # --- layers ------------------------------------------------------------------------------
@@ -94,6 +97,12 @@ class LoadedModel:
             return name
         if name in self.layer_aliases:
             return self.layer_aliases[name]
+        if name in self.foreign_layers:
+            other = "tensorflow" if self.backend.name == "torch" else "torch"
+            raise FeatgenError(
+                f"{name!r} is a layer of the {other} version of {self.name}, not of this {self.backend.name} one; "
+                f"the nearest layer here is {self.foreign_layers[name]!r}."
+            )
         hint = suggest(name, names)
         raise FeatgenError(
             f"{self.name} ({self.backend.name}) has no layer {name!r}.{hint}"

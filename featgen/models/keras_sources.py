@@ -21,7 +21,6 @@ from ..errors import FeatgenError, suggest
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
 from .weights import (
-    VGG16_CONVS,
     imagenet_labels,
     offline_error,
     online,
@@ -142,6 +141,13 @@ def _vgg16_torch_aliases() -> dict[str, str]:
     return {torch_name: keras_name for keras_name, torch_name in VGG16_TORCH_NAMES.items()}
 
 
+def _vgg16_pre_relu_names() -> dict[str, str]:
+    """torch's pre-ReLU conv outputs (``features.0``) have no Keras layer: a Keras conv carries its ReLU."""
+    from .vgg16_names import VGG16_TORCH_NAMES
+
+    return {f"features.{int(t.split('.')[1]) - 1}": k for k, t in VGG16_TORCH_NAMES.items() if "conv" in k}
+
+
 def _lite0_torch_aliases(model: keras.Model) -> dict[str, str]:
     """timm names with no Keras layer of their own: ``X.act`` is the output of Keras' ``X``."""
     names = {layer.name for layer in model.layers}
@@ -159,7 +165,8 @@ def load_builtin(name: str, backend, **options) -> LoadedModel:
                            layer_aliases=_lite0_torch_aliases(module))  # fmt: skip
     if name == "vgg16_hed":
         return LoadedModel(name=name, spec=f"builtin:{name}", backend=backend, module=vgg16_hed(), input_size=info.input_size,
-                           norm=CAFFE_NORM, labels=[], source=info.description, layer_aliases=_vgg16_torch_aliases())  # fmt: skip
+                           norm=CAFFE_NORM, labels=[], source=info.description, layer_aliases=_vgg16_torch_aliases(),
+                           foreign_layers=_vgg16_pre_relu_names())  # fmt: skip
     raise FeatgenError(f"built-in model {name} exists for {', '.join(info.backends)} only.")
 
 

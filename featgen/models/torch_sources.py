@@ -93,9 +93,13 @@ def load_builtin(name: str, backend, **options) -> LoadedModel:
     if options:
         raise FeatgenError(f"built-in models take no options, got {sorted(options)}.")
     if name.startswith("efficientnet_lite"):
+        module = efficientnet_lite(name)
+        # the Keras version splits each BatchNormAct2d into `X.norm` (pre-activation) and `X`
+        foreign = {f"{n}.norm": n for n, m in module.named_modules() if type(m).__name__ == "BatchNormAct2d"
+                   and type(m.act).__name__ != "Identity"}
         return _finish(
-            efficientnet_lite(name), name, f"builtin:{name}", backend,
-            input_size=info.input_size, norm=HALF_NORM, labels=imagenet_labels(), source=info.description,
+            module, name, f"builtin:{name}", backend, input_size=info.input_size, norm=HALF_NORM,
+            labels=imagenet_labels(), source=info.description, foreign_layers=foreign,
         )  # fmt: skip
     module = vgg16_hed()
     return _finish(
