@@ -200,3 +200,49 @@ def _modules_after(code: str) -> set[str]:
 def test_tensorflow_model_never_imports_torch():
     mods = _modules_after("import featgen; m = featgen.load_model('efficientnet_lite0', backend='tensorflow'); m.layer_table")
     assert "tensorflow" in mods and "keras" in mods and "torch" not in mods
+
+
+# --- class activation maps in Keras -------------------------------------------------------------
+@pytest.mark.parametrize("method", [m for m in featgen.cam.METHODS if m != "fullgrad"] + ["fullgrad"])
+def test_cam_maps_agree_across_backends(lite0, lite0_tf, chelsea, method):
+    """Every CAM method, same weights: the Keras map is the torch map (r >= 0.99)."""
+    layer = {} if method == "fullgrad" else {"layer": "blocks.5"}
+    size = 160 if method in ("scorecam", "ablationcam") else 224
+    a = featgen.cam(lite0, chelsea, method=method, target="Egyptian cat", size=size, **layer)
+    b = featgen.cam(lite0_tf, chelsea, method=method, target="Egyptian cat", size=size, **layer)
+    assert a.shape == b.shape == (1, size, size)
+    assert corr(a, b) >= 0.99
+
+
+def test_guided_backprop_agrees_across_backends(lite0, lite0_tf, coffee):
+    a = featgen.cam.guided_backprop(lite0, coffee, target="espresso", size=128, raw=True)
+    b = featgen.cam.guided_backprop(lite0_tf, coffee, target="espresso", size=128, raw=True)
+    assert corr(a, b) >= 0.99
+
+
+def test_keras_bias_sites_complete_the_logit():
+    """FullGrad's completeness on a Keras ReLU net whose convs fuse their ReLU (hooked at ``:pre``)."""
+    import keras
+
+    from featgen.cam.gradients import _score_fn
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c1")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="r")(x)
+    out = keras.layers.Dense(4, name="fc")(keras.layers.GlobalAveragePooling2D()(x))
+    net = keras.Model(inp, out)
+    bn = net.get_layer("bn")
+    bn.set_weights([np.full(6, 1.5, np.float32), np.full(6, 0.2, np.float32), np.full(6, 0.1, np.float32), np.full(6, 2.0, np.float32)])
+    model = featgen.LoadedModel("tiny", "test", featgen.backends.get_backend("tensorflow"), net, input_size=16)
+    be = model.backend
+    sites = be.bias_sites(model)
+    assert [n for n, _ in sites] == ["c1:pre", "bn"]
+    xn = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
+    gx, gs, scores = be.input_and_layer_gradients(model, be.asarray(xn), [n for n, _ in sites], _score_fn(model, [1, 1], 4),
+                                                  normalized=True)  # fmt: skip
+    total = (xn * be.to_numpy(gx)).sum(axis=(1, 2, 3))
+    total += sum((be.to_numpy(gs[n]) * b).sum(axis=(1, 2, 3)) for n, b in sites)
+    total += float(net.get_layer("fc").bias.numpy()[1])
+    np.testing.assert_allclose(total, be.to_numpy(scores), rtol=1e-4, atol=1e-4)

@@ -26,6 +26,7 @@ from ..errors import FeatgenError  # noqa: E402
 from .base import ForwardResult  # noqa: E402
 
 _SEP = "/"
+PRE_ACTIVATION = ":pre"  # suffix: a layer's output before its fused activation (for FullGrad)
 _SKIP = (keras.layers.InputLayer, keras.layers.Dropout)
 
 
@@ -254,16 +255,22 @@ class TensorFlowBackend:
     def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, *args, **kwargs):
         name = prefix + layer.name
         inner = _functional(layer)
+        activation = getattr(layer, "activation", None)
+        bounds = _relu_bounds(activation) if self._relu_mode else None
+        pre = name + PRE_ACTIVATION
         if inner is not None:
             out = self._walk(inner, args, name + _SEP, store, wanted, replace)
-        elif self._relu_mode and _relu_bounds(getattr(layer, "activation", None)) is not None:
-            lo, hi = _relu_bounds(layer.activation)
-            original = layer.activation
-            layer.activation = lambda t: _CLAMPS[self._relu_mode](t, lo, hi)  # noqa: B023
+        elif bounds is not None or (pre in wanted and callable(activation)):
+            def patched(t, original=activation, bounds=bounds):
+                if pre in wanted:
+                    store[pre] = t
+                return _CLAMPS[self._relu_mode](t, *bounds) if bounds is not None else original(t)
+
+            layer.activation = patched
             try:
-                out = layer(*args, **kwargs)
+                out = layer(*args, training=False, **kwargs)
             finally:
-                layer.activation = original
+                layer.activation = activation
         elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
             hi = None if layer.max_value is None else float(layer.max_value)
             out = _CLAMPS[self._relu_mode](args[0], 0.0, hi)
@@ -284,8 +291,8 @@ class TensorFlowBackend:
         inputs = inputs[0] if len(inputs) == 1 and isinstance(inputs, (list, tuple)) else inputs
         return graph._run_through_graph(inputs, operation_fn=op_fn)
 
-    def _runner(self, model, capture: tuple[str, ...], logits: bool, replace_keys: tuple[str, ...]):
-        key = (id(model.module), capture, logits, replace_keys, self._relu_mode)
+    def _runner(self, model, capture: tuple[str, ...], logits: bool, replace_keys: tuple[str, ...], compiled: bool = True):
+        key = (id(model.module), capture, logits, replace_keys, self._relu_mode, compiled)
         fn = self._runners.get(key)
         if fn is None:
             graph = _functional(model.module)
@@ -299,21 +306,23 @@ class TensorFlowBackend:
                 out = out[0] if isinstance(out, (list, tuple)) else out
                 return [store[n] for n in capture], (out if logits else tf.zeros([]))
 
-            fn = tf.function(run, reduce_retracing=True)
+            fn = tf.function(run, reduce_retracing=True) if compiled else run
             self._runners[key] = fn
         return fn
 
     def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
-                replace: dict | None = None) -> ForwardResult:  # fmt: skip
+                replace: dict | None = None, compiled: bool = True) -> ForwardResult:  # fmt: skip
         """See the protocol. ``normalized``: ``x`` is already the model's normalized input.
-        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own."""
+        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own.
+        ``compiled=False`` runs eagerly, so that a tape can differentiate w.r.t. captured outputs
+        (a ``tf.function``'s outputs are all siblings to the tape, not each other's inputs)."""
         capture = tuple(dict.fromkeys(capture))
         replace = replace or {}
         if not capture and _functional(model.module) is None:  # subclassed: logits still work
             inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
             return ForwardResult({}, model.module(inp, training=False))
         keys = tuple(replace)
-        fn = self._runner(model, capture, logits, keys)
+        fn = self._runner(model, capture, logits, keys, compiled)
         inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
         with tf.device(self._tf_device):
             acts, out = fn(inp, [tf.convert_to_tensor(replace[k]) for k in keys])
@@ -323,12 +332,45 @@ class TensorFlowBackend:
         x = tf.convert_to_tensor(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            out = self.forward(model, x, capture=layers, logits=True)
+            out = self.forward(model, x, capture=layers, logits=True, compiled=False)
             acts = [out.activations[n] for n in layers]
             scores = score_fn(out.logits)
             total = tf.reduce_sum(scores)
         grads = tape.gradient(total, acts)
         return dict(zip(layers, acts)), dict(zip(layers, grads)), scores
+
+    def input_and_layer_gradients(self, model, x, layers, score_fn, normalized: bool = False):
+        """See the protocol: one tape for the input's and the layers' gradients."""
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = self.forward(model, x, capture=layers, logits=True, normalized=normalized, compiled=False)
+            outs = [out.activations[n] for n in layers]
+            scores = score_fn(out.logits)
+            total = tf.reduce_sum(scores)
+        grads = tape.gradient(total, [x, *outs])
+        grads = [tf.zeros_like(t) if g is None else g for g, t in zip(grads, [x, *outs])]
+        return grads[0], dict(zip(layers, grads[1:])), scores
+
+    def bias_sites(self, model) -> list[tuple[str, np.ndarray]]:
+        """Conv biases and BatchNormalization's effective biases ``beta - mean * gamma / sqrt(var + eps)``.
+
+        A conv with a fused activation (``activation="relu"``) is hooked before it: its site is
+        ``<name>:pre``, which :meth:`forward` captures from inside the layer's call.
+        """
+        sites = []
+        for name, layer in self.iter_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                var = layer.moving_variance.numpy()
+                scale = 1.0 / np.sqrt(var + layer.epsilon)
+                if layer.scale:
+                    scale = scale * layer.gamma.numpy()
+                bias = -layer.moving_mean.numpy() * scale + (layer.beta.numpy() if layer.center else 0.0)
+                sites.append((name, bias.astype(np.float32)))
+            elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) and getattr(layer, "use_bias", False):
+                fused = getattr(layer.activation, "__name__", "linear") != "linear"
+                sites.append((name + PRE_ACTIVATION if fused else name, layer.bias.numpy().astype(np.float32)))
+        return sites
 
     @contextlib.contextmanager
     def _relu(self, mode: str):
