@@ -397,8 +397,8 @@ class TensorFlowBackend:
 
     def layer_kernels(self, model, name):
         layer = dict(self.iter_layers(model))[name]
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            return None
+        if isinstance(layer, keras.layers.DepthwiseConv2D):  # (kh, kw, C, 1) -> torch's (kh, kw, 1, C)
+            return np.asarray(layer.kernel.numpy(), np.float32).transpose(0, 1, 3, 2)
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)):
             return np.asarray(layer.kernel.numpy(), np.float32)
         return None

@@ -37,6 +37,7 @@ PROFILES: dict[str, Profile] = {
         (
             ModelGallery("efficientnet_lite0", "torch", ("conv_stem", "blocks.2", "blocks.4", "blocks.6"), 4, size=96, steps=48),
             ModelGallery("vgg16_hed", "torch", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, size=96, steps=48),
+            ModelGallery("vgg16_hed", "tensorflow", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, size=96, steps=48),
         ),
         description="CPU default: a few units of a few layers, few steps (minutes on 2 cores).",
     ),
@@ -45,6 +46,8 @@ PROFILES: dict[str, Profile] = {
         (
             ModelGallery("efficientnet_lite0", "torch", None, None, size=128, steps=512),
             ModelGallery("vgg16_hed", "torch", None, None, size=128, steps=512),
+            ModelGallery("efficientnet_lite0", "tensorflow", None, None, size=128, steps=512),
+            ModelGallery("vgg16_hed", "tensorflow", None, None, size=128, steps=512),
         ),
         description="Every unit of every conv layer at 128 px and 512 steps: meant for a GPU.",
     ),
