@@ -123,9 +123,10 @@ def composite(chelsea, coffee):
     return np.concatenate([left, right], axis=1), left.shape[1]
 
 
-@pytest.mark.parametrize("method", ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam", "ablationcam"])
-# not fullgrad: its bias-gradient terms are largely class-agnostic (measured shares 0.70 and 0.58);
-# guidedgradcam inherits Grad-CAM's (0.998 and 0.976) but costs ~20 s here on two cores
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam",
+                                    "ablationcam", "guidedgradcam"])  # fmt: skip
+# not fullgrad: its bias-gradient terms are largely class-agnostic (measured shares 0.698 and 0.58),
+# so it misses the 0.7 bar; the issue stays open on that point
 def test_class_discrimination_on_a_composite(lite0, composite, method):
     image, split = composite
     for target, side in (("Egyptian cat", "left"), ("espresso", "right")):
