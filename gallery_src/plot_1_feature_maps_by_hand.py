@@ -40,7 +40,7 @@ fig = featgen.show([post[..., i] for i in range(4)], titles=["vertical", "−ver
 model = featgen.load_model("efficientnet_lite0")
 kernels = featgen.layer_kernels(model)
 print("kernels:", kernels.shape)
-featgen.show_image(featgen.kernel_tiles(kernels, scale=10, cols=8), title="conv_stem kernels")
+featgen.show_image(featgen.kernel_tiles(kernels, scale=20, cols=8), title="conv_stem kernels")
 
 # %%
 # And what those 32 kernels make of a photo: one map per channel, each normalized to its own range.

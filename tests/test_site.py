@@ -146,7 +146,9 @@ def test_full_profile_plan_counts_every_conv_layer():
     rows = plan("full")
     lite = [r for r in rows if r["model"] == "efficientnet_lite0"]
     assert len(lite) > 40 and all(r["units"] == r["channels"] for r in rows)
-    assert sum(r["units"] for r in rows if r["model"] == "vgg16_hed") == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6
+    for backend in {r["backend"] for r in rows if r["model"] == "vgg16_hed"}:  # torch, and tensorflow where configured
+        vgg = sum(r["units"] for r in rows if r["model"] == "vgg16_hed" and r["backend"] == backend)
+        assert vgg == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6, backend
 
 
 def _fake_script(tmp_path):
@@ -252,3 +254,14 @@ nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
     assert f'{tmp_path / "gallery_src" / "plot_tiny.py"}", line {line}' in bad.stderr
     assert "ValueError: tutorial broke here" in bad.stderr
     assert not page.exists() and not list((tmp_path / "docs" / "tutorials").rglob("mkd_glr_plot_tiny_*"))
+
+
+def test_kernel_shown_for_the_first_conv_and_its_relu_only(lite0, hed_torch):
+    from featgen.site.build import _stem_kernels
+
+    def kernels(model, layer):
+        return _stem_kernels(model, model.resolve_layer(layer), model.layer_info(layer).channels)
+
+    assert kernels(lite0, "conv_stem").shape == (3, 3, 3, 32) and kernels(lite0, "blocks.2") is None
+    assert kernels(hed_torch, "block1_conv1").shape == (3, 3, 3, 64)  # a Keras name: the ReLU after the conv
+    assert kernels(hed_torch, "block1_conv2") is None

@@ -192,6 +192,23 @@ def _photo_views(model, layer: str, units: list[int], photos: list[np.ndarray], 
     return crops, strips
 
 
+def _stem_kernels(model, native: str, channels: int | None) -> np.ndarray | None:
+    """The first conv layer's RGB kernels ``(kh, kw, 3, C)`` for the layer ``native`` if it is that conv
+    or follows it before any other conv with the same channels (its ReLU: a Keras name of a torch
+    model points there); else None."""
+    found = None
+    for name, _ in model.backend.iter_layers(model):
+        k = model.backend.layer_kernels(model, name)
+        if k is not None:
+            if found is not None:
+                return None  # a second conv comes before the layer
+            found = k
+        if name == native:
+            ok = found is not None and found.shape[2] == 3 and found.shape[-1] == channels
+            return found if ok else None
+    return None
+
+
 def _loss_plot(curves: np.ndarray, path: Path) -> None:
     import matplotlib
 
@@ -241,7 +258,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     ``<model>/<backend>/index.md`` (its layers), ``.../<layer>/index.md`` and ``.../<layer>/unit-<n>/``.
     Returns counts: ``rendered``, ``cached``, ``corrupt`` entries and seconds taken.
     """
-    from ..maps import first_conv, kernel_tiles
+    from ..maps import kernel_tiles
     from ..models import load_model
 
     t0 = time.perf_counter()
@@ -258,7 +275,6 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     with bar(total=sum(r["units"] for r in rows), desc=f"galleries ({profile})", unit="unit") as pb:
         for mg in prof.galleries:
             model = load_model(mg.model, backend=mg.backend, device=device)
-            stem = first_conv(model)
             layers_ctx = []
             for row in (r for r in rows if r["model"] == mg.model and r["backend"] == mg.backend):
                 layer, units = row["layer"], list(range(row["units"]))
@@ -277,9 +293,8 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                     continue
                 native = model.resolve_layer(layer)
                 crops, strips = _photo_views(model, layer, units, photos)
-                kernels = model.backend.layer_kernels(model, native) if native == stem else None
-                kernels = kernels if kernels is not None and kernels.shape[2] == 3 else None  # RGB kernels only
                 info = model.layer_info(layer)
+                kernels = _stem_kernels(model, native, info.channels)
                 layer_dir = staging / slug(mg.model) / slug(mg.backend) / slug(layer)
                 units_ctx = []
                 for i, u in enumerate(units):
