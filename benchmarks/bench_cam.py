@@ -3,7 +3,9 @@
 Same model (efficientnet_lite0, torch), photo, layer (default: bn2, the last spatial layer, which is
 also pytorch-grad-cam's usual choice) and target class; each library at its default settings.
 
-    python benchmarks/bench_cam.py [--layer bn2] [--methods ScoreCAM,AblationCAM,GradCAM] [--repeat 1]
+    python benchmarks/bench_cam.py [--layer bn2] [--methods ScoreCAM,AblationCAM,GradCAM] [--repeat 1] [--keras]
+
+``--keras`` also times featgen's TensorFlow backend on the same weights (converted at load time).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> None:
     ap.add_argument("--photo", default="chelsea")
     ap.add_argument("--target", type=int, default=285)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--keras", action="store_true", help="also time featgen's TensorFlow backend")
     args = ap.parse_args()
 
     import torch
@@ -45,6 +48,9 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"efficientnet_lite0 layer {args.layer}, {args.photo}, target {args.target}")  # fmt: skip
     featgen.cam(model, image, "gradcam", layer=args.layer)  # warm-up
+    keras_model = featgen.load_model("efficientnet_lite0", backend="tensorflow") if args.keras else None
+    if keras_model is not None:
+        featgen.cam(keras_model, image, "gradcam", layer=args.layer)  # warm-up (traces the graph)
     for name in args.methods.split(","):
         ref = getattr(pgc, name)(model=net, target_layers=[layer])
         t0 = time.perf_counter()
@@ -58,6 +64,14 @@ def main() -> None:
         corr = np.corrcoef(theirs.ravel(), ours.ravel())[0, 1]
         print(f"{name:<16} pytorch-grad-cam {t_ref:7.2f} s/img   featgen {t_ours:7.2f} s/img   "
               f"speed-up x{t_ref / t_ours:6.1f}   map correlation {corr:.4f}")  # fmt: skip
+        if keras_model is not None:
+            t0 = time.perf_counter()
+            for _ in range(args.repeat):
+                keras_map = featgen.cam(keras_model, image, OURS[name], layer=args.layer, target=args.target)
+            t_keras = (time.perf_counter() - t0) / args.repeat
+            corr_k = np.corrcoef(theirs.ravel(), keras_map.ravel())[0, 1]
+            print(f"{'':<16} featgen (Keras backend) {t_keras:7.2f} s/img   speed-up x{t_ref / t_keras:6.1f}   "
+                  f"map correlation {corr_k:.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -64,6 +64,9 @@ def main() -> int:
         "tutorial": first(root, "tutorials/plot_2_*/index.html"),
         "layer": first(root, "galleries/efficientnet_lite0/torch/blocks.4/index.html"),
         "unit": first(root, "galleries/efficientnet_lite0/torch/blocks.4/unit-0/index.html"),
+        "keras-tutorial": first(root, "tutorials/plot_0_*/index.html"),
+        "keras-layer": first(root, "galleries/vgg16_hed/tensorflow/block5_conv3/index.html"),
+        "keras-unit": first(root, "galleries/vgg16_hed/tensorflow/block1_conv1/unit-0/index.html"),
     }
     from playwright.sync_api import sync_playwright
 
