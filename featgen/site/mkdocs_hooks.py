@@ -14,8 +14,20 @@ from featgen.site.build import drop_stale_tutorial_pages
 log = logging.getLogger("mkdocs.featgen")
 
 
+def _absl_logging_on_real_stderr() -> None:
+    """absl (TensorFlow's logger) keeps the ``sys.stderr`` it first sees. If a tutorial is the
+    first to import it, that is mkdocs-gallery's output tee, which has no ``close()``, and Python's
+    logging shutdown then prints a traceback after a successful build. Importing it here first
+    hands it the real stream."""
+    try:
+        import absl.logging  # noqa: F401  (only present with the tensorflow extra)
+    except ImportError:
+        pass
+
+
 @event_priority(100)  # before the gallery plugin's own on_pre_build
 def on_pre_build(config: Any) -> None:
+    _absl_logging_on_real_stderr()
     gallery = config.plugins.get("gallery")
     if gallery is None:
         return
