@@ -6,7 +6,9 @@ time and in its batched mode (one batch parameter, a sum of per-image channel ob
 Prints unit-steps per second and the ratios, and the final activations of each method's images,
 all measured by the same featgen forward pass at the render size.
 
-    python benchmarks/bench_render.py [--units 16] [--size 128] [--steps 64]
+    python benchmarks/bench_render.py [--units 16] [--size 128] [--steps 64] [--keras]
+
+``--keras`` adds featgen on its TensorFlow backend (the same weights, converted at load time).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--keras", action="store_true", help="also time featgen's TensorFlow backend (same weights)")
     args = ap.parse_args()
 
     import torch
@@ -88,8 +91,14 @@ def main() -> None:
     # warm-up, so the first timed run pays no one-off costs
     featgen.visualize(model, args.layer, units=units[:2], size=args.size, steps=2, progress=False)
     run_lucent(net, args.layer, units[:1], args.size, 2, batched=False)
+    runs = []
+    if args.keras:
+        keras_model = featgen.load_model("efficientnet_lite0", backend="tensorflow")
+        featgen.visualize(keras_model, args.layer, units=units[:2], size=args.size, steps=2, progress=False)
+        runs.append(("featgen batched, Keras", lambda: featgen.visualize(keras_model, args.layer, units=units, size=args.size,
+                                                                          steps=args.steps, progress=False).images))  # fmt: skip
 
-    for name, fn in [
+    for name, fn in runs + [
         ("featgen batched", lambda: featgen.visualize(model, args.layer, units=units, size=args.size,
                                                        steps=args.steps, progress=False).images),
         ("lucent batched", lambda: run_lucent(net, args.layer, units, args.size, args.steps, batched=True)),
@@ -103,14 +112,15 @@ def main() -> None:
         results[name] = (work / dt, dt, acts)
         print(f"{name:<22} {dt:8.1f} s  {work / dt:8.1f} unit-steps/s  mean final activation {acts.mean():7.2f}")
 
-    ours = results["featgen batched"]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {len(units)} channels of {args.layer}, {args.size}px, {args.steps} steps")  # fmt: skip
-    for peer in ("lucent one-at-a-time", "lucent batched"):
-        r = results[peer]
-        wins = int((ours[2] >= r[2]).sum())
-        print(f"featgen / {peer}: speed x{ours[0] / r[0]:.2f}; final activation {ours[2].mean():.2f} vs "
-              f"{r[2].mean():.2f} (featgen higher on {wins}/{len(units)} channels)")  # fmt: skip
+    for ours_name in [n for n in results if n.startswith("featgen")]:
+        ours = results[ours_name]
+        for peer in ("lucent one-at-a-time", "lucent batched"):
+            r = results[peer]
+            wins = int((ours[2] >= r[2]).sum())
+            print(f"{ours_name} / {peer}: speed x{ours[0] / r[0]:.2f}; final activation {ours[2].mean():.2f} vs "
+                  f"{r[2].mean():.2f} (featgen higher on {wins}/{len(units)} channels)")  # fmt: skip
 
 
 if __name__ == "__main__":
