@@ -97,6 +97,7 @@ def main() -> int:
                         urllib.request.urlopen(url, timeout=10).close()
                     except urllib.error.URLError as exc:
                         failures.append(f"{name}: broken link {url} ({exc})")
+                page.wait_for_timeout(400)  # the header's title and tabs animate back after the scroll
                 page.screenshot(path=str(out / f"{name}.png"), full_page=False)
                 print(f"{name:<9} {base + path}: {n_img} images, {len(broken)} broken; {len(links)} links")
             # search: the material search box must find a layer name
