@@ -25,6 +25,17 @@ import tensorflow as tf  # noqa: E402
 from ..errors import FeatgenError  # noqa: E402
 from .base import ForwardResult  # noqa: E402
 
+
+class _ExpectedRetracing:
+    """Drop TensorFlow's "triggered tf.function retracing" warning: featgen traces one graph per set
+    of captured layers by design, which that heuristic mistakes for a bug in the caller's code."""
+
+    def filter(self, record) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+tf.get_logger().addFilter(_ExpectedRetracing())
+
 _SEP = "/"
 PRE_ACTIVATION = ":pre"  # suffix: a layer's output before its fused activation (for FullGrad)
 _SKIP = (keras.layers.InputLayer, keras.layers.Dropout)
