@@ -118,6 +118,15 @@ def test_unknown_profile_names_key_and_suggests():
         get_profile("quik")
 
 
+def test_unknown_model_in_config_names_key_and_suggests():
+    from featgen.site.build import plan
+    from featgen.site.config import ModelGallery, Profile
+
+    bad = Profile("mine", (ModelGallery("efficientnet_lit0", "torch", ("blocks.4",), 2),))
+    with pytest.raises(FeatgenError, match="unknown model 'efficientnet_lit0'.*efficientnet_lite0"):
+        plan(bad)
+
+
 def test_unknown_layer_in_config(lite0):
     from featgen.site.build import _layers
     from featgen.site.config import ModelGallery
