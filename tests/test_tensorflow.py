@@ -262,3 +262,11 @@ def test_keras_bias_sites_complete_the_logit():
     total += sum((be.to_numpy(gs[n]) * b).sum(axis=(1, 2, 3)) for n, b in sites)
     total += float(net.get_layer("fc").bias.numpy()[1])
     np.testing.assert_allclose(total, be.to_numpy(scores), rtol=1e-4, atol=1e-4)
+
+
+def test_cam_options_agree_across_backends(lite0, lite0_tf, coffee):
+    """Several target layers combined, eigen_smooth and aug_smooth run unchanged on Keras."""
+    for kw in ({"layer": ["blocks.5", "bn2"]}, {"layer": "blocks.5", "eigen_smooth": True}, {"layer": "bn2", "aug_smooth": True}):
+        a = featgen.cam(lite0, coffee, "gradcam", target="espresso", size=160, **kw)
+        b = featgen.cam(lite0_tf, coffee, "gradcam", target="espresso", size=160, **kw)
+        assert corr(a, b) >= 0.99, kw
