@@ -340,15 +340,19 @@ class TensorFlowBackend:
         return ForwardResult(dict(zip(capture, acts)), out if logits else None)
 
     def activations_and_gradients(self, model, x, layers, score_fn):
+        """Compiled: one pass captures the layers, then per layer one pass from its (watched)
+        output to the logits, with everything before the layer pruned from the traced graph."""
         x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = self.forward(model, x, capture=layers, logits=True, compiled=False)
-            acts = [out.activations[n] for n in layers]
-            scores = score_fn(out.logits)
-            total = tf.reduce_sum(scores)
-        grads = tape.gradient(total, acts)
-        return dict(zip(layers, acts)), dict(zip(layers, grads)), scores
+        acts = self.forward(model, x, capture=layers, logits=False).activations
+        grads, scores = {}, None
+        for name in layers:
+            a = acts[name]
+            with tf.GradientTape() as tape:
+                tape.watch(a)
+                scores = score_fn(self.forward(model, x, logits=True, replace={name: a}).logits)
+                total = tf.reduce_sum(scores)
+            grads[name] = tape.gradient(total, a)
+        return dict(acts), grads, scores
 
     def input_and_layer_gradients(self, model, x, layers, score_fn, normalized: bool = False):
         """See the protocol: one tape for the input's and the layers' gradients."""
