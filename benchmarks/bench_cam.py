@@ -53,25 +53,25 @@ def main() -> None:
         featgen.cam(keras_model, image, "gradcam", layer=args.layer)  # warm-up (traces the graph)
     for name in args.methods.split(","):
         ref = getattr(pgc, name)(model=net, target_layers=[layer])
-        t0 = time.perf_counter()
-        for _ in range(args.repeat):
-            theirs = ref(input_tensor=x, targets=[ClassifierOutputTarget(args.target)])
-        t_ref = (time.perf_counter() - t0) / args.repeat
-        t0 = time.perf_counter()
-        for _ in range(args.repeat):
-            ours = featgen.cam(model, image, OURS[name], layer=args.layer, target=args.target)
-        t_ours = (time.perf_counter() - t0) / args.repeat
+        theirs, t_ref = timed(args.repeat, ref, input_tensor=x, targets=[ClassifierOutputTarget(args.target)])
+        ours, t_ours = timed(args.repeat, featgen.cam, model, image, OURS[name], layer=args.layer, target=args.target)
         corr = np.corrcoef(theirs.ravel(), ours.ravel())[0, 1]
         print(f"{name:<16} pytorch-grad-cam {t_ref:7.2f} s/img   featgen {t_ours:7.2f} s/img   "
               f"speed-up x{t_ref / t_ours:6.1f}   map correlation {corr:.4f}")  # fmt: skip
         if keras_model is not None:
-            t0 = time.perf_counter()
-            for _ in range(args.repeat):
-                keras_map = featgen.cam(keras_model, image, OURS[name], layer=args.layer, target=args.target)
-            t_keras = (time.perf_counter() - t0) / args.repeat
+            keras_map, t_keras = timed(args.repeat, featgen.cam, keras_model, image, OURS[name], layer=args.layer,
+                                       target=args.target)  # fmt: skip
             corr_k = np.corrcoef(theirs.ravel(), keras_map.ravel())[0, 1]
             print(f"{'':<16} featgen (Keras backend) {t_keras:7.2f} s/img   speed-up x{t_ref / t_keras:6.1f}   "
                   f"map correlation {corr_k:.4f}")  # fmt: skip
+
+
+def timed(repeat: int, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``'s last result and its mean seconds over ``repeat`` calls."""
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        out = fn(*args, **kwargs)
+    return out, (time.perf_counter() - t0) / repeat
 
 
 if __name__ == "__main__":

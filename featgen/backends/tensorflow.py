@@ -46,12 +46,11 @@ def _axis(axis):
 
 
 def _functional(layer) -> Any:
-    """The functional graph behind a Functional or built Sequential model, or None (plain layer)."""
+    """The functional graph behind a Functional or built Sequential model, or None (a plain layer,
+    or a subclassed model, whose graph lives inside its own ``call``)."""
     if isinstance(layer, keras.Sequential):
         return getattr(layer, "_functional", None)
-    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth") and getattr(layer, "_is_graph_network", True):
-        return layer if hasattr(layer, "_run_through_graph") and getattr(layer, "inputs", None) else None
-    return None
+    return layer if isinstance(layer, keras.Model) and hasattr(layer, "_run_through_graph") else None
 
 
 def _is_subclassed(model) -> bool:
@@ -59,49 +58,40 @@ def _is_subclassed(model) -> bool:
 
 
 # --- ReLU variants (Lucid's redirection, guided backprop) ------------------------------------------
-def _redirected_clamp(x, lo: float, hi: float | None):
-    """clamp(x, lo, hi) whose gradient, for an image that no gradient would reach, lets through the
-    part that pushes blocked inputs back towards the active range (Lucid's redirected ReLU)."""
+def _redirected_grad(t, g, lo: float, hi: float | None):
+    """Lucid's redirected ReLU: for an image that no gradient would reach, let through the part
+    that pushes blocked inputs back towards the active range."""
+    blocked = t < lo
+    pushing_out = blocked & (g > 0)
+    if hi is not None:
+        over = t > hi
+        blocked = blocked | over
+        pushing_out = pushing_out | (over & (g < 0))
+    relu_grad = tf.where(blocked, tf.zeros_like(g), g)
+    redirected = tf.where(pushing_out, tf.zeros_like(g), g)
+    axes = list(range(1, len(g.shape)))
+    alive = tf.reduce_sum(relu_grad * relu_grad, axis=axes, keepdims=True) > 0
+    return tf.where(alive, relu_grad, redirected)
+
+
+def _guided_grad(t, g, lo: float, hi: float | None):
+    """Guided backpropagation: only positive gradients, and only where the input was active."""
+    active = t > lo if hi is None else (t > lo) & (t < hi)
+    return tf.where(active & (g > 0), g, tf.zeros_like(g))
+
+
+_GRADS = {"redirect": _redirected_grad, "guided": _guided_grad}
+
+
+def _clamp(x, lo: float, hi: float | None, mode: str):
+    """clamp(x, lo, hi) whose gradient follows ``mode`` (``"redirect"`` or ``"guided"``)."""
 
     @tf.custom_gradient
     def f(t):
         y = tf.clip_by_value(t, lo, hi) if hi is not None else tf.maximum(t, lo)
-
-        def grad(g):
-            blocked = t < lo
-            pushing_out = blocked & (g > 0)
-            if hi is not None:
-                over = t > hi
-                blocked = blocked | over
-                pushing_out = pushing_out | (over & (g < 0))
-            relu_grad = tf.where(blocked, tf.zeros_like(g), g)
-            redirected = tf.where(pushing_out, tf.zeros_like(g), g)
-            axes = list(range(1, len(g.shape)))
-            alive = tf.reduce_sum(relu_grad * relu_grad, axis=axes, keepdims=True) > 0
-            return tf.where(alive, relu_grad, redirected)
-
-        return y, grad
+        return y, lambda g: _GRADS[mode](t, g, lo, hi)
 
     return f(x)
-
-
-def _guided_clamp(x, lo: float, hi: float | None):
-    """clamp(x, lo, hi) whose gradient passes only where the input was active and the gradient positive."""
-
-    @tf.custom_gradient
-    def f(t):
-        y = tf.clip_by_value(t, lo, hi) if hi is not None else tf.maximum(t, lo)
-
-        def grad(g):
-            active = t > lo if hi is None else (t > lo) & (t < hi)
-            return tf.where(active & (g > 0), g, tf.zeros_like(g))
-
-        return y, grad
-
-    return f(x)
-
-
-_CLAMPS = {"redirect": _redirected_clamp, "guided": _guided_clamp}
 
 
 def _relu_bounds(fn) -> tuple[float, float | None] | None:
@@ -275,7 +265,7 @@ class TensorFlowBackend:
             def patched(t, original=activation, bounds=bounds):
                 if pre in wanted:
                     store[pre] = t
-                return _CLAMPS[self._relu_mode](t, *bounds) if bounds is not None else original(t)
+                return _clamp(t, *bounds, self._relu_mode) if bounds is not None else original(t)
 
             layer.activation = patched
             try:
@@ -284,7 +274,7 @@ class TensorFlowBackend:
                 layer.activation = activation
         elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
             hi = None if layer.max_value is None else float(layer.max_value)
-            out = _CLAMPS[self._relu_mode](args[0], 0.0, hi)
+            out = _clamp(args[0], 0.0, hi, self._relu_mode)
         else:
             if isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer):
                 kwargs.setdefault("training", False)
@@ -329,12 +319,11 @@ class TensorFlowBackend:
         (a ``tf.function``'s outputs are all siblings to the tape, not each other's inputs)."""
         capture = tuple(dict.fromkeys(capture))
         replace = replace or {}
+        inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
         if not capture and _functional(model.module) is None:  # subclassed: logits still work
-            inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
             return ForwardResult({}, model.module(inp, training=False))
         keys = tuple(replace)
         fn = self._runner(model, capture, logits, keys, compiled)
-        inp = x if normalized else self._normalize(model, tf.convert_to_tensor(x))
         with tf.device(self._tf_device):
             acts, out = fn(inp, [tf.convert_to_tensor(replace[k]) for k in keys])
         return ForwardResult(dict(zip(capture, acts)), out if logits else None)
@@ -432,8 +421,9 @@ def _iter(model, prefix: str) -> Iterator[tuple[str, Any]]:
             continue
         name = prefix + layer.name
         yield name, layer
-        if _functional(layer) is not None:
-            yield from _iter(_functional(layer) if isinstance(layer, keras.Sequential) else layer, name + _SEP)
+        inner = _functional(layer)
+        if inner is not None:
+            yield from _iter(inner, name + _SEP)
 
 
 def _reflect(p: np.ndarray, size: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import FeatgenError
 from .base import ForwardResult
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
@@ -29,15 +30,19 @@ def _axis(axis: int | Sequence[int] | None) -> Any:
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
 
-class _RedirectedClamp(torch.autograd.Function):
-    """Forward: clamp(x, lo, hi). Backward (Lucid): if no gradient would pass for an image, let
-    through the gradient that pushes blocked inputs back towards the active range."""
+class _Clamp(torch.autograd.Function):
+    """Forward: clamp(x, lo, hi). Subclasses say how the gradient passes back (``backward``)."""
 
     @staticmethod
     def forward(ctx, x, lo, hi):  # noqa: D102
         ctx.save_for_backward(x)
         ctx.lo, ctx.hi = lo, hi
         return x.clamp(lo, hi) if hi is not None else x.clamp_min(lo)
+
+
+class _RedirectedClamp(_Clamp):
+    """Backward (Lucid): if no gradient would pass for an image, let through the gradient that
+    pushes blocked inputs back towards the active range."""
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -55,15 +60,9 @@ class _RedirectedClamp(torch.autograd.Function):
         return torch.where(alive, relu_grad, redirected), None, None
 
 
-class _GuidedClamp(torch.autograd.Function):
-    """Forward: clamp(x, lo, hi). Backward (guided backpropagation, Springenberg et al. 2015): only
-    positive gradients pass, and only where the input was in the active range (lo, hi)."""
-
-    @staticmethod
-    def forward(ctx, x, lo, hi):  # noqa: D102
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
-        return x.clamp(lo, hi) if hi is not None else x.clamp_min(lo)
+class _GuidedClamp(_Clamp):
+    """Backward (guided backpropagation, Springenberg et al. 2015): only positive gradients pass,
+    and only where the input was in the active range (lo, hi)."""
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
@@ -83,8 +82,6 @@ class TorchBackend:
         if device in (None, "auto"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
-            from ..errors import FeatgenError
-
             raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
         self.device = device
         self.torch = torch
@@ -320,38 +317,35 @@ class TorchBackend:
             return None
         return run
 
-    def activations_and_gradients(self, model, x, layers, score_fn):
+    def _gradients(self, model, x, layers, score_fn, normalized: bool, wrt_input: bool):
+        """One forward and one backward pass: the layers' outputs, the gradients of
+        ``sum(score_fn(logits))`` w.r.t. them (and the input if ``wrt_input``), and the scores."""
         store: dict[str, torch.Tensor] = {}
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)  # the weights are frozen: the graph starts here
-            inp = self._normalize(model, x).permute(0, 3, 1, 2)
-            with self._capture(model, list(layers), False, store):
-                logits = model.module(inp)
-            scores = score_fn(logits)
-            acts = [store[name] for name in layers]
-            grads = torch.autograd.grad(scores.sum(), acts)
-        return (
-            {n: _to_nhwc(a.detach()) for n, a in zip(layers, acts)},
-            {n: _to_nhwc(g.detach()) for n, g in zip(layers, grads)},
-            scores.detach(),
-        )
-
-    def input_and_layer_gradients(self, model, x, layers, score_fn, normalized: bool = False):
-        """See the protocol: one backward pass for the input's and the layers' gradients."""
-        store: dict[str, torch.Tensor] = {}
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
             inp = (x if normalized else self._normalize(model, x)).permute(0, 3, 1, 2)
             with self._capture(model, list(layers), False, store):
                 logits = model.module(inp)
             scores = score_fn(logits)
             outs = [store[name] for name in layers]
-            grads = torch.autograd.grad(scores.sum(), [x, *outs])
+            grads = torch.autograd.grad(scores.sum(), ([x] if wrt_input else []) + outs)
+        grad_x = grads[0].detach() if wrt_input else None
+        layer_grads = grads[1:] if wrt_input else grads
         return (
-            grads[0].detach(),
-            {n: _to_nhwc(g.detach()) for n, g in zip(layers, grads[1:])},
+            {n: _to_nhwc(a.detach()) for n, a in zip(layers, outs)},
+            grad_x,
+            {n: _to_nhwc(g.detach()) for n, g in zip(layers, layer_grads)},
             scores.detach(),
         )
+
+    def activations_and_gradients(self, model, x, layers, score_fn):
+        acts, _, grads, scores = self._gradients(model, x, layers, score_fn, normalized=False, wrt_input=False)
+        return acts, grads, scores
+
+    def input_and_layer_gradients(self, model, x, layers, score_fn, normalized: bool = False):
+        """See the protocol: one backward pass for the input's and the layers' gradients."""
+        _, grad_x, grads, scores = self._gradients(model, x, layers, score_fn, normalized=normalized, wrt_input=True)
+        return grad_x, grads, scores
 
     def bias_sites(self, model) -> list[tuple[str, np.ndarray]]:
         """Conv2d biases and BatchNorms' effective biases, each with the module to hook.
@@ -377,8 +371,6 @@ class TorchBackend:
                 if act is not None and not isinstance(act, nn.Identity):
                     drop = getattr(m, "drop", None)
                     if not isinstance(drop, nn.Module):
-                        from ..errors import FeatgenError
-
                         raise FeatgenError(f"{name} ({type(m).__name__}) applies its activation inside its forward "
                                            "with no hookable pre-activation point; FullGrad cannot use this model.")  # fmt: skip
                     name = f"{name}.drop"

@@ -44,12 +44,6 @@ def _targets(model: LoadedModel, target: Any, n: int, logits: np.ndarray) -> lis
     return [model.class_index(t) for t in items]
 
 
-def _one_hot(n: int, classes: Sequence[int], width: int) -> np.ndarray:
-    m = np.zeros((n, width), np.float32)
-    m[np.arange(n), list(classes)] = 1.0
-    return m
-
-
 def _upsample_align_corners(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling with align_corners=True (as torch's UpsamplingBilinear2d), channels-last."""
 
@@ -168,12 +162,18 @@ def cam(
         bright = [cam(model, np.clip(x * f, 0, 1), key, layer, target, **kw) for f in (0.9, 1.1)]
         base = cam(model, x, key, layer, target, **kw)
         return np.clip(np.mean([base, flips, *bright], axis=0), 0, 1).astype(np.float32)
+    logits = _logits(model, x)
+    classes = _targets(model, target, len(x), logits)
     if key == "fullgrad":
-        logits = _logits(model, x)
-        classes = _targets(model, target, len(x), logits)
         return M.finalize(GR.fullgrad(model, x, classes, logits.shape[1]), x.shape[1:3]).astype(np.float32)
     if key == "guidedgradcam":
-        return M.finalize(np.abs(_guided_gradcam_raw(model, x, target, layer)).sum(axis=-1), x.shape[1:3])
+        return M.finalize(np.abs(_guided_gradcam_raw(model, x, classes, logits, layer)).sum(axis=-1), x.shape[1:3])
+    return _layer_cam(model, x, key, layer, classes, logits, eigen_smooth)
+
+
+def _layer_cam(model: LoadedModel, x: np.ndarray, key: str, layer, classes: list[int], logits: np.ndarray,
+               eigen_smooth: bool) -> np.ndarray:  # fmt: skip
+    """The layer methods' maps ``(N, H, W)`` for resolved ``classes`` (the mean over several layers)."""
     layers = [default_layer(model)] if layer is None else ([layer] if isinstance(layer, str) else list(layer))
     layers = [model.resolve_layer(name) for name in layers]
     for name in layers:
@@ -181,11 +181,8 @@ def cam(
         if not info.spatial:
             raise FeatgenError(f"layer {name!r} has no spatial dimensions (output {info.shape}); pick a conv layer.")
     be = model.backend
-    xt = be.asarray(x)
-    logits = _logits(model, x)
-    classes = _targets(model, target, len(x), logits)
-    onehot = be.asarray(_one_hot(len(x), classes, logits.shape[1]))
-    acts_t, grads_t, _ = be.activations_and_gradients(model, xt, layers, lambda z: be.sum(z * onehot, axis=1))
+    score_fn = GR._score_fn(model, classes, logits.shape[1])
+    acts_t, grads_t, _ = be.activations_and_gradients(model, be.asarray(x), layers, score_fn)
     maps = []
     for name in layers:
         A = be.to_numpy(acts_t[name]).astype(np.float32)
@@ -214,12 +211,10 @@ def _logits(model: LoadedModel, x: np.ndarray) -> np.ndarray:
         return be.to_numpy(be.forward(model, be.asarray(x)).logits)
 
 
-def _guided_gradcam_raw(model: LoadedModel, x: np.ndarray, target, layer) -> np.ndarray:
+def _guided_gradcam_raw(model: LoadedModel, x: np.ndarray, classes: list[int], logits: np.ndarray, layer) -> np.ndarray:
     """Guided backpropagation × the Grad-CAM map, ``(N, H, W, 3)`` (Selvaraju et al. 2017)."""
-    logits = _logits(model, x)
-    classes = _targets(model, target, len(x), logits)
     g = GR.guided_gradients(model, x, classes, logits.shape[1])
-    return g * cam(model, x, "gradcam", layer, classes, size=x.shape[1:3])[..., None]
+    return g * _layer_cam(model, x, "gradcam", layer, classes, logits, eigen_smooth=False)[..., None]
 
 
 def guided_backprop(
@@ -260,5 +255,6 @@ def guided_gradcam(
 
     model = as_model(model, backend=backend)
     x = load_batch(image, size=size or model.input_size)
-    g = _guided_gradcam_raw(model, x, target, layer)
+    logits = _logits(model, x)
+    g = _guided_gradcam_raw(model, x, _targets(model, target, len(x), logits), logits, layer)
     return g if raw else GR.for_display(g)

