@@ -20,6 +20,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model spec: a built-in name (efficientnet_lite0, vgg16_hed), timm:NAME, torchvision:NAME, keras:NAME or file:PATH")
     p.add_argument("--backend", default="torch", help="torch (default) or tensorflow")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
+    p.add_argument("--precision", default="float32", choices=("float32", "float64"),
+                   help="float32 (default) or float64: slower, for results that must match across backends")  # fmt: skip
+
+
+def load_model_arg(args: argparse.Namespace):
+    """The model that :func:`add_model_args`' options name."""
+    from .models import load_model
+
+    return load_model(args.model, backend=args.backend, device=args.device, precision=args.precision)
 
 
 # --- models ----------------------------------------------------------------------------------------
@@ -44,9 +53,7 @@ def _layers_args(p: argparse.ArgumentParser) -> None:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from .models import load_model
-
-    model = load_model(args.model, backend=args.backend, device=args.device)
+    model = load_model_arg(args)
     rows = model.layer_table
     if args.json:
         print(json.dumps([{"name": r.name, "type": r.type, "shape": list(r.shape), "channels": r.channels} for r in rows], indent=1))
@@ -99,13 +106,12 @@ def read_image_arg(text: str):
 def _maps(args: argparse.Namespace) -> int:
     from .images import load_image, save_image
     from .maps import activations, feature_map_grid
-    from .models import load_model
     from .progress import bar
 
     with bar(total=3, desc="maps") as pb:
         image = load_image(read_image_arg(args.image))  # fail fast on a bad file, before loading a model
         pb.set_postfix_str("loading model")
-        model = load_model(args.model, backend=args.backend, device=args.device)
+        model = load_model_arg(args)
         pb.update()
         layer = model.resolve_layer(args.layer)
         acts = activations(model, image, layer)

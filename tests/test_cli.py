@@ -76,3 +76,13 @@ def test_offline_model_exits_nonzero_without_traceback():
                          env={"TORCH_HOME": "/nonexistent/th", "PATH": "/usr/bin:/bin", "FEATGEN_PROGRESS": "0"})  # fmt: skip
     assert res.returncode == 2, res.stderr
     assert "cannot download" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_precision_flag_reaches_the_render(tmp_path):
+    import json
+
+    out = tmp_path / "r64"
+    assert main(["render", "vgg16_hed", "--layer", "block1_conv2", "--units", "0:2", "--method", "naive", "--size", "32",
+                 "--steps", "3", "--precision", "float64", "--out", str(out)]) == 0  # fmt: skip
+    settings = json.loads((out / "render.json").read_text())["settings"]
+    assert settings["precision"] == "float64" and settings["backend"] == "torch"

@@ -44,9 +44,13 @@ class Backend(Protocol):
 
     name: str
     device: str
+    dtype: str  # "float32" or "float64": of every tensor asarray makes, and of the model's weights
 
     # --- tensors -----------------------------------------------------------------------------
-    def asarray(self, a: np.ndarray | float, dtype: str = "float32") -> Tensor: ...
+    def asarray(self, a: np.ndarray | float, dtype: str | None = None) -> Tensor:
+        """A tensor on the backend's device, of ``dtype`` (default: the backend's :attr:`dtype`)."""
+        ...
+
     def to_numpy(self, t: Tensor) -> np.ndarray: ...
     def shape(self, t: Tensor) -> tuple[int, ...]: ...
     def native_input(self, batch: np.ndarray) -> Tensor:
@@ -160,6 +164,10 @@ class Backend(Protocol):
 
     def layer_kernels(self, model: Any, name: str) -> np.ndarray | None:
         """The layer's conv kernels as ``(kh, kw, c_in, c_out)`` NumPy, or None if it has none."""
+        ...
+
+    def cast_module(self, module: Any) -> Any:
+        """The native model with its weights in this backend's :attr:`dtype` (the same one for float32)."""
         ...
 
     def weights_digest(self, model: Any) -> str:

