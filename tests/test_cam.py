@@ -125,15 +125,35 @@ def composite(chelsea, coffee):
 
 @pytest.mark.parametrize("method", ["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigengradcam",
                                     "ablationcam", "guidedgradcam"])  # fmt: skip
-# not fullgrad: its bias-gradient terms are largely class-agnostic (measured shares 0.698 and 0.58),
-# so it misses the 0.7 bar; the issue stays open on that point
+# scorecam passes too (0.922 / 0.886) but takes minutes at this size; fullgrad: see the next test
 def test_class_discrimination_on_a_composite(lite0, composite, method):
+    for share in _shares(lite0, composite, method):
+        assert share >= 0.7, (method, share)
+
+
+def _shares(model, composite, method: str) -> list[float]:
+    """The map's share of mass on the correct half: left for "Egyptian cat", right for "espresso"."""
     image, split = composite
+    shares = []
     for target, side in (("Egyptian cat", "left"), ("espresso", "right")):
-        m = featgen.cam(lite0, image, method, target=target, size=image.shape[:2])[0]  # at its own aspect
+        m = featgen.cam(model, image, method, target=target, size=image.shape[:2])[0]  # at its own aspect
         left = m[:, :split].sum() / m.sum()
-        share = left if side == "left" else 1 - left
-        assert share >= 0.7, (method, target, share)
+        shares.append(float(left if side == "left" else 1 - left))
+    return shares
+
+
+def test_fullgrad_leans_to_the_right_half_but_weakly(lite0, composite):
+    """FullGrad points at the correct half for both targets, but weakly: measured 0.698 (cat) and
+    0.58 (espresso), short of the 0.7 that the Grad-CAM family reaches (Grad-CAM: 0.988 / 0.941).
+
+    Its bias terms, one per BatchNorm, are ``|b * dS/dz|``: the absolute value keeps evidence against
+    the class, so most of the map follows where the network is active, whichever the target
+    (per-term shares toward the cat half: 0.51-0.73 for both targets). Variants measured, all short
+    of 0.7 on the espresso side: the authors' whole-tensor normalization (0.719 / 0.613), log-softmax
+    or logit-minus-mean targets (≤ 0.72 / ≤ 0.615), composites 160 and 320 px high (0.667 / 0.642,
+    0.729 / 0.507), a square 224 px input (0.628 / 0.591)."""
+    cat, espresso = _shares(lite0, composite, "fullgrad")
+    assert cat > 0.6 and espresso > 0.55, (cat, espresso)
 
 
 def test_no_hook_outlives_a_call_and_memory_stays_flat(lite0, chelsea):
