@@ -62,6 +62,7 @@ def main() -> int:
         "model": first(root, "galleries/efficientnet_lite0/index.html"),
         "backend": first(root, "galleries/efficientnet_lite0/torch/index.html"),
         "tutorial": first(root, "tutorials/plot_2_*/index.html"),
+        "cam-tutorial": first(root, "tutorials/plot_3_*/index.html"),
         "layer": first(root, "galleries/efficientnet_lite0/torch/blocks.4/index.html"),
         "unit": first(root, "galleries/efficientnet_lite0/torch/blocks.4/unit-0/index.html"),
         "keras-tutorial": first(root, "tutorials/plot_0_*/index.html"),
