@@ -7,10 +7,12 @@ Every method in featgen, on the same photo, the same layer and the same class.
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 
 import featgen
 from featgen.cam import METHODS
 from featgen.cam.metrics import faithfulness
+from featgen.images import resize
 
 model = featgen.load_model("efficientnet_lite0")
 photo = model.prepare(featgen.sample_image("chelsea"))[0]
@@ -58,10 +60,6 @@ fig.tight_layout()
 # EigenCAM ignores the target by design. FullGrad leans the right way, but weakly: each of its
 # terms takes an absolute value, so evidence *against* the class counts as much as evidence for it,
 # and the map mostly follows where the network is active at all.
-import numpy as np  # noqa: E402
-
-from featgen.images import resize  # noqa: E402
-
 cat, cup = featgen.sample_image("chelsea"), featgen.sample_image("coffee")
 h = 224
 left = resize(cat, (h, int(cat.shape[1] * h / cat.shape[0])))
