@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .backends import PRECISIONS
 from .errors import FeatgenError
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
@@ -20,7 +21,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model spec: a built-in name (efficientnet_lite0, vgg16_hed), timm:NAME, torchvision:NAME, keras:NAME or file:PATH")
     p.add_argument("--backend", default="torch", help="torch (default) or tensorflow")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
-    p.add_argument("--precision", default="float32", choices=("float32", "float64"),
+    p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="float32 (default) or float64: slower, for results that must match across backends")  # fmt: skip
 
 

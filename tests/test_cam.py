@@ -264,14 +264,14 @@ def _pgc():
 def test_bias_sites_complete_the_logit(tiny):
     """FullGrad's completeness on a ReLU net: logit = Σ x·∇x + Σ_sites Σ b·∂/∂z + the Linear's bias.
     This checks every effective bias and that each gradient is taken where its bias is added."""
-    from featgen.cam.gradients import _score_fn
+    from featgen.cam.gradients import class_score_fn
 
     be = tiny.backend
     xn = tiny.norm.apply(np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32))
     sites = be.bias_sites(tiny)
     assert [n for n, _ in sites] == ["0", "1", "3", "4", "6", "7"]
     gx, gs, scores = be.input_and_layer_gradients(tiny, be.asarray(xn), [n for n, _ in sites],
-                                                  _score_fn(tiny, [2, 2], 4), normalized=True)  # fmt: skip
+                                                  class_score_fn(tiny, [2, 2], 4), normalized=True)  # fmt: skip
     total = (xn * be.to_numpy(gx)).sum(axis=(1, 2, 3))
     total += sum((be.to_numpy(gs[n]) * b).sum(axis=(1, 2, 3)) for n, b in sites)
     total += float(tiny.module[-1].bias[2])
@@ -300,7 +300,7 @@ def test_fullgrad_on_lite0_sees_the_biases_pytorch_grad_cam_misses(lite0):
     no bias, so it finds no bias site at all and its "FullGrad" is only the |x·∇x| term. (Had it
     matched by isinstance, its forward hook would still see BatchNormAct2d's output after ReLU6.)
     We hook the norm's internal ``drop`` Identity, whose output is the pre-activation value."""
-    from featgen.cam.gradients import _minmax, _score_fn
+    from featgen.cam.gradients import _minmax, class_score_fn
 
     pgc = _pgc()
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -313,7 +313,7 @@ def test_fullgrad_on_lite0_sees_the_biases_pytorch_grad_cam_misses(lite0):
     theirs = ref(input_tensor=lite0.preprocess(image, 128).contiguous(), targets=[ClassifierOutputTarget(285)])[0]
     mine = featgen.cam(lite0, image, "fullgrad", target=285, size=128)[0]
     xn = lite0.norm.apply(lite0.prepare(image, 128))
-    gx, gs, _ = be.input_and_layer_gradients(lite0, be.asarray(xn), ["bn1", "bn1.drop"], _score_fn(lite0, [285], 1000),
+    gx, gs, _ = be.input_and_layer_gradients(lite0, be.asarray(xn), ["bn1", "bn1.drop"], class_score_fn(lite0, [285], 1000),
                                              normalized=True)  # fmt: skip
     input_term = _minmax(np.abs(xn * be.to_numpy(gx)), (1, 2)).sum(-1)[0]
     assert corr(theirs, input_term) >= 0.999  # the reference is the input term alone...

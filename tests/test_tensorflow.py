@@ -297,7 +297,7 @@ def test_keras_bias_sites_complete_the_logit():
     """FullGrad's completeness on a Keras ReLU net whose convs fuse their ReLU (hooked at ``:pre``)."""
     import keras
 
-    from featgen.cam.gradients import _score_fn
+    from featgen.cam.gradients import class_score_fn
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
@@ -313,7 +313,7 @@ def test_keras_bias_sites_complete_the_logit():
     sites = be.bias_sites(model)
     assert [n for n, _ in sites] == ["c1:pre", "bn"]
     xn = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32)
-    gx, gs, scores = be.input_and_layer_gradients(model, be.asarray(xn), [n for n, _ in sites], _score_fn(model, [1, 1], 4),
+    gx, gs, scores = be.input_and_layer_gradients(model, be.asarray(xn), [n for n, _ in sites], class_score_fn(model, [1, 1], 4),
                                                   normalized=True)  # fmt: skip
     total = (xn * be.to_numpy(gx)).sum(axis=(1, 2, 3))
     total += sum((be.to_numpy(gs[n]) * b).sum(axis=(1, 2, 3)) for n, b in sites)

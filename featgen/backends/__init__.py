@@ -11,7 +11,7 @@ from .base import Backend, ForwardResult
 BACKENDS = {"torch": "featgen.backends.torch", "tensorflow": "featgen.backends.tensorflow"}
 ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 
-__all__ = ["Backend", "ForwardResult", "get_backend", "check_precision", "BACKENDS", "PRECISIONS"]
+__all__ = ["Backend", "ForwardResult", "get_backend", "BACKENDS", "PRECISIONS"]
 
 
 def canonical_name(name: str) -> str:
@@ -25,19 +25,13 @@ def canonical_name(name: str) -> str:
 PRECISIONS = ("float32", "float64")
 
 
-def check_precision(precision: str) -> str:
-    """``"float32"`` (the default) or ``"float64"``; raises a FeatgenError for anything else."""
-    if precision not in PRECISIONS:
-        raise FeatgenError(f"unknown precision {precision!r}: choose float32 (default) or float64.{suggest(str(precision), PRECISIONS)}")
-    return precision
-
-
 @cache
 def get_backend(name: str = "torch", device: str | None = None, precision: str = "float32") -> Backend:
     """Return the backend instance for ``name`` (``"torch"`` or ``"tensorflow"``) on ``device``,
     computing in ``precision`` (``"float32"`` or ``"float64"``)."""
     key = canonical_name(name)
-    check_precision(precision)
+    if precision not in PRECISIONS:
+        raise FeatgenError(f"unknown precision {precision!r}: choose float32 (default) or float64.{suggest(str(precision), PRECISIONS)}")
     try:
         module = importlib.import_module(BACKENDS[key])
     except ImportError as exc:

@@ -167,7 +167,7 @@ class Backend(Protocol):
         ...
 
     def cast_module(self, module: Any) -> Any:
-        """The native model with its weights in this backend's :attr:`dtype` (the same one for float32)."""
+        """The native model with its weights in this backend's :attr:`dtype` (the same object if they are)."""
         ...
 
     def weights_digest(self, model: Any) -> str:

@@ -411,7 +411,7 @@ class TensorFlowBackend:
     def cast_module(self, module: keras.Model) -> keras.Model:
         """A float64 twin of a functional or Sequential model: the same graph and layer names, each
         layer rebuilt with the new dtype, then the weights copied. Keras variables cannot change dtype."""
-        if self.dtype == "float32":
+        if module.dtype == self.dtype:  # the model's variable dtype (Keras' dtype policy)
             return module
         if not _functional(module):
             raise FeatgenError(f"{module.name} is a subclassed Keras model, which featgen cannot rebuild in {self.dtype}: "

@@ -219,9 +219,6 @@ class TorchBackend:
         std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device)
         return (x - mean) / std
 
-    def _modules(self, model) -> dict[str, nn.Module]:
-        return dict(self.iter_layers(model))
-
     @contextlib.contextmanager
     def _capture(self, model, names: Sequence[str], stop: bool, store: dict, replace: dict | None = None):
         # every named module, not only iter_layers': bias_sites may name a hidden Identity
@@ -308,7 +305,7 @@ class TorchBackend:
 
         # verify on a real forward pass: the chain must reproduce the model's logits
         size = model.input_size
-        x = torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)).to(self.device, getattr(torch, self.dtype))
+        x = self.asarray(torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)))
         with torch.no_grad():
             out = self.forward(model, x, capture=[layer], logits=True)
             try:
@@ -411,7 +408,7 @@ class TorchBackend:
         return type(layer).__name__
 
     def layer_kernels(self, model, name):
-        layer = self._modules(model)[name]
+        layer = dict(self.iter_layers(model))[name]
         if not isinstance(layer, _CONV_TYPES):
             return None
         return layer.weight.detach().float().cpu().permute(2, 3, 1, 0).numpy()

@@ -181,7 +181,7 @@ def _layer_cam(model: LoadedModel, x: np.ndarray, key: str, layer, classes: list
         if not info.spatial:
             raise FeatgenError(f"layer {name!r} has no spatial dimensions (output {info.shape}); pick a conv layer.")
     be = model.backend
-    score_fn = GR._score_fn(model, classes, logits.shape[1])
+    score_fn = GR.class_score_fn(model, classes, logits.shape[1])
     acts_t, grads_t, _ = be.activations_and_gradients(model, be.asarray(x), layers, score_fn)
     maps = []
     for name in layers:
@@ -211,6 +211,16 @@ def _logits(model: LoadedModel, x: np.ndarray) -> np.ndarray:
         return be.to_numpy(be.forward(model, be.asarray(x)).logits)
 
 
+def _prepared(model, image, target, size: int | None, backend: str) -> tuple[LoadedModel, np.ndarray, np.ndarray, list[int]]:
+    """The model, the image batch at ``size``, its logits and each image's target class."""
+    from ..maps import as_model
+
+    model = as_model(model, backend=backend)
+    x = load_batch(image, size=size or model.input_size)
+    logits = _logits(model, x)
+    return model, x, logits, _targets(model, target, len(x), logits)
+
+
 def _guided_gradcam_raw(model: LoadedModel, x: np.ndarray, classes: list[int], logits: np.ndarray, layer) -> np.ndarray:
     """Guided backpropagation × the Grad-CAM map, ``(N, H, W, 3)`` (Selvaraju et al. 2017)."""
     g = GR.guided_gradients(model, x, classes, logits.shape[1])
@@ -229,12 +239,8 @@ def guided_backprop(
     """Guided backpropagation ``(N, H, W, 3)``: the input gradient of the target's logit with every
     ReLU passing only positive gradients of active units. Standardized for display (mean 0.5,
     std 0.1, clipped to [0, 1]) unless ``raw``, which returns the gradients w.r.t. the normalized input."""
-    from ..maps import as_model
-
-    model = as_model(model, backend=backend)
-    x = load_batch(image, size=size or model.input_size)
-    logits = _logits(model, x)
-    g = GR.guided_gradients(model, x, _targets(model, target, len(x), logits), logits.shape[1])
+    model, x, logits, classes = _prepared(model, image, target, size, backend)
+    g = GR.guided_gradients(model, x, classes, logits.shape[1])
     return g if raw else GR.for_display(g)
 
 
@@ -251,10 +257,6 @@ def guided_gradcam(
     """Guided Grad-CAM ``(N, H, W, 3)``: guided backpropagation × the Grad-CAM map of ``layer``,
     standardized for display like :func:`guided_backprop` unless ``raw``.
     ``cam(..., method="guidedgradcam")`` is the same, as a one-channel map (sum of absolute values)."""
-    from ..maps import as_model
-
-    model = as_model(model, backend=backend)
-    x = load_batch(image, size=size or model.input_size)
-    logits = _logits(model, x)
-    g = _guided_gradcam_raw(model, x, _targets(model, target, len(x), logits), logits, layer)
+    model, x, logits, classes = _prepared(model, image, target, size, backend)
+    g = _guided_gradcam_raw(model, x, classes, logits, layer)
     return g if raw else GR.for_display(g)

@@ -23,7 +23,8 @@ def _require(model: LoadedModel, method: str, *primitives: str) -> None:
                            "implement yet; use backend='torch'.")  # fmt: skip
 
 
-def _score_fn(model: LoadedModel, classes: Sequence[int], width: int):
+def class_score_fn(model: LoadedModel, classes: Sequence[int], width: int):
+    """``z -> z[i, classes[i]]``: each image's logit of its target class, as a backend function."""
     be = model.backend
     onehot = np.zeros((len(classes), width), np.float32)
     onehot[np.arange(len(classes)), list(classes)] = 1.0
@@ -60,7 +61,7 @@ def fullgrad(model: LoadedModel, x: np.ndarray, classes: Sequence[int], width: i
     xn = model.norm.apply(x)
     sites = be.bias_sites(model)
     gx, gsites, _ = be.input_and_layer_gradients(
-        model, be.asarray(xn), [name for name, _ in sites], _score_fn(model, classes, width), normalized=True
+        model, be.asarray(xn), [name for name, _ in sites], class_score_fn(model, classes, width), normalized=True
     )
     axes = (1, 2) if per_channel else (1, 2, 3)
     size = x.shape[1:3]
@@ -79,7 +80,7 @@ def guided_gradients(model: LoadedModel, x: np.ndarray, classes: Sequence[int], 
     be = model.backend
     with be.guided_relu(model):
         gx, _, _ = be.input_and_layer_gradients(
-            model, be.asarray(model.norm.apply(x)), [], _score_fn(model, classes, width), normalized=True
+            model, be.asarray(model.norm.apply(x)), [], class_score_fn(model, classes, width), normalized=True
         )
     g = be.to_numpy(gx).astype(np.float32)
     return g[..., ::-1].copy() if model.norm.bgr else g  # back to RGB order for display

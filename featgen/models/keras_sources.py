@@ -124,14 +124,14 @@ def vgg16_hed() -> keras.Model:
     weights = read_hed_vgg16()
     inp = keras.Input((None, None, 3), name="input")
     x = inp
-    for block, n in enumerate([2, 2, 3, 3, 3], start=1):
-        for i in range(1, n + 1):
-            name = f"block{block}_conv{i}"
-            kernel, bias = weights[name]
-            layer = keras.layers.Conv2D(kernel.shape[-1], 3, padding="same", activation="relu", name=name)
-            x = layer(x)
-            layer.set_weights([kernel, bias])
-        x = keras.layers.MaxPooling2D(2, 2, name=f"block{block}_pool")(x)
+    for name in VGG16_TORCH_NAMES:  # Keras names in order: blockB_convI ..., blockB_pool
+        if name.endswith("_pool"):
+            x = keras.layers.MaxPooling2D(2, 2, name=name)(x)
+            continue
+        kernel, bias = weights[name]
+        layer = keras.layers.Conv2D(kernel.shape[-1], 3, padding="same", activation="relu", name=name)
+        x = layer(x)
+        layer.set_weights([kernel, bias])
     return keras.Model(inp, x, name="vgg16_hed")
 
 

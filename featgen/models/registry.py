@@ -6,7 +6,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import canonical_name, check_precision, get_backend
+from ..backends import canonical_name, get_backend
 from ..errors import FeatgenError, suggest
 from .base import LoadedModel
 
@@ -87,9 +87,8 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
     if source == "builtin" and key not in BUILTIN_MODELS[name].backends:
         raise FeatgenError(f"built-in model {name} exists for {', '.join(BUILTIN_MODELS[name].backends)} only.")
     module_name, func = loaders[key].split(":")
-    be = get_backend(key, device, check_precision(precision))
+    be = get_backend(key, device, precision)
     loader = getattr(importlib.import_module(module_name), func)
     model = loader(name, be, **options)
-    if be.dtype != "float32":
-        model.module = be.cast_module(model.module)
+    model.module = be.cast_module(model.module)  # the sources load float32 weights
     return model

@@ -108,7 +108,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     rebuilt; any other object in the pickle is refused, so no code in the file runs.
     """
     path = Path(path)
-    storages: dict[str, tuple[str, int]] = {}  # key -> (dtype name, numel)
+    storages: dict[str, str] = {}  # key -> torch storage type name
 
     class Unpickler(pickle.Unpickler):
         def find_class(self, module: str, name: str):
@@ -122,9 +122,8 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
         def persistent_load(self, pid):
             # zip: ('storage', type, key, location, numel); legacy: (..., numel, view_metadata)
-            _, kind, key, _, numel = pid[:5]
-            kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-            storages[str(key)] = (kind, int(numel))
+            _, kind, key = pid[:3]
+            storages[str(key)] = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
             return str(key)
 
     def build(obj, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -143,7 +142,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             pkl = next(n for n in z.namelist() if n.endswith("data.pkl"))
             root = pkl[: -len("data.pkl")]
             obj = Unpickler(z.open(pkl)).load()
-            data = {k: np.frombuffer(z.read(f"{root}data/{k}"), dtype=_TORCH_DTYPES[t]) for k, (t, _) in storages.items()}
+            data = {k: np.frombuffer(z.read(f"{root}data/{k}"), dtype=_TORCH_DTYPES[t]) for k, t in storages.items()}
         return build(obj, data)
     with open(path, "rb") as f:
         for _ in range(3):  # magic number, protocol version, system info
@@ -152,8 +151,7 @@ def read_torch_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         keys = pickle.load(f)
         data = {}
         for key in keys:
-            kind, _ = storages[key]
-            dtype = np.dtype(_TORCH_DTYPES[kind])
+            dtype = np.dtype(_TORCH_DTYPES[storages[key]])
             (count,) = np.frombuffer(f.read(8), dtype="<i8")
             data[key] = np.frombuffer(f.read(int(count) * dtype.itemsize), dtype=dtype)
     return build(obj, data)
