@@ -72,26 +72,42 @@ def _cut(values: list, start: int, stop: int) -> list:
     return [values[i % len(values)] for i in range(start, stop)]
 
 
-def _select(be, act, units: list[int]):
+def _constant(cache: dict, be, key: tuple, make: Callable[[], np.ndarray]):
+    """A device constant built once per backend, dtype and ``key`` (hot loops must not re-upload)."""
+    full = (be.name, be.device, be.dtype) + key
+    if full not in cache:
+        cache[full] = be.asarray(make())
+    return cache[full]
+
+
+def _selector(units: list[int]) -> Callable[[Any, Any], Any]:
     """Per-image channel selection with a one-hot mask (works in both frameworks, no gather)."""
-    c = be.shape(act)[-1]
-    n = be.shape(act)[0]
-    mask = np.zeros((n, c), np.float32)
-    for i in range(n):
-        mask[i, units[i % len(units)]] = 1.0
-    mask_t = be.asarray(mask.reshape((n,) + (1,) * (len(be.shape(act)) - 2) + (c,)))
-    return be.sum(act * mask_t, axis=-1)
+    cache: dict = {}
+
+    def select(be, act):
+        shape = be.shape(act)
+        n, c = shape[0], shape[-1]
+
+        def make():
+            mask = np.zeros((n, c), np.float32)
+            mask[np.arange(n), [units[i % len(units)] for i in range(n)]] = 1.0
+            return mask.reshape((n,) + (1,) * (len(shape) - 2) + (c,))
+
+        return be.sum(act * _constant(cache, be, (n, c, len(shape)), make), axis=-1)
+
+    return select
 
 
 def channel(layer: str, units: int | Sequence[int], border: int = 0) -> Objective:
     """Mean activation of one channel per image (``units[i]`` for image ``i``), without a ``border``."""
     us = _per_image(units)
+    select = _selector(us)
 
     def fn(be, acts, _):
         a = acts[layer]
         if border and min(be.shape(a)[1:3]) > 2 * border:  # tiny maps keep their border
             a = a[:, border:-border, border:-border, :]
-        return be.mean(_select(be, a, us), axis=(1, 2))
+        return be.mean(select(be, a), axis=(1, 2))
 
     return Objective(fn, (layer,), name=f"channel({layer})", slicer=lambda i, j: channel(layer, _cut(us, i, j), border))
 
@@ -99,13 +115,14 @@ def channel(layer: str, units: int | Sequence[int], border: int = 0) -> Objectiv
 def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int | None = None) -> Objective:
     """One spatial position of a channel (default: the centre)."""
     us = _per_image(units)
+    select = _selector(us)
 
     def fn(be, acts, _):
         a = acts[layer]
         h, w = be.shape(a)[1:3]
         yy = h // 2 if y is None else y
         xx = w // 2 if x is None else x
-        return _select(be, a[:, yy : yy + 1, xx : xx + 1, :], us)[:, 0, 0]
+        return select(be, a[:, yy : yy + 1, xx : xx + 1, :])[:, 0, 0]
 
     return Objective(fn, (layer,), name=f"neuron({layer})", slicer=lambda i, j: neuron(layer, _cut(us, i, j), x, y))
 
@@ -126,10 +143,11 @@ layer = deepdream
 def direction(layer: str, vector: np.ndarray) -> Objective:
     """Mean over positions of the dot product with a direction in channel space."""
     vec = np.asarray(vector, np.float32)
+    cache: dict = {}
 
     def fn(be, acts, _):
         a = acts[layer]
-        dots = be.sum(a * be.asarray(vec), axis=-1)
+        dots = be.sum(a * _constant(cache, be, (), lambda: vec), axis=-1)
         return be.mean(dots, axis=tuple(range(1, len(be.shape(dots))))) if len(be.shape(dots)) > 1 else dots
 
     return Objective(fn, (layer,), name=f"direction({layer})")
@@ -138,9 +156,10 @@ def direction(layer: str, vector: np.ndarray) -> Objective:
 def class_logit(classes: int | Sequence[int]) -> Objective:
     """The logit of a class (per image)."""
     cs = _per_image(classes)
+    select = _selector(cs)
 
     def fn(be, _acts, logits):
-        return _select(be, logits, cs)
+        return select(be, logits)
 
     return Objective(fn, (), needs_logits=True, name="class_logit", slicer=lambda i, j: class_logit(_cut(cs, i, j)))
 
@@ -171,6 +190,7 @@ def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
     A batch boundary inside a group splits it, so keep ``batch_size`` a multiple of the group size.
     """
     labels = None if groups is None else list(groups)
+    cache: dict = {}
 
     def fn(be, acts, _):
         a = acts[layer]
@@ -186,7 +206,7 @@ def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
             g = grams[start:stop]
             m = stop - start
             sims = be.einsum("nk,mk->nm", g, g)
-            off = be.asarray(1.0 - np.eye(m, dtype=np.float32))
+            off = _constant(cache, be, (m,), lambda m=m: 1.0 - np.eye(m, dtype=np.float32))
             parts.append(-be.sum(sims * off, axis=1) / float(max(m - 1, 1)))
         return parts[0] if len(parts) == 1 else be.concat(parts)
 

@@ -1,4 +1,4 @@
-"""Adam, written once on backend tensor arithmetic (so both frameworks share it)."""
+"""Step rules, written once on backend tensor arithmetic (so both frameworks share them)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,18 @@ class Adam:
         m_hat = self.m / (1 - self.b1**self.t)
         v_hat = self.v / (1 - self.b2**self.t)
         return x - m_hat * self.lr / (self.be.sqrt(v_hat) + self.eps)
+
+
+class NormalizedAscent:
+    """Plain steps along the gradient, L2-normalized per image (the Keras tutorial's naive ascent)."""
+
+    def __init__(self, be, lr: float = 10.0):
+        self.be, self.lr = be, lr
+
+    def step(self, x, grad):
+        axes = tuple(range(1, len(self.be.shape(grad))))
+        norm = self.be.sqrt(self.be.sum(grad * grad, axis=axes, keepdims=True)) + 1e-12
+        return x - grad / norm * self.lr
+
+
+OPTIMIZERS = {"adam": Adam, "ascent": NormalizedAscent}

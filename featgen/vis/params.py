@@ -1,8 +1,9 @@
 """Image parameterizations: pixel, Fourier (Lucid), and MACO's phase-only Fourier.
 
 A parameterization is a single tensor whose first axis is the batch, plus ``image_fn`` mapping it
-to NHWC RGB in [0, 1]. Initial values are drawn from NumPy generators (one per unit), so both
-backends start from the same numbers and a unit's start does not depend on its batch.
+to NHWC RGB in [0, 1]. Initial values are drawn from NumPy generators (one per image), so both
+backends start from the same numbers and an image's start does not depend on its batch. Every
+constant (colour matrix, spectrum scale, magnitude) is a device tensor built once per parameterization.
 """
 
 from __future__ import annotations
@@ -34,11 +35,17 @@ def _draw(rngs: Sequence[np.random.Generator], shape: tuple[int, ...], sd: float
     return np.stack([r.normal(0.0, sd, size=shape) for r in rngs]).astype(np.float32)
 
 
-def to_valid_rgb(be, x, decorrelate: bool):
-    """NHWC unconstrained values → RGB in [0, 1]: optional color decorrelation, then a sigmoid."""
+def to_valid_rgb(be, x, decorrelate: bool, matrix: Any = None):
+    """NHWC unconstrained values → RGB in [0, 1]: optional color decorrelation, then a sigmoid.
+    ``matrix``: COLOR_MATRIX as a device tensor, when the caller holds one (hot loops do)."""
     if decorrelate:
-        x = be.einsum("nhwc,dc->nhwd", x, be.asarray(COLOR_MATRIX))
+        x = be.einsum("nhwc,dc->nhwd", x, be.asarray(COLOR_MATRIX) if matrix is None else matrix)
     return be.sigmoid(x)
+
+
+def image(be, start: np.ndarray) -> Param:
+    """The image itself (naive ascent): the tensor is RGB, ``image_fn`` the identity."""
+    return Param(be.asarray(start), lambda t: t, "image")
 
 
 def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
@@ -53,9 +60,10 @@ def spectrum_scale(h: int, w: int, decay_power: float = 1.0) -> np.ndarray:
 def pixel(be, rngs, size: int, sd: float = 0.01, decorrelate: bool = True) -> Param:
     """Plain pixels behind a sigmoid (and optional color decorrelation)."""
     init = _draw(rngs, (size, size, 3), sd)
+    matrix = be.asarray(COLOR_MATRIX)
 
     def image_fn(t):
-        return to_valid_rgb(be, t, decorrelate)
+        return to_valid_rgb(be, t, decorrelate, matrix)
 
     return Param(be.asarray(init), image_fn, "pixel")
 
@@ -65,11 +73,12 @@ def fourier(be, rngs, size: int, sd: float = 0.01, decay_power: float = 1.0, dec
     wf = size // 2 + 1
     init = _draw(rngs, (2, 3, size, wf), sd)
     scale = be.asarray(spectrum_scale(size, size, decay_power))
+    matrix = be.asarray(COLOR_MATRIX)
 
     def image_fn(t):
         re, im = t[:, 0] * scale, t[:, 1] * scale
         img = be.irfft2(re, im, (size, size)) / 4.0  # Lucid divides by 4 to keep the start near grey
-        return to_valid_rgb(be, be.transpose(img, (0, 2, 3, 1)), decorrelate)
+        return to_valid_rgb(be, be.transpose(img, (0, 2, 3, 1)), decorrelate, matrix)
 
     return Param(be.asarray(init), image_fn, "fourier")
 
@@ -97,15 +106,14 @@ def maco(be, rngs, size: int, decorrelate: bool = False) -> Param:
     wf = size // 2 + 1
     init = np.stack([r.uniform(-np.pi, np.pi, size=(3, size, wf)) for r in rngs]).astype(np.float32)
     mag = be.asarray(natural_magnitude(size))
+    matrix = be.asarray(COLOR_MATRIX)
 
     def image_fn(phase):
         img = be.irfft2(mag * be.cos(phase), mag * be.sin(phase), (size, size))
         mean = be.mean(img, axis=(1, 2, 3), keepdims=True)
         std = be.sqrt(be.mean((img - mean) ** 2, axis=(1, 2, 3), keepdims=True)) + 1e-6
         img = be.transpose((img - mean) / std, (0, 2, 3, 1))
-        return to_valid_rgb(be, img, decorrelate)
+        return to_valid_rgb(be, img, decorrelate, matrix)
 
     return Param(be.asarray(init), image_fn, "maco")
 
-
-PARAMS = {"pixel": pixel, "fourier": fourier}

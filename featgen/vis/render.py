@@ -20,13 +20,14 @@ from ..errors import FeatgenError, suggest
 from ..models import LoadedModel
 from ..progress import bar
 from . import objectives as obj
-from .optim import Adam
-from .params import Param, fourier, maco, pixel
-from .transforms import TransformStack, apply, get_transforms
+from . import params
+from .loop import Config, Randomness, draw, run
+from .transforms import TransformStack, get_transforms
 
 METHODS = ("naive", "octaves", "regularized", "maco")
-ALGORITHM_VERSION = "vis-2"  # bump when a change alters rendered pixels (render caches key on it)
+ALGORITHM_VERSION = "vis-3"  # bump when a change alters rendered pixels (render caches key on it)
 REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
+MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
 
 @dataclass
@@ -113,24 +114,14 @@ def _rngs(seed: int, units: Sequence[int], occ: Sequence[int], stream: int = 0) 
     return [np.random.default_rng([seed, int(u), stream, int(k)]) for u, k in zip(units, occ)]
 
 
-def _evaluate(be, model, objective: obj.Objective, images) -> np.ndarray:
+def _evaluate(be, model, objective: obj.Objective, images):
+    """The objective on ``images``, left on the device (read with the rest at the end)."""
     with be.no_grad():
         out = be.forward(model, images, capture=objective.layers, logits=objective.needs_logits)
-        return be.to_numpy(objective(be, out.activations, out.logits))
+        return objective(be, out.activations, out.logits)
 
 
-def _finite_rows(be, values, grad) -> np.ndarray:
-    v = np.isfinite(be.to_numpy(values))
-    g = be.to_numpy(be.isfinite(grad))
-    return v & g.reshape(g.shape[0], -1).all(axis=1)
-
-
-def _mask_rows(be, t, keep: np.ndarray):
-    m = be.asarray(keep.astype(np.float32).reshape((-1,) + (1,) * (len(be.shape(t)) - 1)))
-    return be.where(be.isfinite(t), t, t * 0.0) * m
-
-
-# --- naive (Keras tutorial) and octaves -------------------------------------------------------------
+# --- one batch: the method as a configuration of the loop ------------------------------------
 def deprocess(images: np.ndarray, crop: int = 25) -> np.ndarray:
     """Keras tutorial: standardize to std 0.15 around 0.5, crop ``crop`` px, clip to [0, 1]."""
     x = np.asarray(images, np.float32)
@@ -142,25 +133,6 @@ def deprocess(images: np.ndarray, crop: int = 25) -> np.ndarray:
     if c:
         x = x[:, c:-c, c:-c, :]
     return np.clip(x, 0.0, 1.0)
-
-
-def _ascend(be, model, objective, x, steps: int, lr: float, history: list, nans: list, units, step0: int):
-    """Plain gradient ascent with an L2-normalized gradient (per image), ``steps`` times."""
-    for step in range(steps):
-        def loss_fn(t):
-            out = be.forward(model, t, capture=objective.layers, logits=objective.needs_logits)
-            values = objective(be, out.activations, out.logits)
-            return -be.sum(values), values
-
-        (_, values), grad = be.value_and_grad(loss_fn, x, has_aux=True)
-        ok = _finite_rows(be, values, grad)
-        for i in np.flatnonzero(~ok):
-            nans.append((int(units[i]), step0 + step))
-        grad = _mask_rows(be, grad, ok)
-        norm = be.sqrt(be.sum(grad * grad, axis=(1, 2, 3), keepdims=True)) + 1e-12
-        x = x - grad / norm * lr  # minus: grad is of the loss, i.e. minus the objective
-        history.append(np.where(ok, be.to_numpy(values), np.nan))
-    return x
 
 
 def _start_images(start, units, occ, seed: int, side: int) -> np.ndarray:
@@ -176,97 +148,66 @@ def _start_images(start, units, occ, seed: int, side: int) -> np.ndarray:
     return np.repeat(img[None], len(units), axis=0).astype(np.float32)
 
 
-def _naive(be, model, objective, units, occ, size, steps, seed, lr, octaves, octave_scale, bar_, start="noise"):
-    n_oct = max(1, octaves)
-    first = max(16, int(round(size / octave_scale ** (n_oct - 1))))
-    x = be.asarray(_start_images(start, units, occ, seed, first))
-    start_act = _evaluate(be, model, objective, be.asarray(_start_images(start, units, occ, seed, size)))
-    history: list = []
-    nans: list = []
-    for o in range(n_oct):
-        if o:
-            side = size if o == n_oct - 1 else int(round(first * octave_scale**o))
-            x = be.resize(x, (side, side))
-        x = _ascend(be, model, objective, x, steps, lr, history, nans, units, o * steps)
-        bar_.update(steps * len(units))
-    raw = be.to_numpy(x)
-    final_act = _evaluate(be, model, objective, be.asarray(raw))
-    return deprocess(raw), start_act, final_act, np.stack(history, 1), nans, {}, None
-
-
-# --- regularized (Lucid) and MACO --------------------------------------------------------------
-def _regularized(be, model, objective, units, occ, size, steps, seed, lr, param: str, decorrelate: bool,
-                 stack: TransformStack, thresholds, bar_, method: str):  # fmt: skip
-    rngs = _rngs(seed, units, occ)
-    if method == "maco":
-        p: Param = maco(be, rngs, size)
-    elif param == "fourier":
-        p = fourier(be, rngs, size, decorrelate=decorrelate)
-    elif param == "pixel":
-        p = pixel(be, rngs, size, decorrelate=decorrelate)
+def _render_batch(be, model, objective: obj.Objective, units: list[int], occ: list[int], *, method: str,
+                  size: int, steps: int, seed: int, lr: float, param: str, decorrelate: bool,
+                  stack: TransformStack, thresholds: Sequence[int], octaves: int, octave_scale: float,
+                  start: Any, bar_: Any) -> Render:  # fmt: skip
+    """One batch through the loop, configured for ``method``; host reads only at the end."""
+    if method in ("naive", "octaves"):
+        n_oct = max(1, octaves)
+        first = max(16, int(round(size / octave_scale ** (n_oct - 1))))
+        p = params.image(be, _start_images(start, units, occ, seed, first))
+        start_act = _evaluate(be, model, objective, be.asarray(_start_images(start, units, occ, seed, size)))
+        config = Config("ascent", lr)
+        traces, side = [], first
+        for o in range(n_oct):
+            if o:
+                side = size if o == n_oct - 1 else int(round(first * octave_scale**o))
+                p = params.image(be, be.resize(traces[-1].tensor, (side, side)))
+            traces.append(run(be, model, objective, p, side, stack, steps, config, Randomness(), thresholds,
+                              bar_, step0=o * steps))  # fmt: skip
+        final = traces[-1].tensor
     else:
-        raise FeatgenError(f"unknown param {param!r}: choose fourier or pixel.")
-    t_rngs = _rngs(seed, units, occ, stream=1)
-    noise_rngs = _rngs(seed, units, occ, stream=2)
-    identity = stack.name == "none"
-    adam = Adam(be, lr)
-    tensor = p.tensor
-    initial = tensor
-    with be.no_grad():
-        start_act = _evaluate(be, model, objective, p.image_fn(tensor))
-    history, nans, inter = [], [], {}
-    alpha = np.zeros((len(units), size, size), np.float32) if method == "maco" else None
-    keep_at = set(thresholds or ())
-    for step in range(steps):
-        mats = None if identity else stack.sample(t_rngs, size)
-        noise = None
+        rngs = _rngs(seed, units, occ)
         if method == "maco":
-            noise = be.asarray(np.stack([r.normal(0, 0.02, (size, size, 3)) for r in noise_rngs]).astype(np.float32))
-
-        def model_loss(img, mats=mats, noise=noise):
-            x = img if noise is None else img + noise
-            x = x if identity else apply(be, x, mats, stack, size)
-            out = be.forward(model, x, capture=objective.layers, logits=objective.needs_logits)
-            values = objective(be, out.activations, out.logits)
-            return -be.sum(values), values
-
-        if method == "maco":
-            # two-stage chain rule: dL/dimage (the transparency) then through the cheap FFT param
-            with be.no_grad():
-                img = p.image_fn(tensor)
-            (_, values), g_img = be.value_and_grad(model_loss, img, has_aux=True)
-            alpha += np.abs(be.to_numpy(g_img)).sum(-1)
-            (_, _), grad = be.value_and_grad(lambda t, g=g_img: (be.sum(p.image_fn(t) * g), 0.0), tensor, has_aux=True)
+            p = params.maco(be, rngs, size)
+        elif param in ("fourier", "pixel"):
+            p = getattr(params, param)(be, rngs, size, decorrelate=decorrelate)
         else:
-            def loss_fn(t, model_loss=model_loss):
-                return model_loss(p.image_fn(t))
-
-            if step < REDIRECT_STEPS:
-                with be.redirected_relu(model):
-                    (_, values), grad = be.value_and_grad(loss_fn, tensor, has_aux=True)
-            else:
-                (_, values), grad = be.value_and_grad(loss_fn, tensor, has_aux=True)
-        ok = _finite_rows(be, values, grad)
-        if not ok.all():
-            for i in np.flatnonzero(~ok):
-                nans.append((int(units[i]), step))
-            grad = _mask_rows(be, grad, ok)
-        tensor = adam.step(tensor, grad)
-        if not ok.all():  # a unit whose parameters went bad restarts from its initial values
-            bad = be.asarray((~ok).astype(np.float32).reshape((-1,) + (1,) * (len(be.shape(tensor)) - 1)))
-            tensor = tensor * (1.0 - bad) + initial * bad
-        history.append(np.where(ok, be.to_numpy(values), np.nan))
-        if step + 1 in keep_at:
-            with be.no_grad():
-                inter[step + 1] = be.to_numpy(p.image_fn(tensor))
-        bar_.update(len(units))
-    with be.no_grad():
-        final = p.image_fn(tensor)
-        final_act = _evaluate(be, model, objective, final)
-        images = be.to_numpy(final)
-    if alpha is not None:
+            raise FeatgenError(f"unknown param {param!r}: choose fourier or pixel.{suggest(param, ('fourier', 'pixel'))}")
+        config = Config("adam", lr, redirect_steps=REDIRECT_STEPS if method == "regularized" else 0,
+                        noise=MACO_NOISE if method == "maco" else 0.0, transparency=method == "maco")  # fmt: skip
+        rand = draw(_rngs(seed, units, occ, stream=1), _rngs(seed, units, occ, stream=2), stack, size, steps, config.noise)
+        with be.no_grad():
+            start_act = _evaluate(be, model, objective, p.image_fn(p.tensor))
+        traces = [run(be, model, objective, p, size, stack, steps, config, rand, thresholds, bar_)]
+        with be.no_grad():
+            final = p.image_fn(traces[0].tensor)
+    final_act = _evaluate(be, model, objective, final)
+    # the end: everything comes to the host here, once
+    raw = be.to_numpy(final)
+    values = np.concatenate([be.to_numpy(t.values) for t in traces], axis=1)
+    ok = np.concatenate([be.to_numpy(t.ok) for t in traces], axis=1).astype(bool)
+    alpha = None
+    if traces[0].alpha is not None:
+        alpha = be.to_numpy(traces[0].alpha)
         alpha = alpha / np.maximum(alpha.reshape(len(units), -1).max(axis=1)[:, None, None], 1e-12)
-    return images, start_act, final_act, np.stack(history, 1), nans, inter, alpha
+    naive = method in ("naive", "octaves")
+    inter = {k: (deprocess(v) if naive else v) for t in traces for k, v in t.intermediate.items()}
+    steps_bad, rows_bad = np.nonzero(~ok.T)
+    return Render(
+        images=deprocess(raw) if naive else raw,
+        units=list(units),
+        layer="",
+        method=method,
+        final_activation=be.to_numpy(final_act),
+        start_activation=be.to_numpy(start_act),
+        losses=values,
+        settings={},
+        intermediate=inter,
+        alpha=alpha,
+        nan_events=[(int(units[i]), int(s)) for s, i in zip(steps_bad, rows_bad)],
+    )
 
 
 # --- public entry point ----------------------------------------------------------------------
@@ -325,7 +266,7 @@ def visualize(
     lr = lr if lr is not None else (10.0 if naive else 0.05)
     n_oct = octaves if method == "octaves" else 1
     batch = batch_size or auto_batch_size(model, name, max(size, stack.out_size(size)), len(units))
-    parts: list[tuple] = []
+    parts: list[Render] = []
     total = len(units) * steps * n_oct
     occ = occurrences(units)
     whole = objective or obj.channel(name, units, border=2 if naive else 0)
@@ -333,20 +274,18 @@ def visualize(
         for b0 in range(0, len(units), batch):
             chunk, keys = units[b0 : b0 + batch], occ[b0 : b0 + batch]
             o = whole.rows(b0, b0 + len(chunk))
-            if naive:
-                parts.append(_naive(be, model, o, chunk, keys, size, steps, seed, lr, n_oct, octave_scale, bar_, start))
-            else:
-                parts.append(_regularized(be, model, o, chunk, keys, size, steps, seed, lr, param, decorrelate,
-                                          stack, thresholds, bar_, method))  # fmt: skip
-    images = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    nans = [e for p in parts for e in p[4]]
+            parts.append(_render_batch(be, model, o, chunk, keys, method=method, size=size, steps=steps, seed=seed,
+                                       lr=lr, param=param, decorrelate=decorrelate, stack=stack,
+                                       thresholds=thresholds, octaves=n_oct, octave_scale=octave_scale,
+                                       start=start, bar_=bar_))  # fmt: skip
+    nans = [e for p in parts for e in p.nan_events]
     for unit in dict.fromkeys(u for u, _ in nans):
         bad = [s for u, s in nans if u == unit]
         warnings.warn(f"unit {unit} of {name}: non-finite loss or gradient at step {bad[0]} ({len(bad)} steps in all); "
                       "its update was skipped and the other units went on.", RuntimeWarning, stacklevel=2)  # fmt: skip
-    inter_keys = sorted(set().union(*[p[5].keys() for p in parts]))
+    inter_keys = sorted(set().union(*[p.intermediate.keys() for p in parts]))
     settings = {
-        "model": model.name, "backend": be.name, "precision": be.dtype, "layer": name, "method": method, "size": size,
+        "model": model.name, "backend": be.name, "precision": getattr(be, "precision", be.dtype), "layer": name, "method": method, "size": size,
         "steps": steps, "seed": seed, "lr": lr, "param": "maco" if method == "maco" else (None if naive else param),
         "decorrelate": None if naive else decorrelate, "transforms": None if naive else stack.name,
         "octaves": n_oct if method == "octaves" else None, "octave_scale": octave_scale if method == "octaves" else None,
@@ -354,18 +293,17 @@ def visualize(
         "start": start if isinstance(start, str) else "image",
         "weights_digest": model.weights_digest, "algorithm": ALGORITHM_VERSION,
     }  # fmt: skip
-    alpha = np.concatenate([p[6] for p in parts]) if method == "maco" else None
     return Render(
-        images=images,
+        images=np.concatenate([p.images for p in parts]).astype(np.float32),
         units=units,
         layer=name,
         method=method,
-        final_activation=np.concatenate([p[2] for p in parts]),
-        start_activation=np.concatenate([p[1] for p in parts]),
-        losses=np.concatenate([p[3] for p in parts]),
+        final_activation=np.concatenate([p.final_activation for p in parts]),
+        start_activation=np.concatenate([p.start_activation for p in parts]),
+        losses=np.concatenate([p.losses for p in parts]),
         settings=settings,
-        intermediate={k: np.concatenate([p[5][k] for p in parts]) for k in inter_keys},
-        alpha=alpha,
+        intermediate={k: np.concatenate([p.intermediate[k] for p in parts]) for k in inter_keys},
+        alpha=np.concatenate([p.alpha for p in parts]) if method == "maco" else None,
         nan_events=nans,
     )
 

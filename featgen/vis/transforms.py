@@ -2,7 +2,9 @@
 
 A stack (pad, jitter, scale, rotate, jitter, optional crop) is sampled per image from its own
 NumPy generator and composed into a 2×3 matrix (output → input pixel coordinates, the backend
-convention), so a step costs one bilinear warp instead of five tensor ops.
+convention), so a step costs one bilinear warp instead of five tensor ops. A render draws the
+matrices of all its steps up front (:meth:`TransformStack.sample_steps`, vectorized over steps)
+and uploads them once.
 """
 
 from __future__ import annotations
@@ -39,23 +41,28 @@ class TransformStack:
 
     def sample(self, rngs: Sequence[np.random.Generator], size: int) -> np.ndarray:
         """One ``(N, 2, 3)`` matrix per generator, mapping output to input pixel coordinates."""
+        return self.sample_steps(rngs, size, 1)[0]
+
+    def sample_steps(self, rngs: Sequence[np.random.Generator], size: int, steps: int) -> np.ndarray:
+        """``(steps, N, 2, 3)`` matrices: each generator draws its image's parameters for all steps."""
+        per_image = [self._draw(rng, size, steps) for rng in rngs]
+        return np.stack(per_image, axis=1) if per_image else np.zeros((steps, 0, 2, 3))
+
+    def _draw(self, rng: np.random.Generator, size: int, steps: int) -> np.ndarray:
         p = self.pad
         c1 = size + 2 * p - max(self.jitter1 - 1, 0)  # canvas after the first jitter crop
         c2 = c1 - max(self.jitter2 - 1, 0)
         shift = (c2 - size) / 2.0 if self.crop else 0.0
-        mats = np.empty((len(rngs), 2, 3), np.float64)
-        for i, rng in enumerate(rngs):
-            o1 = rng.integers(0, max(self.jitter1, 1), size=2)
-            s = self.scales[rng.integers(len(self.scales))] if self.scales else 1.0
-            a = np.deg2rad(self.angles[rng.integers(len(self.angles))]) if self.angles else 0.0
-            o2 = rng.integers(0, max(self.jitter2, 1), size=2)
-            rot_inv = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
-            lin = rot_inv / s
-            centre = np.array([c1 / 2.0, c1 / 2.0])
-            offset = lin @ (shift + o2 - centre) + centre + o1 - p
-            mats[i, :, :2] = lin
-            mats[i, :, 2] = offset
-        return mats
+        o1 = rng.integers(0, max(self.jitter1, 1), size=(steps, 2))
+        s = np.asarray(self.scales)[rng.integers(len(self.scales), size=steps)] if self.scales else np.ones(steps)
+        a = np.deg2rad(np.asarray(self.angles, np.float64)[rng.integers(len(self.angles), size=steps)]) \
+            if self.angles else np.zeros(steps)  # fmt: skip
+        o2 = rng.integers(0, max(self.jitter2, 1), size=(steps, 2))
+        cos, sin = np.cos(a) / s, np.sin(a) / s
+        lin = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # rotate back, unscale
+        centre = c1 / 2.0
+        offset = np.einsum("sij,sj->si", lin, shift + o2 - centre) + centre + o1 - p
+        return np.concatenate([lin, offset[..., None]], axis=-1)
 
 
 PRESETS: dict[str, TransformStack] = {
@@ -81,8 +88,9 @@ def get_transforms(spec: str | TransformStack | None) -> TransformStack:
     return PRESETS[spec]
 
 
-def apply(be, images, mats: np.ndarray, stack: TransformStack, size: int):
-    """Warp NHWC ``images`` with ``mats``; constant padding is grey (warp ``x - 0.5`` with zeros)."""
+def apply(be, images, mats, stack: TransformStack, size: int):
+    """Warp NHWC ``images`` with ``mats`` (NumPy or a device tensor ``(N, 2, 3)``); constant padding
+    is grey (warp ``x - 0.5`` with zeros)."""
     out = stack.out_size(size)
     if stack.pad_mode == "constant":
         return be.warp(images - 0.5, mats, (out, out), mode="zeros") + 0.5

@@ -1,0 +1,86 @@
+"""The render loop stays on the device: no host reads between thresholds, one configuration per method."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from featgen.vis import visualize
+
+LAYER = "blocks.4"
+READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "cpu")
+
+
+class Counting:
+    """The model's backend, recording host reads and gradient evaluations in order."""
+
+    def __init__(self, be, events: list):
+        self._be, self._events = be, events
+
+    def __getattr__(self, name):
+        return getattr(self._be, name)
+
+    def to_numpy(self, t):
+        self._events.append("read")
+        return self._be.to_numpy(t)
+
+    def value_and_grad(self, *args, **kwargs):
+        self._events.append("grad")
+        return self._be.value_and_grad(*args, **kwargs)
+
+
+@pytest.fixture
+def counted(lite0, monkeypatch):
+    """A copy of Lite0 whose backend counts reads; torch's own host reads count too."""
+    import torch
+
+    events: list = []
+    model = dataclasses.replace(lite0, backend=Counting(lite0.backend, events))
+    model.layer_table, model.weights_digest  # noqa: B018 (warm the cached layer table and digest)
+    for name in READS:
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _original=original, **k):
+            events.append("read")
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    events.clear()
+    return model, events
+
+
+def _grads_before_each_read(events: list) -> list[int]:
+    out, grads = [], 0
+    for e in events:
+        if e == "grad":
+            grads += 1
+        else:
+            out.append(grads)
+    return out
+
+
+@pytest.mark.parametrize("method,per_step", [("regularized", 1), ("naive", 1), ("maco", 2)])
+def test_no_host_reads_between_thresholds(counted, method, per_step):
+    model, events = counted
+    steps = 6
+    r = visualize(model, LAYER, units=[0, 1], method=method, size=32, steps=steps, thresholds=(3,), progress=False)
+    assert events.count("grad") == steps * per_step
+    reads = _grads_before_each_read(events)
+    assert reads, "the end reads the results"
+    # only at the threshold (after step 3) and at the end (after the last step)
+    assert set(reads) <= {3 * per_step, steps * per_step}, reads
+    assert 3 * per_step in reads  # the kept image
+    assert r.losses.shape == (2, steps) and np.isfinite(r.losses).all()
+
+
+def test_transform_draws_do_not_depend_on_batch_or_neighbours():
+    from featgen.vis.transforms import PRESETS
+
+    stack = PRESETS["lucid"]
+    both = stack.sample_steps([np.random.default_rng(1), np.random.default_rng(2)], 64, 5)
+    alone = stack.sample_steps([np.random.default_rng(2)], 64, 5)
+    assert both.shape == (5, 2, 2, 3)
+    np.testing.assert_array_equal(both[:, 1], alone[:, 0])
+    assert len({m.tobytes() for m in both[:, 0]}) == 5  # a fresh draw every step
