@@ -22,16 +22,20 @@ def canonical_name(name: str) -> str:
     return key
 
 
-PRECISIONS = ("float32", "float64")
+PRECISIONS = ("float32", "float64", "bfloat16")
 
 
 @cache
 def get_backend(name: str = "torch", device: str | None = None, precision: str = "float32") -> Backend:
     """Return the backend instance for ``name`` (``"torch"`` or ``"tensorflow"``) on ``device``,
-    computing in ``precision`` (``"float32"`` or ``"float64"``)."""
+    computing in ``precision``: ``"float32"``, ``"float64"``, or ``"bfloat16"`` (torch: the network
+    under bf16 autocast, meant for CUDA GPUs; parameters and optimizer state stay float32)."""
     key = canonical_name(name)
     if precision not in PRECISIONS:
-        raise FeatgenError(f"unknown precision {precision!r}: choose float32 (default) or float64.{suggest(str(precision), PRECISIONS)}")
+        raise FeatgenError(f"unknown precision {precision!r}: choose float32 (default), float64 or bfloat16."
+                           f"{suggest(str(precision), PRECISIONS)}")  # fmt: skip
+    if precision == "bfloat16" and key != "torch":
+        raise FeatgenError("precision bfloat16 is a torch option (autocast on a CUDA GPU); use float32 with tensorflow.")
     try:
         module = importlib.import_module(BACKENDS[key])
     except ImportError as exc:

@@ -109,20 +109,25 @@ class TensorFlowBackend:
         gpus = tf.config.list_physical_devices("GPU")
         if device in (None, "auto"):
             device = "gpu" if gpus else "cpu"
+        index = device.split(":")[1] if ":" in device else "0"
         device = "gpu" if device.startswith(("cuda", "gpu")) else device
         if device == "gpu" and not gpus:
-            raise FeatgenError(f"device {device!r} was asked for, but TensorFlow sees no GPU; use --device cpu.")
+            raise FeatgenError(f"device {device!r} was asked for, but TensorFlow sees no GPU "
+                               "(pip install 'featgen[tensorflow-gpu]' on a CUDA machine); use --device cpu.")  # fmt: skip
         self.device = device
-        self.dtype = dtype
-        self._tf_device = "/GPU:0" if device == "gpu" else "/CPU:0"
+        self.dtype = self.precision = dtype
+        self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
         self._relu_mode: str | None = None
         self._runners: dict = {}
+        self._norm_consts: dict = {}
 
     # --- tensors -----------------------------------------------------------------------------
     def asarray(self, a, dtype: str | None = None):
-        if isinstance(a, (tf.Tensor, tf.Variable)):
-            return tf.cast(a, dtype or self.dtype)
-        return tf.convert_to_tensor(np.asarray(a), dtype=dtype or self.dtype)
+        """A tensor on the chosen device (parameters, optimizer state and constants all start here)."""
+        with tf.device(self._tf_device):
+            if not isinstance(a, (tf.Tensor, tf.Variable)):
+                a = tf.convert_to_tensor(np.asarray(a), dtype=dtype or self.dtype)
+            return tf.identity(tf.cast(a, dtype or self.dtype))  # identity: a copy made on the device
 
     def to_numpy(self, t) -> np.ndarray:
         a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
@@ -198,34 +203,35 @@ class TensorFlowBackend:
 
     # --- images ------------------------------------------------------------------------------
     def warp(self, x, matrices, size, mode="reflect"):
-        """Bilinear sampling as torch's ``grid_sample(align_corners=False)``: the sample positions and
-        weights depend only on the (NumPy) matrices, so they are computed in NumPy and the tensor
-        work is one differentiable gather."""
+        """Bilinear sampling as torch's ``grid_sample(align_corners=False)``, in TensorFlow ops on
+        the device: sample positions from the matrices (NumPy or a tensor), then one gather."""
         n, h_in, w_in, c = self.shape(x)
         h_out, w_out = size
-        m = np.broadcast_to(np.asarray(matrices, np.float64).reshape(-1, 2, 3), (n, 2, 3))
-        ys, xs = np.meshgrid(np.arange(h_out) + 0.5, np.arange(w_out) + 0.5, indexing="ij")
+        m = tf.broadcast_to(tf.reshape(tf.cast(matrices, x.dtype), [-1, 2, 3]), [n, 2, 3])
+        ys = tf.cast(tf.range(h_out), x.dtype)[None, :, None] + 0.5
+        xs = tf.cast(tf.range(w_out), x.dtype)[None, None, :] + 0.5
         px = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None] - 0.5
         py = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None] - 0.5
         if mode == "reflect":
             px, py = _reflect(px, w_in), _reflect(py, h_in)
         elif mode == "border":
-            px, py = np.clip(px, 0, w_in - 1), np.clip(py, 0, h_in - 1)
-        x0, y0 = np.floor(px), np.floor(py)
+            px, py = tf.clip_by_value(px, 0.0, w_in - 1.0), tf.clip_by_value(py, 0.0, h_in - 1.0)
+        x0, y0 = tf.floor(px), tf.floor(py)
         fx, fy = px - x0, py - y0
+        base = tf.range(n)[:, None, None] * h_in
         idx, wts = [], []
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
+        for dy, wy in ((0.0, 1 - fy), (1.0, fy)):
+            for dx, wx in ((0.0, 1 - fx), (1.0, fx)):
                 xi, yi = x0 + dx, y0 + dy
                 inside = (xi >= 0) & (xi <= w_in - 1) & (yi >= 0) & (yi <= h_in - 1)
-                xi, yi = np.clip(xi, 0, w_in - 1).astype(np.int64), np.clip(yi, 0, h_in - 1).astype(np.int64)
-                idx.append((np.arange(n)[:, None, None] * h_in + yi) * w_in + xi)
-                wts.append(wx * wy * inside)
+                xi = tf.cast(tf.clip_by_value(xi, 0.0, w_in - 1.0), tf.int32)
+                yi = tf.cast(tf.clip_by_value(yi, 0.0, h_in - 1.0), tf.int32)
+                idx.append((base + yi) * w_in + xi)
+                wts.append(wx * wy * tf.cast(inside, x.dtype))
         flat = tf.reshape(x, [n * h_in * w_in, c])
-        gathered = tf.gather(flat, np.stack(idx, -1).reshape(-1))  # (n*h*w*4, c)
+        gathered = tf.gather(flat, tf.reshape(tf.stack(idx, -1), [-1]))  # (n*h*w*4, c)
         gathered = tf.reshape(gathered, [n, h_out, w_out, 4, c])
-        weights = tf.constant(np.stack(wts, -1)[..., None], dtype=x.dtype)
-        return tf.reduce_sum(gathered * weights, axis=3)
+        return tf.reduce_sum(gathered * tf.stack(wts, -1)[..., None], axis=3)
 
     def resize(self, x, size):
         return tf.cast(tf.image.resize(x, list(size), method="bilinear", antialias=False), x.dtype)  # resize gives float32
@@ -252,7 +258,12 @@ class TensorFlowBackend:
         x = x * norm.scale if norm.scale != 1.0 else x
         if norm.bgr:
             x = x[..., ::-1]
-        return (x - tf.constant(norm.mean, x.dtype)) / tf.constant(norm.std, x.dtype)
+        key = (norm, x.dtype.name)  # built once, not per step
+        if key not in self._norm_consts:
+            with tf.device(self._tf_device):
+                self._norm_consts[key] = (tf.constant(norm.mean, x.dtype), tf.constant(norm.std, x.dtype))
+        mean, std = self._norm_consts[key]
+        return (x - mean) / std
 
     def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, *args, **kwargs):
         name = prefix + layer.name
@@ -445,14 +456,14 @@ def _iter(model, prefix: str) -> Iterator[tuple[str, Any]]:
             yield from _iter(inner, name + _SEP)
 
 
-def _reflect(p: np.ndarray, size: int) -> np.ndarray:
+def _reflect(p, size: int):
     """torch's reflection padding for ``align_corners=False``: reflect about the image's outer edges."""
     lo, span = -0.5, float(size)
-    q = np.abs(p - lo)
-    flips = np.floor(q / span)
-    extra = np.mod(q, span)
-    out = np.where(np.mod(flips, 2) == 0, lo + extra, lo + span - extra)
-    return np.clip(out, 0, size - 1)
+    q = tf.abs(p - lo)
+    flips = tf.floor(q / span)
+    extra = tf.math.floormod(q, span)
+    out = tf.where(tf.math.floormod(flips, 2.0) == 0, lo + extra, lo + span - extra)
+    return tf.clip_by_value(out, 0.0, size - 1.0)
 
 
 def _subclassed_message(model) -> str:

@@ -84,8 +84,26 @@ class TorchBackend:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
         self.device = device
-        self.dtype = dtype
+        # "bfloat16": the network runs under autocast; parameters, optimizer state and every
+        # tensor this backend makes stay float32
+        self.precision = dtype
+        self.dtype = "float32" if dtype == "bfloat16" else dtype
         self.torch = torch
+        self._exact = False  # True while a check must run in full precision
+        self._relu_swapped = 0  # > 0 while ReLU forwards are swapped (compiled code would not see it)
+
+    def _autocast(self):
+        if self.precision != "bfloat16" or self._exact:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+
+    @contextlib.contextmanager
+    def _full_precision(self):
+        previous, self._exact = self._exact, True
+        try:
+            yield
+        finally:
+            self._exact = previous
 
     # --- tensors -----------------------------------------------------------------------------
     def asarray(self, a, dtype: str | None = None):
@@ -167,19 +185,18 @@ class TorchBackend:
 
     # --- images ------------------------------------------------------------------------------
     def warp(self, x, matrices, size, mode="reflect"):
+        """See the protocol. ``matrices``: NumPy or a tensor; theta is computed on the device."""
         n, h_in, w_in, _ = x.shape
         h_out, w_out = size
-        m = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
+        m = torch.as_tensor(matrices, dtype=x.dtype, device=x.device).reshape(-1, 2, 3)
         # pixel coords p = (u + 1) * W / 2 in normalized u (align_corners=False); solve for theta.
-        s_out = np.diag([w_out / 2.0, h_out / 2.0])
-        s_in_inv = np.diag([2.0 / w_in, 2.0 / h_in])
-        a = m[:, :, :2]
-        b = m[:, :, 2]
-        theta_a = s_in_inv @ a @ s_out
-        theta_b = (s_in_inv @ (a @ np.array([w_out / 2.0, h_out / 2.0]) + b)[..., None])[..., 0] - 1.0
-        theta = np.concatenate([theta_a, theta_b[..., None]], axis=2)
-        theta_t = torch.as_tensor(theta, dtype=x.dtype, device=x.device).expand(n, 2, 3)
-        grid = F.affine_grid(theta_t, [n, x.shape[3], h_out, w_out], align_corners=False)
+        out_half = torch.tensor([w_out / 2.0, h_out / 2.0], dtype=x.dtype, device=x.device)
+        in_inv = torch.tensor([2.0 / w_in, 2.0 / h_in], dtype=x.dtype, device=x.device)
+        a, b = m[:, :, :2], m[:, :, 2]
+        theta_a = a * in_inv[:, None] * out_half[None, :]
+        theta_b = in_inv * ((a * out_half).sum(-1) + b) - 1.0
+        theta = torch.cat([theta_a, theta_b[..., None]], dim=2).expand(n, 2, 3)
+        grid = F.affine_grid(theta, [n, x.shape[3], h_out, w_out], align_corners=False)
         pad = {"reflect": "reflection", "zeros": "zeros", "border": "border"}[mode]
         out = F.grid_sample(x.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=pad, align_corners=False)
         return out.permute(0, 2, 3, 1)
@@ -215,8 +232,12 @@ class TorchBackend:
         x = x * norm.scale if norm.scale != 1.0 else x
         if norm.bgr:
             x = x.flip(-1)
-        mean = torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device)
-        std = torch.as_tensor(norm.std, dtype=x.dtype, device=x.device)
+        key = (norm, x.dtype, x.device)  # built once: an upload per step would be a sync on a GPU
+        consts = self.__dict__.setdefault("_norm_consts", {})
+        if key not in consts:
+            consts[key] = (torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device),
+                           torch.as_tensor(norm.std, dtype=x.dtype, device=x.device))  # fmt: skip
+        mean, std = consts[key]
         return (x - mean) / std
 
     @contextlib.contextmanager
@@ -253,16 +274,73 @@ class TorchBackend:
         store: dict[str, torch.Tensor] = {}
         stop = bool(capture) and not logits
         inp = (x if normalized else self._normalize(model, x)).permute(0, 3, 1, 2)
+        if len(capture) == 1 and not logits and not replace:
+            head = self._head(model, capture[0])
+            if head is not None:  # the modules up to the layer, called in order: no hooks
+                with self._autocast():
+                    out = head(inp)
+                return ForwardResult({capture[0]: _to_nhwc(out).to(x.dtype)}, None)
         swap = {k: (v.permute(0, 3, 1, 2) if v.dim() == 4 else v) for k, v in (replace or {}).items()}
         names = list(dict.fromkeys(list(capture) + list(swap)))
         out = None
-        with self._capture(model, names, stop, store, replace=swap):
+        with self._capture(model, names, stop, store, replace=swap), self._autocast():
             try:
                 out = model.module(inp)
             except _Stop:
                 pass
-        acts = {name: _to_nhwc(store[name]) for name in capture if name in store}
-        return ForwardResult(acts, out if logits else None)
+        acts = {name: _to_nhwc(store[name]).to(x.dtype) for name in capture if name in store}
+        return ForwardResult(acts, out.to(x.dtype) if logits and out is not None else None)
+
+    def _head(self, model, layer: str) -> Callable | None:
+        """The modules that run up to and including ``layer``, as one callable on the NCHW input,
+        when they form a chain (as in timm's EfficientNets and VGG stacks); checked once against
+        the hooked forward pass, else None. With ``model.compile`` (default: on CUDA only when
+        asked) the chain runs through ``torch.compile``, except while ReLU gradients are swapped."""
+        heads = model.runtime.setdefault("torch_heads", {})
+        if layer not in heads:
+            heads[layer] = self._build_head(model, layer)
+        chain = heads[layer]
+        if chain is None:
+            return None
+        if model.compile and not self._relu_swapped:
+            compiled = model.runtime.setdefault("torch_compiled", {})
+            if layer not in compiled:
+                compiled[layer] = torch.compile(chain, dynamic=False)
+            return compiled[layer]
+        return chain
+
+    def _build_head(self, model, layer: str) -> nn.Module | None:
+        parts = layer.split(".")
+        node, parents = model.module, []
+        for part in parts:
+            parents.append(node)
+            node = node[int(part)] if part.isdigit() else getattr(node, part, None)
+            if node is None:
+                return None
+        chain: list[nn.Module] = []
+        for depth, parent in enumerate(parents):
+            if depth > 0 and not isinstance(parent, nn.Sequential):
+                return None  # inside a block whose forward is not a plain chain (e.g. residuals)
+            names = [n for n, _ in parent.named_children()]
+            chain.extend(m for _, m in list(parent.named_children())[: names.index(parts[depth])])
+        head = nn.Sequential(*chain, node)
+        x = self.asarray(torch.rand(1, model.input_size, model.input_size, 3, generator=torch.Generator().manual_seed(0)))
+        with torch.no_grad(), self._full_precision():
+            inp = self._normalize(model, x).permute(0, 3, 1, 2)
+            store: dict = {}
+            with self._capture(model, [layer], True, store):
+                try:
+                    model.module(inp)
+                except _Stop:
+                    pass
+            try:
+                got = head(inp)
+            except Exception:  # a module that needs more than the previous output: not a chain
+                return None
+        want = store.get(layer)
+        if want is None or got.shape != want.shape or not torch.allclose(got, want, atol=1e-5, rtol=1e-5):
+            return None
+        return head
 
     def tail(self, model, layer: str) -> Callable | None:
         """A function from ``layer``'s NHWC output to the logits that runs only what follows the layer.
@@ -270,11 +348,10 @@ class TorchBackend:
         Works when the modules after ``layer`` form a chain of ``nn.Sequential`` children, as in
         timm's EfficientNets and VGG stacks; checked once against the full model, else ``None``.
         """
-        key = (id(model.module), layer)
-        cache = self.__dict__.setdefault("_tails", {})
-        if key not in cache:
-            cache[key] = self._build_tail(model, layer)
-        return cache[key]
+        cache = model.runtime.setdefault("torch_tails", {})
+        if layer not in cache:
+            cache[layer] = self._build_tail(model, layer)
+        return cache[layer]
 
     def _build_tail(self, model, layer: str):
         parts = layer.split(".")
@@ -297,16 +374,18 @@ class TorchBackend:
 
         def run(acts):
             y = acts.permute(0, 3, 1, 2) if acts.dim() == 4 else acts
-            for m in chain:
-                y = m(y)
-            if hasattr(model.module, "forward_head"):
-                y = model.module.forward_head(y)
-            return y
+            with self._autocast():
+                for m in chain:
+                    y = m(y)
+                if hasattr(model.module, "forward_head"):
+                    y = model.module.forward_head(y)
+            return y.to(acts.dtype)
 
-        # verify on a real forward pass: the chain must reproduce the model's logits
+        # verify on a real forward pass, in full precision (a reduced-precision run would miss the
+        # 1e-4 tolerance for rounding, not structure): the chain must reproduce the model's logits
         size = model.input_size
         x = self.asarray(torch.rand(1, size, size, 3, generator=torch.Generator().manual_seed(0)))
-        with torch.no_grad():
+        with torch.no_grad(), self._full_precision():
             out = self.forward(model, x, capture=[layer], logits=True)
             try:
                 got = run(out.activations[layer])
@@ -380,6 +459,7 @@ class TorchBackend:
     def _clamp_relus(self, model, fn):
         """Swap every ReLU/ReLU6 forward for ``fn.apply(x, 0, hi)``; restore on exit."""
         originals = []
+        self._relu_swapped += 1
         for module in model.module.modules():
             if isinstance(module, (nn.ReLU, nn.ReLU6)):
                 hi = 6.0 if isinstance(module, nn.ReLU6) else None
@@ -388,6 +468,7 @@ class TorchBackend:
         try:
             yield
         finally:
+            self._relu_swapped -= 1
             for module in originals:
                 del module.forward  # drops the instance attribute: the class's forward is back
 

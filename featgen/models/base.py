@@ -57,6 +57,10 @@ class LoadedModel:
         layer_aliases: other names for layers, e.g. Keras names of a torch model's layers.
         foreign_layers: names that exist only in the other backend's version of the model, with
             the nearest layer here; asking for one raises an error that names it.
+        compile: run the forward pass up to a layer through ``torch.compile`` (torch only); ``None``
+            leaves it to the backend (off on CPU, where compiling costs more than it saves).
+        runtime: what the backend keeps for this model (verified forward prefixes and tails,
+            compiled functions, traced graphs); it lives and dies with the model.
     """
 
     name: str
@@ -69,6 +73,8 @@ class LoadedModel:
     layer_aliases: dict[str, str] = field(default_factory=dict)
     foreign_layers: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    compile: bool | None = None  # torch.compile the truncated forward (None: the backend's default)
+    runtime: dict = field(default_factory=dict, repr=False, compare=False)  # the backend's per-model caches
 
     # --- layers ------------------------------------------------------------------------------
     @cached_property
