@@ -1,58 +1,75 @@
-"""featgen's batched regularized render against Lucent (torch-lucent 0.1.8), in one process.
+"""featgen's batched regularized render against Lucent (torch-lucent 0.1.8), in one process, at equal resolution.
 
-Same model (efficientnet_lite0, torch), layer, channels, image size, steps, Fourier + decorrelated
-parameterization, Lucid's standard transforms and Adam at 0.05. Lucent runs one channel at a
-time and in its batched mode (one batch parameter, a sum of per-image channel objectives).
-Prints unit-steps per second and the ratios, and the final activations of each method's images,
-all measured by the same featgen forward pass at the render size.
+Same model, layer, channels, image size, steps, Fourier + decorrelated parameterization, Lucid's
+standard transforms and Adam at 0.05, for EfficientNet-Lite0 ``blocks.4`` and VGG16-HED
+``block4_conv3`` (Lucent gets each model's own preprocessing: [-1, 1] for Lite0, caffe BGR for
+VGG16-HED). Lucent runs batched (one batch parameter, a sum of per-image channel objectives) and
+one channel at a time.
 
-    python benchmarks/bench_render.py [--units 16] [--size 128] [--steps 64] [--keras]
+**Equal resolution.** featgen's Lucid stack (pad 12, jitter 8, scale, rotate, jitter 4, no crop)
+feeds the network ``size + 24 - 7 - 3`` px (142 px for 128). Lucent, left alone, upsamples every
+image under 224 px to 224 px; with ``fixed_image_size`` it resizes its transformed image to that
+size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on the network
+records what each run actually feeds it; the script stops if the two differ.
 
-``--keras`` adds featgen on its TensorFlow backend (the same weights, converted at load time).
+Printed per run: seconds, unit-steps per second, the mean final activation of the images (all
+measured by the same featgen forward pass at the render size), activation reached per second of
+compute (mean final activation × units / seconds), and host reads per step (device-to-host
+copies: ``Tensor.item/cpu/numpy/tolist`` and tensor truth values, counted on a short run).
+Runs are interleaved and repeated (``--repeat``); the table shows the median time.
+
+    python benchmarks/bench_render.py [--models lite0,vgg] [--units 16] [--size 128] [--steps 64]
+                                      [--repeat 1] [--keras] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import numpy as np
 
+MODELS = {"lite0": ("efficientnet_lite0", "blocks.4"), "vgg": ("vgg16_hed", "block4_conv3")}
+READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__")
+
 
 def lucent_model(model):
-    """Lucent calls model(images in [0, 1]); wrap the timm model with its normalization."""
+    """Lucent calls model(images in [0, 1]); wrap the native model with the model's own normalization."""
     import torch
     from torch import nn
+
+    norm = model.norm
 
     class Normalized(nn.Module):
         def __init__(self, net):
             super().__init__()
             self.net = net
+            self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1))
 
         def forward(self, x):
-            return self.net((x - 0.5) / 0.5)
+            x = x * norm.scale
+            if norm.bgr:
+                x = x.flip(1)
+            return self.net((x - self.mean) / self.std)
 
-    return Normalized(model.module).eval().to(torch.device("cpu"))
+    return Normalized(model.module).eval()
 
 
-def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool):
+def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, side: int):
     from lucent.optvis import objectives, param, render
 
     lname = "net_" + layer.replace(".", "_")
+    kw = dict(thresholds=(steps,), show_image=False, progress=False, preprocess=False, fixed_image_size=side)
     if batched:
         obj = objectives.channel(lname, units[0], batch=0)
         for i, u in enumerate(units[1:], start=1):
             obj = obj + objectives.channel(lname, u, batch=i)
-        out = render.render_vis(net, obj, lambda: param.image(size, batch=len(units)), thresholds=(steps,),
-                                show_image=False, progress=False, preprocess=False, fixed_image_size=None)  # fmt: skip
-        return np.concatenate(out)
-    images = []
-    for u in units:
-        out = render.render_vis(net, objectives.channel(lname, u), lambda: param.image(size), thresholds=(steps,),
-                                show_image=False, progress=False, preprocess=False)  # fmt: skip
-        images.append(out[0])
-    return np.concatenate(images)
+        return np.concatenate(render.render_vis(net, obj, lambda: param.image(size, batch=len(units)), **kw))
+    return np.concatenate([render.render_vis(net, objectives.channel(lname, u), lambda: param.image(size), **kw)[0]
+                           for u in units])  # fmt: skip
 
 
 def channel_means(model, layer: str, images: np.ndarray, units) -> np.ndarray:
@@ -64,14 +81,92 @@ def channel_means(model, layer: str, images: np.ndarray, units) -> np.ndarray:
         return be.to_numpy(objectives.channel(layer, list(units))(be, out.activations, None))
 
 
+class Probe:
+    """Counts device-to-host reads on torch tensors, and records the network's input sides."""
+
+    def __init__(self, module):
+        import torch
+
+        self.torch, self.reads, self.sides = torch, 0, set()
+        self.originals = {name: getattr(torch.Tensor, name) for name in READS}
+        module.register_forward_pre_hook(lambda _m, args: self.sides.add(tuple(args[0].shape[-2:])))
+
+    def __enter__(self):
+        for name, original in self.originals.items():
+            def spy(t, *a, _original=original, **k):
+                self.reads += 1
+                return _original(t, *a, **k)
+
+            setattr(self.torch.Tensor, name, spy)
+        self.reads = 0
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self.originals.items():
+            setattr(self.torch.Tensor, name, original)
+
+
+def bench_model(key: str, args, featgen, torch) -> list[tuple]:
+    from featgen.vis.transforms import PRESETS
+
+    name, layer = MODELS[key]
+    model = featgen.load_model(name, device="cpu")
+    model.compile = args.compile
+    tname = model.resolve_layer(layer)  # VGG16-HED's Keras name → its torch module
+    units = list(range(args.units))
+    net = lucent_model(model)
+    probe = Probe(model.module)
+    side = PRESETS["lucid"].out_size(args.size)  # what featgen's stack feeds the network
+    runs = {
+        "featgen torch": lambda n, s: featgen.visualize(model, tname, units=units[:n], size=args.size, steps=s,
+                                                         progress=False).images,
+        "lucent batched": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, True, side),
+        "lucent one-at-a-time": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, False, side),
+    }  # fmt: skip
+    if args.keras:
+        kmodel = featgen.load_model(name, backend="tensorflow")
+        runs["featgen keras"] = lambda n, s: featgen.visualize(kmodel, layer, units=units[:n], size=args.size,
+                                                                steps=s, progress=False).images  # fmt: skip
+    reads, sides = {}, {}
+    for run_name, fn in runs.items():  # warm-up (one-off costs, compilation), then count reads on 8 steps
+        fn(2, 2)
+        with probe:
+            probe.sides.clear()
+            fn(2, 8)
+        reads[run_name], sides[run_name] = probe.reads / 8, set(probe.sides)
+    torch_sides = {r: s for r, s in sides.items() if "keras" not in r}
+    if len(set().union(*torch_sides.values())) != 1:
+        raise SystemExit(f"unequal network inputs: {torch_sides}")
+    times: dict[str, list[float]] = {r: [] for r in runs}
+    acts = {}
+    for _ in range(args.repeat):  # interleaved: each repeat runs every method once
+        for run_name, fn in runs.items():
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            images = fn(len(units), args.steps)
+            times[run_name].append(time.perf_counter() - t0)
+            acts[run_name] = channel_means(model, tname, images, units)
+    work = len(units) * args.steps
+    rows = []
+    for run_name in runs:
+        dt = statistics.median(times[run_name])
+        a = acts[run_name]
+        rows.append((key, tname, run_name, dt, work / dt, float(a.mean()), float(a.mean()) * len(units) / dt,
+                     reads[run_name], a))  # fmt: skip
+    print(f"\n{name} {tname}: network input {sorted(set().union(*torch_sides.values()))[0]} px for every torch run")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layer", default="blocks.4")
+    ap.add_argument("--models", default="lite0,vgg", help="comma-separated: lite0, vgg")
     ap.add_argument("--units", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved repeats (the median time is shown)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--keras", action="store_true", help="also time featgen's TensorFlow backend (same weights)")
+    ap.add_argument("--compile", action="store_true", help="featgen torch with torch.compile")
     args = ap.parse_args()
 
     import torch
@@ -82,45 +177,23 @@ def main() -> None:
     import_torchvision()  # lucent imports torchvision
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = featgen.load_model("efficientnet_lite0", device="cpu")
-    units = list(range(args.units))
-    work = len(units) * args.steps
-    net = lucent_model(model)
-    results = {}
-
-    # warm-up, so the first timed run pays no one-off costs
-    featgen.visualize(model, args.layer, units=units[:2], size=args.size, steps=2, progress=False)
-    run_lucent(net, args.layer, units[:1], args.size, 2, batched=False)
-    runs = []
-    if args.keras:
-        keras_model = featgen.load_model("efficientnet_lite0", backend="tensorflow")
-        featgen.visualize(keras_model, args.layer, units=units[:2], size=args.size, steps=2, progress=False)
-        runs.append(("featgen batched, Keras", lambda: featgen.visualize(keras_model, args.layer, units=units, size=args.size,
-                                                                          steps=args.steps, progress=False).images))  # fmt: skip
-
-    for name, fn in runs + [
-        ("featgen batched", lambda: featgen.visualize(model, args.layer, units=units, size=args.size,
-                                                       steps=args.steps, progress=False).images),
-        ("lucent batched", lambda: run_lucent(net, args.layer, units, args.size, args.steps, batched=True)),
-        ("lucent one-at-a-time", lambda: run_lucent(net, args.layer, units, args.size, args.steps, batched=False)),
-    ]:  # fmt: skip
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        images = fn()
-        dt = time.perf_counter() - t0
-        acts = channel_means(model, args.layer, images, units)
-        results[name] = (work / dt, dt, acts)
-        print(f"{name:<22} {dt:8.1f} s  {work / dt:8.1f} unit-steps/s  mean final activation {acts.mean():7.2f}")
-
+    rows = [r for key in args.models.split(",") for r in bench_model(key.strip(), args, featgen, torch)]
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}; {len(units)} channels of {args.layer}, {args.size}px, {args.steps} steps")  # fmt: skip
-    for ours_name in [n for n in results if n.startswith("featgen")]:
-        ours = results[ours_name]
-        for peer in ("lucent one-at-a-time", "lucent batched"):
-            r = results[peer]
-            wins = int((ours[2] >= r[2]).sum())
-            print(f"{ours_name} / {peer}: speed x{ours[0] / r[0]:.2f}; final activation {ours[2].mean():.2f} vs "
-                  f"{r[2].mean():.2f} (featgen higher on {wins}/{len(units)} channels)")  # fmt: skip
+          f"torch {torch.__version__}; {args.units} channels, {args.size} px, {args.steps} steps, "
+          f"median of {args.repeat}{', torch.compile' if args.compile else ''}\n")  # fmt: skip
+    print("| model | layer | run | seconds | unit-steps/s | mean final activation | activation·units/s | host reads/step |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for key, layer, run_name, dt, speed, act, act_s, reads, _ in rows:
+        print(f"| {MODELS[key][0]} | {layer} | {run_name} | {dt:.1f} | {speed:.1f} | {act:.2f} | {act_s:.2f} | {reads:.2f} |")
+    print()
+    for key, layer, run_name, _, speed, act, _, _, a in rows:
+        if not run_name.startswith("featgen"):
+            continue
+        for peer in ("lucent batched", "lucent one-at-a-time"):
+            p = next(r for r in rows if r[0] == key and r[2] == peer)
+            wins = int((a >= p[8]).sum())
+            print(f"{MODELS[key][0]} {layer}: {run_name} / {peer}: speed x{speed / p[4]:.2f}; final activation "
+                  f"{act:.2f} vs {p[5]:.2f} (featgen higher on {wins}/{len(a)} channels)")  # fmt: skip
 
 
 if __name__ == "__main__":
