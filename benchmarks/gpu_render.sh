@@ -7,7 +7,9 @@
 #   benchmarks/gpu_render.sh                      # on the GPU (about 5 minutes on one H200)
 #   benchmarks/gpu_render.sh --smoke --device cpu # tiny sizes, to check the script anywhere
 #
-# Options: --device cuda|cpu, --smoke, --no-compile, --units N, --size PX, --steps N.
+# Options: --device cuda|cpu, --smoke, --no-compile, --models lite0,vgg, --no-gallery, --units N,
+# --size PX, --steps N. torch.compile is timed in bfloat16 (compiling costs about a minute per graph);
+# the gallery projection uses the fastest eager run, and prints what compiling would change.
 # Run from the repository root. Figures are printed and written to ${OUT:-benchmarks/out}.
 # TensorFlow is timed only where it is installed; otherwise the script says it skips it.
 set -euo pipefail
@@ -40,6 +42,8 @@ ap = argparse.ArgumentParser(prog="gpu_render.sh")
 ap.add_argument("--device", default="cuda")
 ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script, measures nothing useful")
 ap.add_argument("--no-compile", action="store_true", help="leave out the torch.compile runs")
+ap.add_argument("--models", default="lite0,vgg", help="comma-separated: lite0, vgg")
+ap.add_argument("--no-gallery", action="store_true", help="leave out the VGG16 gallery projection")
 ap.add_argument("--units", type=int, default=None)
 ap.add_argument("--size", type=int, default=None)
 ap.add_argument("--steps", type=int, default=None)
@@ -81,21 +85,21 @@ def timed(fn):
 
 
 rows = []
-compile_modes = [False] if args.no_compile else [False, True]
-for name, layer in (("efficientnet_lite0", "blocks.4"), ("vgg16_hed", "block4_conv3")):
+MODELS = {"lite0": ("efficientnet_lite0", "blocks.4"), "vgg": ("vgg16_hed", "block4_conv3")}
+configs = [("float32", False), ("bfloat16", False)] + ([] if args.no_compile else [("bfloat16", True)])
+for name, layer in (MODELS[k.strip()] for k in args.models.split(",")):
     ref = featgen.load_model(name, device=args.device)
     tname = ref.resolve_layer(layer)
     units = list(range(units_n))
     side = PRESETS["lucid"].out_size(size)
     net = lucent_model(ref)
     runs = {}
-    for precision in ("float32", "bfloat16"):
-        for comp in compile_modes:
-            model = featgen.load_model(name, device=args.device, precision=precision)
-            model.compile = comp
-            label = f"featgen {precision}{' compiled' if comp else ''}"
-            runs[label] = (lambda m: lambda n, s: featgen.visualize(m, tname, units=units[:n], size=size, steps=s,
-                                                                     progress=False).images)(model)  # fmt: skip
+    for precision, comp in configs:
+        model = featgen.load_model(name, device=args.device, precision=precision)
+        model.compile = comp
+        label = f"featgen {precision}{' compiled' if comp else ''}"
+        runs[label] = (lambda m: lambda n, s: featgen.visualize(m, tname, units=units[:n], size=size, steps=s,
+                                                                 progress=False).images)(model)  # fmt: skip
     runs["lucent batched"] = lambda n, s: run_lucent(net, tname, units[:n], size, s, True, side)
     runs["lucent one-at-a-time"] = lambda n, s: run_lucent(net, tname, units[:n], size, s, False, side)
     for label, fn in runs.items():
@@ -111,32 +115,42 @@ for name, layer in (("efficientnet_lite0", "blocks.4"), ("vgg16_hed", "block4_co
               f"act {row['mean_final_activation']:7.2f}  (warm-up {warm:.1f} s)", flush=True)  # fmt: skip
 
 # --- the full VGG16 gallery, projected from every conv layer's measured rate -----------------------
-best = max((r for r in rows if r["model"] == "vgg16_hed" and r["run"].startswith("featgen")),
-           key=lambda r: r["unit_steps_per_s"])  # fmt: skip
-precision = "bfloat16" if "bfloat16" in best["run"] else "float32"
-vgg = featgen.load_model("vgg16_hed", device=args.device, precision=precision)
-vgg.compile = "compiled" in best["run"]
-convs = [f"block{b}_conv{i}" for b, n in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, n + 1)]
-if args.smoke:
-    convs = convs[:2]
 total_s, layers = 0.0, []
-for lname in convs:
-    channels = vgg.layer_info(lname).channels
-    batch = list(range(min(proj_batch, channels)))
-    featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=20 if vgg.compile else 2, progress=False)
-    dt, _ = timed(lambda: featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=proj_steps + 16,
-                                            progress=False))  # fmt: skip
-    dt16, _ = timed(lambda: featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=16, progress=False))
-    per_step = max(dt - dt16, 1e-9) / proj_steps  # the steps after the 16 redirected ones
-    layer_s = (channels / len(batch)) * (dt16 + (gallery["steps"] - 16) * per_step)
-    layers.append(dict(layer=lname, channels=channels, batch=len(batch), s_per_batch_step=per_step, projected_s=layer_s))
-    total_s += layer_s
-    print(f"vgg16_hed {lname:<13} {channels:4d} ch  {per_step * 1e3:8.2f} ms per step of {len(batch)}  "
-          f"projected {layer_s:8.1f} s", flush=True)  # fmt: skip
-if not args.smoke:
-    assert sum(r["channels"] for r in layers) == gallery["channels"], layers
-print(f"\nprojected full VGG16 gallery ({sum(r['channels'] for r in layers)} channels, {proj_size} px, "
-      f"{gallery['steps']} steps, {best['run']}): {total_s / 60:.1f} min on {device_name}")  # fmt: skip
+vgg_rows = [r for r in rows if r["model"] == "vgg16_hed" and r["run"].startswith("featgen")]
+if vgg_rows and not args.no_gallery:
+    best = max((r for r in vgg_rows if "compiled" not in r["run"]), key=lambda r: r["unit_steps_per_s"])
+    precision = "bfloat16" if "bfloat16" in best["run"] else "float32"
+    vgg = featgen.load_model("vgg16_hed", device=args.device, precision=precision)
+    convs = [f"block{b}_conv{i}" for b, n in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, n + 1)]
+    if args.smoke:
+        convs = convs[:2]
+    for lname in convs:
+        channels = vgg.layer_info(lname).channels
+        batch = list(range(min(proj_batch, channels)))
+        featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=2, progress=False)
+        dt, _ = timed(lambda: featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=proj_steps + 16,
+                                                progress=False))  # fmt: skip
+        dt16, _ = timed(lambda: featgen.visualize(vgg, lname, units=batch, size=proj_size, steps=16, progress=False))
+        per_step = max(dt - dt16, 1e-9) / proj_steps  # the steps after the 16 redirected ones
+        layer_s = (channels / len(batch)) * (dt16 + (gallery["steps"] - 16) * per_step)
+        layers.append(dict(layer=lname, channels=channels, batch=len(batch), s_per_batch_step=per_step,
+                           projected_s=layer_s))  # fmt: skip
+        total_s += layer_s
+        print(f"vgg16_hed {lname:<13} {channels:4d} ch  {per_step * 1e3:8.2f} ms per step of {len(batch)}  "
+              f"projected {layer_s:8.1f} s", flush=True)  # fmt: skip
+    if not args.smoke:
+        assert sum(r["channels"] for r in layers) == gallery["channels"], layers
+    compiled = [r for r in vgg_rows if "compiled" in r["run"]]
+    note = ""
+    if compiled:
+        k = compiled[0]["unit_steps_per_s"] / next(r for r in vgg_rows if r["run"] == "featgen bfloat16")["unit_steps_per_s"]
+        note = f"; torch.compile measured x{k:.2f} on block4_conv3 at {size} px"
+    gallery_line = (f"projected full VGG16 gallery ({sum(r['channels'] for r in layers)} channels, {proj_size} px, "
+                    f"{gallery['steps']} steps, batches of {proj_batch}, {best['run']}): {total_s / 60:.1f} min "
+                    f"on {device_name}{note}")  # fmt: skip
+    print("\n" + gallery_line)
+else:
+    gallery_line = "gallery projection: not run"
 
 lines = [f"device: {device_name}; torch {torch.__version__}; {units_n} channels, {size} px, {steps} steps", "",
          "| model | layer | run | channels | seconds | unit-steps/s | mean final activation |",
@@ -145,12 +159,12 @@ for r in rows:
     lines.append(f"| {r['model']} | {r['layer']} | {r['run']} | {r['units']} | {r['seconds']:.2f} | "
                  f"{r['unit_steps_per_s']:.1f} | {r['mean_final_activation']:.2f} |")  # fmt: skip
 lines.append("")
-for model_name in ("efficientnet_lite0", "vgg16_hed"):
+for model_name in dict.fromkeys(r["model"] for r in rows):
     peer = next(r for r in rows if r["model"] == model_name and r["run"] == "lucent batched")
     for r in rows:
         if r["model"] == model_name and r["run"].startswith("featgen"):
             lines.append(f"{model_name}: {r['run']} / lucent batched: x{r['unit_steps_per_s'] / peer['unit_steps_per_s']:.2f}")
-lines.append(f"\nprojected full VGG16 gallery: {total_s / 60:.1f} min ({best['run']})")
+lines.append("\n" + gallery_line)
 print("\n" + "\n".join(lines))
 with open(f"{out_dir}/gpu_render.md", "w") as f:
     f.write("\n".join(lines) + "\n")
