@@ -23,11 +23,9 @@ import argparse
 import importlib.util
 import json
 import platform
-import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 import featgen
