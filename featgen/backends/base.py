@@ -45,6 +45,7 @@ class Backend(Protocol):
     name: str
     device: str
     dtype: str  # "float32" or "float64": of every tensor asarray makes, and of the model's weights
+    precision: str  # what the network computes in: dtype, or "bfloat16" (torch autocast; dtype stays float32)
 
     # --- tensors -----------------------------------------------------------------------------
     def asarray(self, a: np.ndarray | float, dtype: str | None = None) -> Tensor:
@@ -93,8 +94,9 @@ class Backend(Protocol):
         ...
 
     # --- images --------------------------------------------------------------------------------
-    def warp(self, x: Tensor, matrices: np.ndarray, size: tuple[int, int], mode: str = "reflect") -> Tensor:
-        """Bilinear affine warp of NHWC ``x`` to ``size``; see the module docstring's convention."""
+    def warp(self, x: Tensor, matrices: np.ndarray | Tensor, size: tuple[int, int], mode: str = "reflect") -> Tensor:
+        """Bilinear affine warp of NHWC ``x`` to ``size``; see the module docstring's convention.
+        ``matrices`` may be a device tensor (render loops upload every step's matrices once)."""
         ...
 
     def resize(self, x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -115,12 +117,21 @@ class Backend(Protocol):
     def no_grad(self) -> AbstractContextManager: ...
 
     # --- models --------------------------------------------------------------------------------
-    def forward(self, model: Any, x: Tensor, capture: Sequence[str] = (), logits: bool = True) -> ForwardResult:
+    def forward(self, model: Any, x: Tensor, capture: Sequence[str] = (), logits: bool = True,
+                normalized: bool = False, replace: dict[str, Tensor] | None = None) -> ForwardResult:  # fmt: skip
         """Run ``model`` (a LoadedModel) on NHWC RGB ``x`` in [0, 1].
 
         Captures the named layers' outputs (channels-last). With ``logits=False`` the backend may
         stop as soon as every captured layer has run, which is how renders skip the model's tail.
+        ``normalized``: ``x`` is already the model's normalized input. ``replace``: ``{layer: NHWC
+        tensor}`` outputs substituted for those layers' own. Captures and logits come back in
+        :attr:`dtype` whatever :attr:`precision` the network ran in.
         """
+        ...
+
+    def tail(self, model: Any, layer: str) -> Callable[[Tensor], Tensor] | None:
+        """A function from ``layer``'s NHWC output to the logits that runs only what follows the
+        layer, verified once against the full model in full precision; None where there is none."""
         ...
 
     def activations_and_gradients(

@@ -118,7 +118,6 @@ class TensorFlowBackend:
         self.dtype = self.precision = dtype
         self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
         self._relu_mode: str | None = None
-        self._runners: dict = {}
         self._norm_consts: dict = {}
 
     # --- tensors -----------------------------------------------------------------------------
@@ -305,8 +304,9 @@ class TensorFlowBackend:
         return graph._run_through_graph(inputs, operation_fn=op_fn)
 
     def _runner(self, model, capture: tuple[str, ...], logits: bool, replace_keys: tuple[str, ...], compiled: bool = True):
-        key = (id(model.module), capture, logits, replace_keys, self._relu_mode, compiled)
-        fn = self._runners.get(key)
+        key = (capture, logits, replace_keys, self._relu_mode, compiled)
+        runners = model.runtime.setdefault("tf_runners", {})  # traced graphs live and die with the model
+        fn = runners.get(key)
         if fn is None:
             graph = _functional(model.module)
             if graph is None:
@@ -320,7 +320,7 @@ class TensorFlowBackend:
                 return [store[n] for n in capture], (out if logits else tf.zeros([]))
 
             fn = tf.function(run, reduce_retracing=True) if compiled else run
-            self._runners[key] = fn
+            runners[key] = fn
         return fn
 
     def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
@@ -339,6 +339,11 @@ class TensorFlowBackend:
         with tf.device(self._tf_device):
             acts, out = fn(inp, [tf.convert_to_tensor(replace[k]) for k in keys])
         return ForwardResult(dict(zip(capture, acts)), out if logits else None)
+
+    def tail(self, model, layer: str):
+        """None: Keras needs no separate tail, since ``forward(replace={layer: ...})`` traces a graph
+        from which TensorFlow prunes everything before the layer."""
+        return None
 
     def activations_and_gradients(self, model, x, layers, score_fn):
         """Compiled: one pass captures the layers, then per layer one pass from its (watched)
