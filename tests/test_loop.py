@@ -84,3 +84,21 @@ def test_transform_draws_do_not_depend_on_batch_or_neighbours():
     assert both.shape == (5, 2, 2, 3)
     np.testing.assert_array_equal(both[:, 1], alone[:, 0])
     assert len({m.tobytes() for m in both[:, 0]}) == 5  # a fresh draw every step
+
+
+def test_bfloat16_runs_the_network_only_and_keeps_the_verified_tail():
+    """precision='bfloat16': autocast for the network (CPU autocast here, CUDA in use); parameters and
+    results stay float32, and the tail check (1e-4) runs in full precision instead of failing."""
+    import featgen
+
+    model = featgen.load_model("efficientnet_lite0", precision="bfloat16")
+    be = model.backend
+    assert (be.precision, be.dtype) == ("bfloat16", "float32")
+    assert be.tail(model, LAYER) is not None
+    x = be.asarray(np.random.default_rng(0).random((1, 32, 32, 3), dtype=np.float32))
+    with be.no_grad():
+        act = be.forward(model, x, capture=[LAYER], logits=False).activations[LAYER]
+    assert str(act.dtype) == "torch.float32"
+    r = visualize(model, LAYER, units=[0], size=32, steps=6, progress=False)
+    assert r.settings["precision"] == "bfloat16" and r.images.dtype == np.float32
+    assert r.final_activation[0] > r.start_activation[0]

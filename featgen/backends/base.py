@@ -116,6 +116,15 @@ class Backend(Protocol):
 
     def no_grad(self) -> AbstractContextManager: ...
 
+    def jit(self, fn: Callable) -> Callable:
+        """``fn`` (tensors in, tensors out) made fast to call repeatedly with same-shaped inputs:
+        TensorFlow traces it into a graph; torch returns it as it is."""
+        ...
+
+    def eager(self) -> bool:
+        """False while :meth:`jit` traces a function (constants made then must not be cached)."""
+        ...
+
     # --- models --------------------------------------------------------------------------------
     def forward(self, model: Any, x: Tensor, capture: Sequence[str] = (), logits: bool = True,
                 normalized: bool = False, replace: dict[str, Tensor] | None = None) -> ForwardResult:  # fmt: skip

@@ -118,6 +118,7 @@ class TensorFlowBackend:
         self.dtype = self.precision = dtype
         self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
         self._relu_mode: str | None = None
+        self.xla = False  # compile traced render steps with XLA (jit_compile)
         self._norm_consts: dict = {}
 
     # --- tensors -----------------------------------------------------------------------------
@@ -251,6 +252,15 @@ class TensorFlowBackend:
     def no_grad(self):
         return contextlib.nullcontext()  # eager TensorFlow records nothing outside a GradientTape
 
+    def eager(self) -> bool:
+        """False while a function is being traced (constants made then belong to that graph)."""
+        return tf.executing_eagerly()
+
+    def jit(self, fn: Callable) -> Callable:
+        """``fn`` traced once into a graph (static shapes: one trace per render), so a step runs
+        without per-op eager dispatch; ``jit_compile`` (XLA) when :attr:`xla` is set."""
+        return tf.function(fn, jit_compile=self.xla or None, reduce_retracing=True)
+
     # --- models ------------------------------------------------------------------------------
     def _normalize(self, model, x):
         norm = model.norm
@@ -260,7 +270,11 @@ class TensorFlowBackend:
         key = (norm, x.dtype.name)  # built once, not per step
         if key not in self._norm_consts:
             with tf.device(self._tf_device):
-                self._norm_consts[key] = (tf.constant(norm.mean, x.dtype), tf.constant(norm.std, x.dtype))
+                consts = (tf.constant(norm.mean, x.dtype), tf.constant(norm.std, x.dtype))
+            if not tf.executing_eagerly():  # inside a trace: a graph constant, not kept
+                mean, std = consts
+                return (x - mean) / std
+            self._norm_consts[key] = consts
         mean, std = self._norm_consts[key]
         return (x - mean) / std
 

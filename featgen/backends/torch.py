@@ -226,6 +226,14 @@ class TorchBackend:
     def no_grad(self):
         return torch.no_grad()
 
+    def eager(self) -> bool:
+        return True
+
+    def jit(self, fn: Callable) -> Callable:
+        """``fn`` as it is: eager torch has no per-op overhead worth tracing away (the network's
+        forward is compiled separately, see ``LoadedModel.compile``)."""
+        return fn
+
     # --- models ------------------------------------------------------------------------------
     def _normalize(self, model, x):
         norm = model.norm

@@ -99,33 +99,41 @@ def run(be, model, objective: obj.Objective, param: Param, size: int, stack: Tra
     values_h, ok_h, inter = [], [], {}
     alpha = None
 
-    def model_loss(img, step):
+    def model_loss(img, m, k):
         x = img
         if bank is not None:
-            x = x + be.einsum("nk,nkhwc->nhwc", mix[step], bank)
+            x = x + be.einsum("nk,nkhwc->nhwc", k, bank)
         if mats is not None:
-            x = apply(be, x, mats[step], stack, size)
+            x = apply(be, x, m, stack, size)
         out = be.forward(model, x, capture=objective.layers, logits=objective.needs_logits)
         values = objective(be, out.activations, out.logits)
         return -be.sum(values), values
 
-    for step in range(steps):
-        if config.transparency:  # two-stage chain rule: dL/dimage (the transparency), then the cheap param
-            with be.no_grad():
-                img = param.image_fn(tensor)
-            (_, values), g_img = be.value_and_grad(lambda im, s=step: model_loss(im, s), img, has_aux=True)
-            g_abs = be.sum(be.abs(be.where(be.isfinite(g_img), g_img, zero)), axis=-1)
-            alpha = g_abs if alpha is None else alpha + g_abs
-            _, grad = be.value_and_grad(lambda t, g=g_img: (be.sum(param.image_fn(t) * g), 0.0), tensor, has_aux=True)
-        else:
-            def loss_fn(t, s=step):
-                return model_loss(param.image_fn(t), s)
+    def gradient(t, m, k):
+        """The objective's values and its gradient w.r.t. the parameters (and, for MACO, the
+        per-pixel |∂L/∂image|) for one step's transform matrices ``m`` and noise weights ``k``."""
+        if not config.transparency:
+            (_, values), grad = be.value_and_grad(lambda p: model_loss(param.image_fn(p), m, k), t, has_aux=True)
+            return values, grad, zero
+        with be.no_grad():  # two-stage chain rule: dL/dimage (the transparency), then the cheap param
+            img = param.image_fn(t)
+        (_, values), g_img = be.value_and_grad(lambda im: model_loss(im, m, k), img, has_aux=True)
+        g_abs = be.sum(be.abs(be.where(be.isfinite(g_img), g_img, zero)), axis=-1)
+        _, grad = be.value_and_grad(lambda p: (be.sum(param.image_fn(p) * g_img), 0.0), t, has_aux=True)
+        return values, grad, g_abs
 
-            if step + step0 < config.redirect_steps:
-                with be.redirected_relu(model):
-                    (_, values), grad = be.value_and_grad(loss_fn, tensor, has_aux=True)
-            else:
-                (_, values), grad = be.value_and_grad(loss_fn, tensor, has_aux=True)
+    # one traced function per ReLU mode (TensorFlow: a graph each; torch runs them as they are)
+    plain, redirected = be.jit(gradient), be.jit(gradient)
+    for step in range(steps):
+        m = zero if mats is None else mats[step]
+        k = zero if mix is None else mix[step]
+        if step + step0 < config.redirect_steps:
+            with be.redirected_relu(model):
+                values, grad, g_abs = redirected(tensor, m, k)
+        else:
+            values, grad, g_abs = plain(tensor, m, k)
+        if config.transparency:
+            alpha = g_abs if alpha is None else alpha + g_abs
         # a non-finite row skips its update (the others go on); all on the device
         ok = be.isfinite(values) & be.isfinite(be.sum(grad * 0.0, axis=axes))
         ok_rows = be.reshape(ok, row)

@@ -75,9 +75,12 @@ def _cut(values: list, start: int, stop: int) -> list:
 def _constant(cache: dict, be, key: tuple, make: Callable[[], np.ndarray]):
     """A device constant built once per backend, dtype and ``key`` (hot loops must not re-upload)."""
     full = (be.name, be.device, be.dtype) + key
-    if full not in cache:
-        cache[full] = be.asarray(make())
-    return cache[full]
+    if full in cache:
+        return cache[full]
+    value = be.asarray(make())
+    if be.eager():  # a constant made inside a trace belongs to that graph: not kept
+        cache[full] = value
+    return value
 
 
 def _selector(units: list[int]) -> Callable[[Any, Any], Any]:
