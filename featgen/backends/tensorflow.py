@@ -259,7 +259,7 @@ class TensorFlowBackend:
     def jit(self, fn: Callable) -> Callable:
         """``fn`` traced once into a graph (static shapes: one trace per render), so a step runs
         without per-op eager dispatch; ``jit_compile`` (XLA) when :attr:`xla` is set."""
-        return tf.function(fn, jit_compile=self.xla or None, reduce_retracing=True)
+        return tf.function(fn, jit_compile=self.xla or None, reduce_retracing=True, autograph=False)
 
     # --- models ------------------------------------------------------------------------------
     def _normalize(self, model, x):
