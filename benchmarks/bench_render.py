@@ -146,6 +146,8 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
             images = fn(len(units), args.steps)
             times[run_name].append(time.perf_counter() - t0)
             acts[run_name] = channel_means(model, tname, images, units)
+            print(f"  {name} {run_name}: {times[run_name][-1]:.1f} s, mean final activation "
+                  f"{acts[run_name].mean():.2f}", flush=True)  # fmt: skip
     work = len(units) * args.steps
     rows = []
     for run_name in runs:
