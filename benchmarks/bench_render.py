@@ -14,8 +14,9 @@ records what each run actually feeds it; the script stops if the two differ.
 
 Printed per run: seconds, unit-steps per second, the mean final activation of the images (all
 measured by the same featgen forward pass at the render size), activation reached per second of
-compute (mean final activation × units / seconds), and host reads per step (device-to-host
-copies: ``Tensor.item/cpu/numpy/tolist`` and tensor truth values, counted on a short run).
+compute (mean final activation × units / seconds), and the host reads of a whole 8-step render of
+2 units (device-to-host copies: ``Tensor.item/cpu/numpy/tolist`` and tensor truth values): a loop
+that reads nothing per step shows the same count at any number of steps.
 Runs are interleaved and repeated (``--repeat``); the table shows the median time.
 
     python benchmarks/bench_render.py [--models lite0,vgg] [--units 16] [--size 128] [--steps 64]
@@ -133,7 +134,7 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
         with probe:
             probe.sides.clear()
             fn(2, 8)
-        reads[run_name], sides[run_name] = probe.reads / 8, set(probe.sides)
+        reads[run_name], sides[run_name] = probe.reads, set(probe.sides)
     torch_sides = {r: s for r, s in sides.items() if "keras" not in r}
     if len(set().union(*torch_sides.values())) != 1:
         raise SystemExit(f"unequal network inputs: {torch_sides}")
@@ -183,10 +184,10 @@ def main() -> None:
     print(f"\nmachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}; {args.units} channels, {args.size} px, {args.steps} steps, "
           f"median of {args.repeat}{', torch.compile' if args.compile else ''}\n")  # fmt: skip
-    print("| model | layer | run | seconds | unit-steps/s | mean final activation | activation·units/s | host reads/step |")
+    print("| model | layer | run | seconds | unit-steps/s | mean final activation | activation·units/s | host reads, 8-step render |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for key, layer, run_name, dt, speed, act, act_s, reads, _ in rows:
-        print(f"| {MODELS[key][0]} | {layer} | {run_name} | {dt:.1f} | {speed:.1f} | {act:.2f} | {act_s:.2f} | {reads:.2f} |")
+        print(f"| {MODELS[key][0]} | {layer} | {run_name} | {dt:.1f} | {speed:.1f} | {act:.2f} | {act_s:.2f} | {reads} |")
     print()
     for key, layer, run_name, _, speed, act, _, _, a in rows:
         if not run_name.startswith("featgen"):
