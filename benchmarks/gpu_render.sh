@@ -10,6 +10,8 @@
 # Options: --device cuda|cpu, --smoke, --no-compile, --models lite0,vgg, --no-gallery, --units N,
 # --size PX, --steps N. torch.compile is timed in bfloat16 (compiling costs about a minute per graph);
 # the gallery projection uses the fastest eager run, and prints what compiling would change.
+# --models runs one model per command where their weight packages must be installed separately
+# (e.g. `--models lite0 --no-gallery`, then `--models vgg`; the projection needs vgg).
 # Run from the repository root. Figures are printed and written to ${OUT:-benchmarks/out}.
 # TensorFlow is timed only where it is installed; otherwise the script says it skips it.
 set -euo pipefail
