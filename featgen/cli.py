@@ -23,13 +23,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
     p.add_argument("--precision", default="float32", choices=PRECISIONS,
                    help="float32 (default) or float64: slower, for results that must match across backends")  # fmt: skip
+    p.add_argument("--arch", default=None,
+                   help="for a file: state dict (torch), its architecture: timm:NAME, torchvision:NAME or efficientnet_lite0")  # fmt: skip
 
 
 def load_model_arg(args: argparse.Namespace):
     """The model that :func:`add_model_args`' options name."""
     from .models import load_model
 
-    return load_model(args.model, backend=args.backend, device=args.device, precision=args.precision)
+    options = {}
+    if args.arch is not None:
+        if not args.model.startswith("file:"):
+            raise FeatgenError(f"--arch is for file: state dicts; {args.model} knows its architecture, drop --arch.")
+        options["arch"] = args.arch
+    return load_model(args.model, backend=args.backend, device=args.device, precision=args.precision, **options)
 
 
 # --- models ----------------------------------------------------------------------------------------

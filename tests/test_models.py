@@ -130,7 +130,7 @@ def test_file_checkpoint_roundtrip(tmp_path, lite0, chelsea):
 def test_file_checkpoint_bad_files(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(FeatgenError, match="neither TorchScript nor"):
+    with pytest.raises(FeatgenError, match="not a weights-only checkpoint"):
         featgen.load_model(f"file:{junk}")
     with pytest.raises(FeatgenError, match="not found"):
         featgen.load_model(f"file:{tmp_path / 'missing.pth'}")

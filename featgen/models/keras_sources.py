@@ -200,9 +200,14 @@ def load_keras_application(name: str, backend, **options) -> LoadedModel:
 
 # --- user files ------------------------------------------------------------------------------------
 def load_file(path: str, backend, input_size: int | None = None, norm: Normalization | None = None,
-              labels: list[str] | None = None) -> LoadedModel:  # fmt: skip
-    """A user's ``.keras`` or full-model ``.h5`` file (weights-only files need their architecture)."""
+              labels: list[str] | None = None, arch: str | None = None) -> LoadedModel:  # fmt: skip
+    """A user's ``.keras`` or full-model ``.h5`` file (weights-only files need their architecture).
+
+    Keras' safe mode stays on: a ``Lambda`` layer holding Python code is refused.
+    """
     p = Path(path).expanduser()
+    if arch is not None:
+        raise FeatgenError(f"{p.name}: a Keras model file holds its architecture; drop --arch (arch=).")
     if not p.exists():
         raise FeatgenError(f"model file not found: {p}")
     if p.name.endswith(".weights.h5"):
@@ -215,6 +220,11 @@ def load_file(path: str, backend, input_size: int | None = None, norm: Normaliza
     try:
         module = keras.models.load_model(str(p), compile=False)
     except Exception as exc:  # Keras raises many types for a file that is not a model
+        if "Lambda" in str(exc) or "safe_mode" in str(exc):
+            raise FeatgenError(
+                f"{p} holds a Lambda layer with Python code, which featgen does not run (it could do anything): "
+                "replace the Lambda with a registered custom layer, or rebuild the model without it, and save again."
+            ) from None
         raise FeatgenError(
             f"{p} is neither a Keras model nor a full-model HDF5 file ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}). "
             "Save the model with model.save('model.keras')."
