@@ -198,6 +198,19 @@ def load_keras_application(name: str, backend, **options) -> LoadedModel:
                        labels=imagenet_labels(), source=f"keras.applications.{name} (ImageNet)")  # fmt: skip
 
 
+def check_device_available(device: str | None) -> None:
+    """One line naming the asked-for ``device`` if TensorFlow cannot use it."""
+    if device in (None, "auto", "cpu"):
+        return
+    import tensorflow as tf
+
+    count = len(tf.config.list_physical_devices("GPU"))
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"{count} GPU{'s' if count != 1 else ''}" if count else "no GPU"
+        raise FeatgenError(f"device {device!r} was asked for (--device), but TensorFlow sees {seen}; use --device cpu.")
+
+
 # --- user files ------------------------------------------------------------------------------------
 def load_file(path: str, backend, input_size: int | None = None, norm: Normalization | None = None,
               labels: list[str] | None = None, arch: str | None = None) -> LoadedModel:  # fmt: skip

@@ -29,6 +29,17 @@ HALF_NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), scale=255.0, bgr=True)
 
 
+def check_device_available(device: str | None) -> None:
+    """One line naming the asked-for ``device`` if torch cannot use it."""
+    if device in (None, "auto") or not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"{count} CUDA GPU{'s' if count != 1 else ''}" if count else "no CUDA GPU"
+        raise FeatgenError(f"device {device!r} was asked for (--device), but torch sees {seen}; use --device cpu.")
+
+
 def _timm():
     import_torchvision()
     import timm
