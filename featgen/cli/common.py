@@ -65,10 +65,13 @@ def parse_units(text: str | None, limit: int | None, flag: str = "--units") -> l
             dup = sorted({u for u in units if units.count(u) > 1})
             if dup:
                 raise FeatgenError(f"{flag} {text}: {', '.join(map(str, dup))} given more than once; list each unit once.")
-    except ValueError:
+    except FeatgenError:
+        raise
+    except ValueError:  # int() of a non-number (FeatgenError is a ValueError too, hence the clause above)
         raise FeatgenError(f"{flag} {text}: not a range or a list of integers; {usage}.") from None
-    if limit is not None and (min(units) < 0 or max(units) >= limit):
-        bad = min(units) if min(units) < 0 else max(units)
+    low, high = (units[0], units[-1]) if isinstance(units, range) else (min(units), max(units))  # O(1) on a range
+    if limit is not None and (low < 0 or high >= limit):
+        bad = low if low < 0 else high
         raise FeatgenError(f"{flag} {text}: unit {bad} is out of range, this layer has {limit} channels (0..{limit - 1}).")
     return list(units)
 
