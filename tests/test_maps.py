@@ -42,7 +42,8 @@ def test_first_layer_kernels_as_rgb_tiles(lite0):
     tiles = featgen.kernel_tiles(k, scale=4)
     assert tiles.shape == (6 * 12 + 5 * 2, 6 * 12 + 5 * 2, 3)  # 32 tiles of 12 px in a 6-column grid
     first = k[..., 0]
-    np.testing.assert_allclose(tiles[:4, :4], 0.5 + 0.5 * first[0, 0] / np.abs(first).max(), atol=1e-6)  # grey = 0
+    expected = np.broadcast_to(0.5 + 0.5 * first[0, 0] / np.abs(first).max(), (4, 4, 3))  # grey = 0
+    np.testing.assert_allclose(tiles[:4, :4], expected, atol=1e-6)
     with pytest.raises(FeatgenError, match="no convolution kernels"):
         featgen.layer_kernels(lite0, "blocks.4")
 
