@@ -20,11 +20,52 @@ from .errors import FeatgenError
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray
 
 
+MAX_PIXELS = 50_000_000  # ~ the largest camera sensors; 600 MB as float32 RGB
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and decode a file, refusing images over :data:`MAX_PIXELS` before decoding them."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise FeatgenError(f"{path} is {w}x{h} pixels ({w * h / 1e6:.0f} Mpx), over featgen's limit of "
+                                   f"{MAX_PIXELS // 1_000_000} Mpx: downscale it first (the model sees a few hundred pixels).")  # fmt: skip
+            im.load()
+            return im.copy()
+    except Image.DecompressionBombError:
+        raise FeatgenError(f"{path} is over {MAX_PIXELS // 1_000_000} Mpx (a decompression bomb?): downscale it first.") from None
+    except UnidentifiedImageError:
+        raise FeatgenError(f"{path} is not an image PIL can read (PNG, JPEG, ...).") from None
+    except (OSError, SyntaxError) as exc:
+        raise FeatgenError(f"{path} could not be decoded (truncated or corrupt image?): {exc}") from None
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """Any PIL mode → RGB float32 in [0, 1], scaled by the mode's own range (16-bit is not clipped at 255)."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        return np.asarray(image, np.float32)[..., None].repeat(3, -1) / 65535.0
+    if mode in ("I", "F"):
+        arr = np.asarray(image, np.float32)
+        top = float(arr.max()) if arr.size else 1.0
+        # 32-bit modes carry no range: 8-bit and 16-bit data are the usual contents
+        scale = 1.0 if mode == "F" and top <= 1.0 else 255.0 if top <= 255 else 65535.0 if top <= 65535 else top
+        return np.clip(np.maximum(arr, 0) / scale, 0, 1)[..., None].repeat(3, -1)
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(bg, image)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
 def load_image(image: ImageLike) -> np.ndarray:
     """Load ``image`` as RGB float32 ``(H, W, 3)`` in [0, 1].
 
-    Accepts a path, a PIL image or an array (uint8 in 0..255 or float in [0, 1]; greyscale,
-    RGB or RGBA). RGBA is composited on white; greyscale is repeated to three channels.
+    Accepts a path, a PIL image (any mode: 16-bit greyscale is scaled by 65535) or an array (uint8
+    in 0..255, other integers scaled by their maximum, or float in [0, 1]; greyscale, RGB or RGBA).
+    Transparency is composited on white; greyscale is repeated to three channels. Files over
+    :data:`MAX_PIXELS` are refused before they are decoded.
     """
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -32,21 +73,9 @@ def load_image(image: ImageLike) -> np.ndarray:
             raise FeatgenError(f"image file not found: {path}")
         if path.is_dir():
             raise FeatgenError(f"expected an image file, got a directory: {path}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                image = im.copy()
-        except UnidentifiedImageError:
-            raise FeatgenError(f"{path} is not an image PIL can read (PNG, JPEG, ...).") from None
-        except (OSError, SyntaxError) as exc:
-            raise FeatgenError(f"{path} could not be decoded (truncated or corrupt image?): {exc}") from None
+        image = _open(path)
     if isinstance(image, Image.Image):
-        if image.mode in ("RGBA", "LA", "P"):
-            image = image.convert("RGBA")
-            bg = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(bg, image)
-        image = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-        return image
+        return _pil_to_array(image)
     arr = np.asarray(image)
     if arr.dtype == object or arr.ndim not in (2, 3):
         raise FeatgenError(f"expected an image array of shape (H, W) or (H, W, C), got shape {arr.shape}.")
@@ -114,16 +143,29 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def image_format(path: str | os.PathLike, flag: str = "path") -> str:
+    """The PIL format that writes ``path``'s extension (``.png`` → ``PNG``); one line if none does."""
+    Image.init()
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise FeatgenError(f"{flag} {path}: cannot write {suffix or 'a file without extension'}; "
+                           "use an image extension such as .png or .jpg.")  # fmt: skip
+    return fmt
+
+
 def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Save a float [0, 1] or uint8 image as PNG/JPEG, atomically (write then rename)."""
+    """Save a float [0, 1] or uint8 image as PNG/JPEG/..., atomically (write then rename)."""
     path = Path(path)
+    fmt = image_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = image if np.asarray(image).dtype == np.uint8 else to_uint8(image)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    Image.fromarray(np.squeeze(arr) if arr.ndim == 3 and arr.shape[-1] == 1 else arr).save(
-        tmp, format=(path.suffix.lstrip(".").upper().replace("JPG", "JPEG") or "PNG")
-    )
-    os.replace(tmp, path)
+    try:
+        Image.fromarray(np.squeeze(arr) if arr.ndim == 3 and arr.shape[-1] == 1 else arr).save(tmp, format=fmt)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -226,8 +268,8 @@ def sample_image(name: str) -> np.ndarray:
     if fn is None or name.startswith("_") or not callable(fn):
         from .errors import suggest
 
-        names = ["chelsea", "coffee", "astronaut", "rocket", "camera", "cat", "grace_hopper"]
-        raise FeatgenError(f"unknown sample image {name!r}.{suggest(name, names)}")
+        raise FeatgenError(f"unknown sample image {name!r}: choose one of {', '.join(SAMPLE_IMAGES)} "
+                           f"(or another skimage.data photo).{suggest(name, SAMPLE_IMAGES)}")  # fmt: skip
     return load_image(fn())
 
 

@@ -10,18 +10,41 @@ import pytest
 os.environ.setdefault("FEATGEN_PROGRESS", "0")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="device of the torch models under test: cpu (default), cuda, cuda:1")
+
+
+def pytest_configure(config):
+    device = config.getoption("--device")
+    if device.startswith("cuda"):
+        # bytes are compared across runs and batch sizes: cuBLAS and cuDNN must pick the same kernels
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(f"--device {device}: torch sees no CUDA GPU here.")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
 @pytest.fixture(scope="session")
-def lite0():
+def device(request) -> str:
+    """The torch device under test (``--device``): ``cpu`` unless asked for."""
+    return request.config.getoption("--device")
+
+
+@pytest.fixture(scope="session")
+def lite0(device):
     import featgen
 
-    return featgen.load_model("efficientnet_lite0")
+    return featgen.load_model("efficientnet_lite0", device=device)
 
 
 @pytest.fixture(scope="session")
-def hed_torch():
+def hed_torch(device):
     import featgen
 
-    return featgen.load_model("vgg16_hed")
+    return featgen.load_model("vgg16_hed", device=device)
 
 
 @pytest.fixture(scope="session")

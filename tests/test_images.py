@@ -85,3 +85,33 @@ def test_overlay_blends_colormap():
     assert out[0, 0].mean() > out[3, 3].mean()
     with pytest.raises(FeatgenError, match="alpha"):
         overlay(img, cam, alpha=2)
+
+
+def test_16_bit_greyscale_keeps_its_levels(tmp_path):
+    """A 16-bit PNG (PIL mode I;16) is scaled by 65535: converting through RGB clips it to white."""
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp).save(path)  # uint16 -> mode I;16
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")  # what Pillow hands over for 16-bit greyscale
+    out = load_image(path)
+    assert out.shape == (64, 64, 3)
+    np.testing.assert_allclose(out[..., 0], ramp / 65535.0, atol=1e-6)
+    assert out.mean() == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "mode,expected",
+    [
+        ("I", [128 / 255] * 3),  # 32-bit integers holding 8-bit data
+        ("F", [0.25] * 3),  # floats in [0, 1]
+        ("CMYK", [0.0, 1.0, 1.0]),  # pure cyan ink
+        ("LA", [1.0, 1.0, 1.0]),  # fully transparent: white
+        ("1", [1.0, 1.0, 1.0]),
+    ],
+)
+def test_other_pil_modes_convert(mode, expected):
+    value = {"I": 128, "F": 0.25, "CMYK": (255, 0, 0, 0), "LA": (0, 0), "1": 1}[mode]
+    out = load_image(Image.new(mode, (3, 2), value))
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_allclose(out[0, 0], expected, atol=1e-6)

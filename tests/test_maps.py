@@ -18,8 +18,8 @@ def test_activations_match_layer_table(lite0, chelsea):
 def test_activations_are_those_of_the_real_forward(lite0, chelsea):
     """Capturing the classifier input reproduces the logits through the last linear layer."""
     pooled = featgen.activations(lite0, chelsea, "global_pool")
-    w = lite0.get_layer("classifier").weight.detach().numpy()
-    b = lite0.get_layer("classifier").bias.detach().numpy()
+    w = lite0.get_layer("classifier").weight.detach().cpu().numpy()
+    b = lite0.get_layer("classifier").bias.detach().cpu().numpy()
     np.testing.assert_allclose(pooled @ w.T + b, lite0.logits(chelsea)[0], atol=1e-4)
 
 
@@ -40,7 +40,10 @@ def test_first_layer_kernels_as_rgb_tiles(lite0):
     k = featgen.layer_kernels(lite0)
     assert k.shape == (3, 3, 3, 32)
     tiles = featgen.kernel_tiles(k, scale=4)
-    assert tiles.shape[-1] == 3 and 0 <= tiles.min() and tiles.max() <= 1
+    assert tiles.shape == (6 * 12 + 5 * 2, 6 * 12 + 5 * 2, 3)  # 32 tiles of 12 px in a 6-column grid
+    first = k[..., 0]
+    expected = np.broadcast_to(0.5 + 0.5 * first[0, 0] / np.abs(first).max(), (4, 4, 3))  # grey = 0
+    np.testing.assert_allclose(tiles[:4, :4], expected, atol=1e-6)
     with pytest.raises(FeatgenError, match="no convolution kernels"):
         featgen.layer_kernels(lite0, "blocks.4")
 

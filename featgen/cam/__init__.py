@@ -7,9 +7,9 @@ package makes it an attribute of ``featgen``, so the module itself is made calla
 import sys
 import types
 
-from .api import METHODS, cam, default_layer, guided_backprop, guided_gradcam
+from .api import METHODS, cam, check_method, default_layer, guided_backprop, guided_gradcam, resolve_targets
 
-__all__ = ["cam", "METHODS", "default_layer", "guided_backprop", "guided_gradcam"]
+__all__ = ["cam", "METHODS", "check_method", "default_layer", "guided_backprop", "guided_gradcam", "resolve_targets"]
 
 
 class _CallableModule(types.ModuleType):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,15 +13,57 @@ from ..images import ImageLike, load_batch
 from ..models import LoadedModel
 from . import gradients as GR
 from . import methods as M
+from . import scores as S
+from .gradients import class_score_fn
 
-# fullgrad works at input resolution with every bias in the model: it takes no layer
+
+@dataclass(frozen=True)
+class LayerInputs:
+    """What a layer method may use: one layer's activations ``A`` and gradients ``G`` of each image's
+    target score (NumPy, ``(N, h, w, C)``), and the model, batch and targets they came from."""
+
+    model: LoadedModel
+    x: np.ndarray
+    layer: str
+    A: np.ndarray
+    G: np.ndarray
+    classes: list[int]
+    logits: np.ndarray
+    width: int
+
+
+def _gradient_method(fn):
+    return lambda t: fn(t.A, t.G)
+
+
+def _scorecam(t: LayerInputs) -> np.ndarray:
+    return S.scorecam(t.model, t.model.norm.apply(t.x), t.A, t.classes, t.width)
+
+
+def _ablationcam(t: LayerInputs) -> np.ndarray:
+    return S.ablationcam(t.model, t.x, t.layer, t.A, t.classes, _target_scores(t.model, t.logits, t.classes, t.width),
+                         t.width)  # fmt: skip
+
+
+# The one extension point: a layer method maps LayerInputs to channel weights (N, C), per-position
+# weights (N, h, w, C) or a map (N, h, w). Eigen-smoothing, averaging over layers and aug_smooth
+# are applied once, for every method, in `cam`.
+LAYER_METHODS: dict[str, Callable[[LayerInputs], np.ndarray]] = {
+    **{name: _gradient_method(fn) for name, fn in M.GRADIENT_METHODS.items()},
+    "scorecam": _scorecam,
+    "ablationcam": _ablationcam,
+}
+# these work at input resolution (fullgrad with every bias in the model): they take no eigen_smooth
 INPUT_METHODS = ("fullgrad", "guidedgradcam")
-METHODS = tuple(M.GRADIENT_METHODS) + ("scorecam", "ablationcam") + INPUT_METHODS
+METHODS = tuple(LAYER_METHODS) + INPUT_METHODS
 
 
-def _batch(model: LoadedModel) -> int:
-    """Masked or ablated copies per forward pass: on a CPU, 16 beats larger batches (cache)."""
-    return 128 if str(getattr(model.backend, "device", "cpu")).startswith("cuda") else 16
+def check_method(method: str) -> str:
+    """The canonical name of a CAM method; one line listing the choices if there is none."""
+    key = str(method).strip().lower()
+    if key not in METHODS:
+        raise FeatgenError(f"unknown CAM method {method!r}: choose from {', '.join(METHODS)}.{suggest(key, METHODS)}")
+    return key
 
 
 def default_layer(model: LoadedModel) -> str:
@@ -35,87 +78,45 @@ def default_layer(model: LoadedModel) -> str:
     return name
 
 
+def _width(model: LoadedModel, logits: np.ndarray) -> int:
+    """Classes, or output channels where the model ends in feature maps (then ``logits`` is native layout)."""
+    if logits.ndim == 2:
+        return logits.shape[1]
+    return int(model.layer_table[-1].channels or logits.shape[1])
+
+
 def _targets(model: LoadedModel, target: Any, n: int, logits: np.ndarray) -> list[int]:
+    width = _width(model, logits)
     if target is None:
+        if logits.ndim != 2:
+            shape = "x".join(map(str, model.layer_table[-1].shape))
+            raise FeatgenError(
+                f"{model.name} has no classifier (its output is a {shape} feature map), so there is no top class: "
+                f"pass a target, the output channel to explain (--target 0..{width - 1}, target=... in Python)."
+            )
         return [int(i) for i in logits.argmax(axis=1)]
     items = list(target) if isinstance(target, (list, tuple)) else [target] * n
     if len(items) != n:
         raise FeatgenError(f"got {len(items)} targets for {n} images.")
-    return [model.class_index(t) for t in items]
+    classes = [model.class_index(t) for t in items]
+    bad = [c for c in classes if not 0 <= c < width]
+    if bad:
+        what = "classes" if logits.ndim == 2 else "output channels"
+        raise FeatgenError(f"target {bad[0]} is out of range: {model.name} has {width} {what} (0..{width - 1}).")
+    return classes
 
 
-def _upsample_align_corners(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling with align_corners=True (as torch's UpsamplingBilinear2d), channels-last."""
-
-    def matrix(n_out: int, n_in: int) -> np.ndarray:
-        pos = np.linspace(0, n_in - 1, n_out) if n_in > 1 else np.zeros(n_out)
-        lo = np.floor(pos).astype(int)
-        hi = np.minimum(lo + 1, n_in - 1)
-        frac = pos - lo
-        w = np.zeros((n_out, n_in), np.float32)
-        w[np.arange(n_out), lo] += 1 - frac
-        w[np.arange(n_out), hi] += frac
-        return w
-
-    wy, wx = matrix(size[0], maps.shape[1]), matrix(size[1], maps.shape[2])
-    return np.einsum("yh,nhwc,xw->nyxc", wy, maps, wx, optimize=True)
-
-
-def _scorecam_weights(model, x_norm, acts, classes) -> np.ndarray:
-    """Softmax over channels of the target logit for input × normalized, upsampled channel."""
+def _target_scores(model: LoadedModel, logits: np.ndarray, classes: list[int], width: int) -> np.ndarray:
+    """Each image's score of its target, ``(N,)``, as :func:`class_score_fn` computes it."""
     be = model.backend
-    n, h, w, _ = x_norm.shape
-    weights = []
-    step = _batch(model)
-    for i in range(n):
-        up = _upsample_align_corners(acts[i : i + 1], (h, w))[0]  # (H, W, C)
-        lo = up.min(axis=(0, 1))
-        hi = up.max(axis=(0, 1))
-        masks = np.moveaxis((up - lo) / (hi - lo + 1e-8), -1, 0)[..., None]  # (C, H, W, 1)
-        # A constant channel's mask is all zeros: every such copy of the input is the same black
-        # image, so one forward pass scores them all (post-ReLU layers often have hundreds).
-        constant = hi - lo <= 0
-        live = np.flatnonzero(~constant)
-        order = np.concatenate([live, np.flatnonzero(constant)[:1]])
-        sc_live = []
-        for s in range(0, len(order), step):
-            batch = be.asarray((x_norm[i][None] * masks[order[s : s + step]]).astype(np.float32))
-            with be.no_grad():
-                z = be.to_numpy(be.forward(model, batch, normalized=True).logits)
-            sc_live.append(z[:, classes[i]])
-        flat = np.concatenate(sc_live).astype(np.float64)
-        sc = np.empty(len(masks), np.float64)
-        sc[live] = flat[: len(live)]
-        if constant.any():
-            sc[constant] = flat[len(live)]
-        e = np.exp(sc - sc.max())
-        weights.append(e / e.sum())
-    return np.stack(weights).astype(np.float32)
+    return be.to_numpy(class_score_fn(model, classes, width)(be.asarray(logits)))
 
 
-def _ablation_weights(model, x, layer, acts, classes, base_scores) -> np.ndarray:
-    """(y − y_k) / y with channel k set to zero, batched; only the model's tail when possible."""
-    be = model.backend
-    tail = getattr(be, "tail", lambda *_: None)(model, layer)
-    n, _, _, c = acts.shape
-    weights = np.empty((n, c), np.float32)
-    step = _batch(model)
-    for i in range(n):
-        scores = []
-        for s in range(0, c, step):
-            idx = np.arange(s, min(s + step, c))
-            ablated = np.repeat(acts[i : i + 1], len(idx), axis=0)
-            ablated[np.arange(len(idx)), :, :, idx] = 0.0
-            with be.no_grad():
-                if tail is not None:
-                    z = tail(be.asarray(ablated))
-                else:
-                    xi = be.asarray(np.repeat(x[i : i + 1], len(idx), axis=0))
-                    z = be.forward(model, xi, replace={layer: be.asarray(ablated)}).logits
-            scores.append(be.to_numpy(z)[:, classes[i]])
-        y_k = np.concatenate(scores)
-        weights[i] = (base_scores[i] - y_k) / base_scores[i]
-    return weights
+def resolve_targets(model: LoadedModel, x: np.ndarray, target: Any = None) -> tuple[list[int], bool]:
+    """Each image's target index for the batch ``x``, and whether they are classes (``False``: the
+    model ends in feature maps and the targets are output channels)."""
+    logits = _logits(model, x)
+    return _targets(model, target, len(x), logits), logits.ndim == 2
 
 
 def cam(
@@ -148,9 +149,7 @@ def cam(
     from ..maps import as_model
 
     model = as_model(model, backend=backend)
-    key = method.lower()
-    if key not in METHODS:
-        raise FeatgenError(f"unknown CAM method {method!r}: choose {', '.join(METHODS)}.{suggest(key, METHODS)}")
+    key = check_method(method)
     if key in INPUT_METHODS and eigen_smooth:
         raise FeatgenError(f"eigen_smooth needs a layer's activations, which {key} does not weigh; drop eigen_smooth.")
     if key == "fullgrad" and layer is not None:
@@ -164,8 +163,9 @@ def cam(
         return np.clip(np.mean([base, flips, *bright], axis=0), 0, 1).astype(np.float32)
     logits = _logits(model, x)
     classes = _targets(model, target, len(x), logits)
+    width = _width(model, logits)
     if key == "fullgrad":
-        return M.finalize(GR.fullgrad(model, x, classes, logits.shape[1]), x.shape[1:3]).astype(np.float32)
+        return M.finalize(GR.fullgrad(model, x, classes, width), x.shape[1:3]).astype(np.float32)
     if key == "guidedgradcam":
         return M.finalize(np.abs(_guided_gradcam_raw(model, x, classes, logits, layer)).sum(axis=-1), x.shape[1:3])
     return _layer_cam(model, x, key, layer, classes, logits, eigen_smooth)
@@ -181,28 +181,15 @@ def _layer_cam(model: LoadedModel, x: np.ndarray, key: str, layer, classes: list
         if not info.spatial:
             raise FeatgenError(f"layer {name!r} has no spatial dimensions (output {info.shape}); pick a conv layer.")
     be = model.backend
-    score_fn = GR.class_score_fn(model, classes, logits.shape[1])
-    acts_t, grads_t, _ = be.activations_and_gradients(model, be.asarray(x), layers, score_fn)
+    width = _width(model, logits)
+    acts_t, grads_t, _ = be.activations_and_gradients(model, be.asarray(x), layers, class_score_fn(model, classes, width))
     maps = []
     for name in layers:
         A = be.to_numpy(acts_t[name]).astype(np.float32)
         G = be.to_numpy(grads_t[name]).astype(np.float32)
-        if key in M.GRADIENT_METHODS:
-            raw = M.GRADIENT_METHODS[key](A, G)
-            weighted_acts = A * G.mean(axis=(1, 2), keepdims=True) if key == "gradcam" else A * G
-        else:
-            if key == "scorecam":
-                w = _scorecam_weights(model, model.norm.apply(x), A, classes)
-            else:
-                base = logits[np.arange(len(x)), classes]
-                w = _ablation_weights(model, x, name, A, classes, base)
-            raw = M.scores_to_map(A, w)
-            weighted_acts = A * w[:, None, None, :]
-        if eigen_smooth:
-            raw = M.projection(weighted_acts, reference=raw)
-        maps.append(M.finalize(raw, x.shape[1:3]))
-    out = np.mean(maps, axis=0) if len(maps) > 1 else maps[0]
-    return out.astype(np.float32)
+        out = LAYER_METHODS[key](LayerInputs(model, x, name, A, G, classes, logits, width))
+        maps.append(M.finalize(M.combine(A, out, eigen_smooth), x.shape[1:3]))
+    return np.mean(maps, axis=0).astype(np.float32)
 
 
 def _logits(model: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -223,7 +210,7 @@ def _prepared(model, image, target, size: int | None, backend: str) -> tuple[Loa
 
 def _guided_gradcam_raw(model: LoadedModel, x: np.ndarray, classes: list[int], logits: np.ndarray, layer) -> np.ndarray:
     """Guided backpropagation × the Grad-CAM map, ``(N, H, W, 3)`` (Selvaraju et al. 2017)."""
-    g = GR.guided_gradients(model, x, classes, logits.shape[1])
+    g = GR.guided_gradients(model, x, classes, _width(model, logits))
     return g * _layer_cam(model, x, "gradcam", layer, classes, logits, eigen_smooth=False)[..., None]
 
 
@@ -240,7 +227,7 @@ def guided_backprop(
     ReLU passing only positive gradients of active units. Standardized for display (mean 0.5,
     std 0.1, clipped to [0, 1]) unless ``raw``, which returns the gradients w.r.t. the normalized input."""
     model, x, logits, classes = _prepared(model, image, target, size, backend)
-    g = GR.guided_gradients(model, x, classes, logits.shape[1])
+    g = GR.guided_gradients(model, x, classes, _width(model, logits))
     return g if raw else GR.for_display(g)
 
 

@@ -24,12 +24,25 @@ def _require(model: LoadedModel, method: str, *primitives: str) -> None:
 
 
 def class_score_fn(model: LoadedModel, classes: Sequence[int], width: int):
-    """``z -> z[i, classes[i]]``: each image's logit of its target class, as a backend function."""
+    """``z -> z[i, classes[i]]``: each image's logit of its target class, as a backend function.
+
+    Where the model ends in feature maps rather than class scores, ``classes`` are output channels
+    and the score is the channel's spatial mean. One class for several images is broadcast.
+    """
     be = model.backend
     onehot = np.zeros((len(classes), width), np.float32)
     onehot[np.arange(len(classes)), list(classes)] = 1.0
-    onehot_t = be.asarray(onehot)
-    return lambda z: be.sum(z * onehot_t, axis=1)
+    flat = be.asarray(onehot)
+    spatial = be.native_input(onehot[:, None, None, :])  # in the layout the model's outputs have
+
+    def score(z):
+        shape = be.shape(z)
+        if len(shape) == 2:
+            return be.sum(z * flat, axis=1)
+        positions = float(np.prod(shape[1:])) / width
+        return be.sum(z * spatial, axis=tuple(range(1, len(shape)))) / positions
+
+    return score
 
 
 def _minmax(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

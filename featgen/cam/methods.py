@@ -1,7 +1,9 @@
 """CAM weightings, each a small NumPy function of activations ``A`` and gradients ``G``.
 
-``A`` and ``G`` are channels-last ``(N, h, w, C)``. Each function returns raw maps ``(N, h, w)``
-before the shared ReLU, per-image min-max normalization and upsampling (:func:`finalize`).
+``A`` and ``G`` are channels-last ``(N, h, w, C)``. Each function returns channel weights
+``(N, C)``, per-position weights ``(N, h, w, C)`` or a finished map ``(N, h, w)``; :func:`combine`
+turns any of them into raw maps (applying eigen_smooth), and :func:`finalize` applies the shared
+ReLU, per-image min-max normalization and upsampling.
 Formulas follow the papers, as collected in pytorch-grad-cam 1.5.7 where it matches them.
 """
 
@@ -12,40 +14,35 @@ import numpy as np
 from ..images import upsample
 
 
-def weighted(A: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Sum over channels of ``w[n, c] * A[n, :, :, c]``."""
-    return np.einsum("nhwc,nc->nhw", A, w)
-
-
 def gradcam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
     """Grad-CAM: channel weights are the spatial mean of the gradients."""
-    return weighted(A, G.mean(axis=(1, 2)))
+    return G.mean(axis=(1, 2))
 
 
 def hirescam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """HiResCAM: element-wise gradient × activation, summed over channels."""
-    return (G * A).sum(axis=-1)
+    """HiResCAM: the gradients themselves weigh each activation, position by position."""
+    return G
 
 
 def gradcampp(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """Grad-CAM++: alpha = g² / (2g² + ΣA·g³), weights = Σ alpha·ReLU(g)."""
+    """Grad-CAM++: alpha = g² / (2g² + ΣA·g³), channel weights = Σ alpha·ReLU(g)."""
     g2 = G * G
     g3 = g2 * G
     sum_a = A.sum(axis=(1, 2), keepdims=True)
     alpha = g2 / (2 * g2 + sum_a * g3 + 1e-6)
     alpha = np.where(G != 0, alpha, 0.0)
-    return weighted(A, (np.maximum(G, 0) * alpha).sum(axis=(1, 2)))
+    return (np.maximum(G, 0) * alpha).sum(axis=(1, 2))
 
 
 def xgradcam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """XGrad-CAM: weights = Σ g·A / ΣA."""
+    """XGrad-CAM: channel weights = Σ g·A / ΣA."""
     sum_a = A.sum(axis=(1, 2), keepdims=True)
-    return weighted(A, (G * A / (sum_a + 1e-7)).sum(axis=(1, 2)))
+    return (G * A / (sum_a + 1e-7)).sum(axis=(1, 2))
 
 
 def layercam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """LayerCAM: Σ over channels of ReLU(g)·A, per position."""
-    return (np.maximum(G, 0) * A).sum(axis=-1)
+    """LayerCAM: ReLU(g) weighs each activation, position by position."""
+    return np.maximum(G, 0)
 
 
 def projection(X: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
@@ -69,20 +66,30 @@ def projection(X: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray
     return out.astype(np.float32)
 
 
-def eigencam(A: np.ndarray, G: np.ndarray | None = None) -> np.ndarray:
-    """EigenCAM: the first principal component of the activations (class-agnostic)."""
+def eigencam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """EigenCAM: the first principal component of the activations (class-agnostic), a map."""
     return projection(A)
 
 
 def eigengradcam(A: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """EigenGradCAM: the first principal component of gradient × activation, signed to agree with
-    the class evidence Σ g·A (the activation mean would follow the most active object instead)."""
+    """EigenGradCAM: the first principal component of gradient × activation, a map, signed to agree
+    with the class evidence Σ g·A (the activation mean would follow the most active object instead)."""
     return projection(A * G, reference=(A * G).sum(axis=-1))
 
 
-def scores_to_map(A: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """ScoreCAM / AblationCAM: channel weights (already computed from scores) times activations."""
-    return weighted(A, weights)
+def combine(A: np.ndarray, out: np.ndarray, eigen_smooth: bool = False) -> np.ndarray:
+    """A method's output → raw maps ``(N, h, w)``, the one place where weights meet activations.
+
+    ``out`` is channel weights ``(N, C)``, per-position weights ``(N, h, w, C)`` or a map ``(N, h, w)``.
+    Weights multiply ``A``; the weighted activations are summed over channels, or, with
+    ``eigen_smooth``, replaced by their first principal component (pytorch-grad-cam's rule), signed to
+    agree with the sum. A map is returned as it is: its method decided how to reduce the channels.
+    """
+    if out.ndim == 3:
+        return out
+    weighted = A * (out[:, None, None, :] if out.ndim == 2 else out)
+    total = weighted.sum(axis=-1)
+    return projection(weighted, reference=total) if eigen_smooth else total
 
 
 def finalize(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -198,11 +198,29 @@ def load_keras_application(name: str, backend, **options) -> LoadedModel:
                        labels=imagenet_labels(), source=f"keras.applications.{name} (ImageNet)")  # fmt: skip
 
 
+def check_device_available(device: str | None) -> None:
+    """One line naming the asked-for ``device`` if TensorFlow cannot use it."""
+    if device in (None, "auto", "cpu"):
+        return
+    import tensorflow as tf
+
+    count = len(tf.config.list_physical_devices("GPU"))
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"{count} GPU{'s' if count != 1 else ''}" if count else "no GPU"
+        raise FeatgenError(f"device {device!r} was asked for (--device), but TensorFlow sees {seen}; use --device cpu.")
+
+
 # --- user files ------------------------------------------------------------------------------------
 def load_file(path: str, backend, input_size: int | None = None, norm: Normalization | None = None,
-              labels: list[str] | None = None) -> LoadedModel:  # fmt: skip
-    """A user's ``.keras`` or full-model ``.h5`` file (weights-only files need their architecture)."""
+              labels: list[str] | None = None, arch: str | None = None) -> LoadedModel:  # fmt: skip
+    """A user's ``.keras`` or full-model ``.h5`` file (weights-only files need their architecture).
+
+    Keras' safe mode stays on: a ``Lambda`` layer holding Python code is refused.
+    """
     p = Path(path).expanduser()
+    if arch is not None:
+        raise FeatgenError(f"{p.name}: a Keras model file holds its architecture; drop --arch (arch=).")
     if not p.exists():
         raise FeatgenError(f"model file not found: {p}")
     if p.name.endswith(".weights.h5"):
@@ -215,6 +233,11 @@ def load_file(path: str, backend, input_size: int | None = None, norm: Normaliza
     try:
         module = keras.models.load_model(str(p), compile=False)
     except Exception as exc:  # Keras raises many types for a file that is not a model
+        if "Lambda" in str(exc) or "safe_mode" in str(exc):
+            raise FeatgenError(
+                f"{p} holds a Lambda layer with Python code, which featgen does not run (it could do anything): "
+                "replace the Lambda with a registered custom layer, or rebuild the model without it, and save again."
+            ) from None
         raise FeatgenError(
             f"{p} is neither a Keras model nor a full-model HDF5 file ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}). "
             "Save the model with model.save('model.keras')."

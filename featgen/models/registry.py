@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,18 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return source, name
 
 
+DEVICES = {"torch": r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", "tensorflow": r"cpu|gpu(:\d+)?|cuda(:\d+)?"}
+
+
+def check_device(device: str | None, backend: str) -> None:
+    """One line naming the ``--device`` if it is no device name of ``backend`` (``"cpu"``, ``"cuda:1"``...)."""
+    if device is None or device == "auto":
+        return
+    if not isinstance(device, str) or not re.fullmatch(DEVICES[backend], device.strip().lower()):
+        names = "cpu, cuda, cuda:N" + (", mps" if backend == "torch" else " (or gpu, gpu:N)")
+        raise FeatgenError(f"unknown device {device!r} (--device): {backend} takes {names}.")
+
+
 def load_model(spec: str, backend: str = "torch", device: str | None = None, precision: str = "float32",
                **options: Any) -> LoadedModel:  # fmt: skip
     """Load a model by spec, e.g. ``"efficientnet_lite0"``, ``"timm:resnet50"`` or ``"keras:VGG16"``.
@@ -86,9 +99,12 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
         raise FeatgenError(f"{source}: models run on the {other} backend, not {key}; pass backend={other.split(',')[0]!r}.")
     if source == "builtin" and key not in BUILTIN_MODELS[name].backends:
         raise FeatgenError(f"built-in model {name} exists for {', '.join(BUILTIN_MODELS[name].backends)} only.")
+    check_device(device, key)
     module_name, func = loaders[key].split(":")
+    source_module = importlib.import_module(module_name)
+    source_module.check_device_available(device)  # before the backend, whose errors name its own device
     be = get_backend(key, device, precision)
-    loader = getattr(importlib.import_module(module_name), func)
+    loader = getattr(source_module, func)
     model = loader(name, be, **options)
     model.module = be.cast_module(model.module)  # the sources load float32 weights
     return model

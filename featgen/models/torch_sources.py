@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,17 @@ from .weights import (
 IMAGENET_NORM = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 HALF_NORM = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0), scale=255.0, bgr=True)
+
+
+def check_device_available(device: str | None) -> None:
+    """One line naming the asked-for ``device`` if torch cannot use it."""
+    if device in (None, "auto") or not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        seen = f"{count} CUDA GPU{'s' if count != 1 else ''}" if count else "no CUDA GPU"
+        raise FeatgenError(f"device {device!r} was asked for (--device), but torch sees {seen}; use --device cpu.")
 
 
 def _timm():
@@ -172,41 +184,60 @@ def _state_dict_from(obj) -> dict[str, torch.Tensor] | None:
     return None
 
 
-def load_file(path: str, backend, arch: str | None = None, input_size: int = 224, norm: Normalization | None = None,
-              labels: list[str] | None = None) -> LoadedModel:  # fmt: skip
-    """A user's checkpoint: TorchScript, or a state dict loaded into ``arch`` (e.g. ``"timm:resnet18"``).
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive: a zip with compiled code (``code/``, ``constants.pkl``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
 
-    Files are read with ``torch.load(weights_only=True)``: no pickled code runs.
+
+def load_file(path: str, backend, arch: str | None = None, input_size: int | None = None,
+              norm: Normalization | None = None, labels: list[str] | None = None) -> LoadedModel:  # fmt: skip
+    """A user's state dict (``torch.save(model.state_dict(), path)``) loaded into ``arch``
+    (e.g. ``"timm:resnet18"``, ``"torchvision:resnet18"`` or ``"efficientnet_lite0"``).
+
+    The file is read with ``torch.load(weights_only=True)``, so no code in it runs. TorchScript
+    archives are refused before they are opened: loading one runs its code (``__setstate__``).
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise FeatgenError(f"model file not found: {p}")
+    if p.is_dir():
+        raise FeatgenError(f"expected a model file, got a directory: {p}")
     if p.suffix in (".keras", ".h5") and not p.name.endswith(".pth.h5"):
-        raise FeatgenError(f"{p.name} is a Keras file: load it with backend='tensorflow'.")
+        raise FeatgenError(f"{p.name} is a Keras file: load it with backend='tensorflow' (--backend tensorflow).")
+    if is_torchscript(p):
+        raise FeatgenError(
+            f"{p} is a TorchScript archive, which runs its own code when loaded, so featgen does not open it: "
+            "save the weights with torch.save(model.state_dict(), path) and pass the architecture "
+            "(--arch timm:NAME or arch='timm:NAME')."
+        )
     try:
-        module = torch.jit.load(str(p), map_location="cpu")
-    except (RuntimeError, ValueError):
-        module = None
-    if module is None:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # unpickling errors come in many types
-            raise FeatgenError(
-                f"{p} is neither TorchScript nor a weights-only checkpoint ({type(exc).__name__}). "
-                "Save with torch.save(model.state_dict(), path) or torch.jit.save."
-            ) from None
-        state = _state_dict_from(obj)
-        if state is None:
-            raise FeatgenError(f"{p} holds no state dict of tensors; save model.state_dict().")
-        if arch is None:
-            raise FeatgenError(f"{p} is a state dict: say which architecture it fits, e.g. arch='timm:resnet18'.")
-        module = _architecture(arch)
-        missing, unexpected = module.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise FeatgenError(
-                f"{p} does not fit {arch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
-                f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
-            )
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise FeatgenError(
+            f"{p} is not a weights-only checkpoint ({type(exc).__name__}): "
+            "save it with torch.save(model.state_dict(), path)."
+        ) from None
+    state = _state_dict_from(obj)
+    if state is None:
+        raise FeatgenError(f"{p} holds no state dict of tensors; save it with torch.save(model.state_dict(), path).")
+    if arch is None:
+        raise FeatgenError(f"{p} is a state dict: say which architecture it fits, e.g. --arch timm:resnet18 "
+                           "(arch='timm:resnet18' in Python).")  # fmt: skip
+    module = _architecture(arch)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise FeatgenError(
+            f"{p} does not fit {arch}: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})."
+        )
+    cfg = getattr(module, "pretrained_cfg", None) or {}  # timm models know their preprocessing
+    if norm is None and "mean" in cfg:
+        norm = Normalization(mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+    if input_size is None:
+        input_size = int(cfg.get("input_size", (3, 224, 224))[-1])
     return _finish(
         module, p.stem, f"file:{p}", backend, input_size=input_size, norm=norm or IMAGENET_NORM,
         labels=labels if labels is not None else imagenet_labels(), source=str(p),
@@ -214,14 +245,22 @@ def load_file(path: str, backend, arch: str | None = None, input_size: int = 224
 
 
 def _architecture(arch: str) -> nn.Module:
-    source, _, name = arch.partition(":")
+    """An untrained module for ``arch``: ``timm:NAME``, ``torchvision:NAME`` or a built-in EfficientNet-Lite."""
+    source, _, name = arch.rpartition(":")
     if source == "timm":
-        return _timm().create_model(name, pretrained=False)
+        timm = _timm()
+        if name not in timm.list_models():
+            raise FeatgenError(f"timm has no architecture {name!r} (--arch).{suggest(name, timm.list_models())}")
+        return timm.create_model(name, pretrained=False)
     if source == "torchvision":
-        return import_torchvision().models.get_model(name, weights=None)
-    if source in ("builtin", "") and name.startswith("efficientnet_lite") or arch.startswith("efficientnet_lite"):
-        return _timm().create_model(f"tf_{arch.rpartition(':')[2]}", pretrained=False)
-    raise FeatgenError(f"unknown architecture {arch!r}: use timm:NAME or torchvision:NAME.")
+        tv = import_torchvision()
+        available = tv.models.list_models(module=tv.models)
+        if name not in available:
+            raise FeatgenError(f"torchvision has no architecture {name!r} (--arch).{suggest(name, available)}")
+        return tv.models.get_model(name, weights=None)
+    if source in ("builtin", "") and name.startswith("efficientnet_lite") and name in BUILTIN_MODELS:
+        return _timm().create_model(f"tf_{name}", pretrained=False)
+    raise FeatgenError(f"unknown architecture {arch!r} (--arch): use timm:NAME, torchvision:NAME or efficientnet_lite0.")
 
 
 __all__ = ["load_builtin", "load_torchvision", "load_timm", "load_file", "WeightsUnavailableError"]

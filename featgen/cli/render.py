@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-import numpy as np
+from .common import (
+    MAX_BATCH,
+    MAX_SIZE,
+    add_model_args,
+    check_int,
+    check_out_dir,
+    load_model_arg,
+    parse_units,
+    write_json,
+)
+
+NAME = "render"
+HELP = "render feature visualizations of a layer's units (grid, PNGs, JSON)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
-    from .render import METHODS
+    from ..vis.render import METHODS
 
     add_model_args(p)
     p.add_argument("--layer", required=True, help="layer name, see `featgen layers MODEL`")
     p.add_argument("--units", default="0:16", help="channels: a range 0:64 or a list 3,5,9 (default 0:16)")
     p.add_argument("--method", default="regularized", choices=METHODS)
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    p.add_argument("--size", type=int, default=128, help=f"image side in pixels, 16..{MAX_SIZE} (default 128)")
     p.add_argument("--steps", type=int, default=None, help="optimization steps (default: 30 naive, 512 regularized)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--transforms", default="lucid", help="lucid, distill2017 or none (regularized and maco)")
@@ -26,18 +35,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import load_model_arg, parse_units
-    from ..images import grid, save_image
-    from .render import visualize
+    import numpy as np
 
+    from ..images import grid, save_image
+    from ..vis.render import visualize
+
+    check_int(args.size, "--size", 16, MAX_SIZE)
+    check_int(args.batch_size, "--batch-size", 1, MAX_BATCH)
+    check_int(args.steps, "--steps", 1, 100_000)
+    if args.out is not None:
+        check_out_dir(args.out)
     model = load_model_arg(args)
     layer = model.resolve_layer(args.layer)
     info = model.layer_info(layer)
     units = parse_units(args.units, info.channels)
+    out = check_out_dir(args.out or f"render-{model.name}-{layer.replace('/', '_')}-{args.method}")
     render = visualize(model, layer, units=units, method=args.method, size=args.size, steps=args.steps,
                        seed=args.seed, transforms=args.transforms, batch_size=args.batch_size)  # fmt: skip
-    safe_layer = layer.replace("/", "_")
-    out = Path(args.out or f"render-{model.name}-{safe_layer}-{args.method}")
     out.mkdir(parents=True, exist_ok=True)
     save_image(grid(render.images, margin=5), out / "grid.png")
     for unit, img in zip(render.units, render.images):
@@ -47,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
             save_image(np.repeat(a[..., None], 3, -1), out / f"unit-{unit:04d}-alpha.png")
     sidecar = {"settings": render.settings, "units": render.summary(),
                "loss_curves": np.nan_to_num(render.losses).round(5).tolist()}  # fmt: skip
-    tmp = out / ".render.json.tmp"
-    tmp.write_text(json.dumps(sidecar, indent=1))
-    tmp.replace(out / "render.json")
+    write_json(out / "render.json", sidecar)
     ratio = np.median(render.final_activation - render.start_activation)
     print(f"wrote {out}/grid.png, {len(units)} unit PNGs and render.json "
           f"(median activation gain {ratio:+.3g} over the start image)")  # fmt: skip
     return 0
+
