@@ -7,8 +7,9 @@ import pytest
 
 from featgen.errors import FeatgenError
 from featgen.site.build import invalidate_stale_tutorials, render, slug
-from featgen.site.cache import RenderCache, key_of
+from featgen.site.cache import RenderCache
 from featgen.site.config import get_profile
+from featgen.site.jobs import cache_key as key_of
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "<script>alert(1)</script>", "x\\y", "  "])

@@ -24,8 +24,9 @@ from markupsafe import Markup
 from ..errors import FeatgenError, suggest
 from ..images import grid, overlay, resize, sample_image, save_image
 from ..progress import bar
-from .cache import RenderCache, key_of
+from .cache import RenderCache
 from .config import ModelGallery, Profile, get_profile
+from .jobs import cache_key as key_of
 
 TEMPLATES = Path(__file__).with_name("templates")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -1,0 +1,163 @@
+"""The render stage: the only site module that loads a model. One job in, compact arrays out.
+
+``Renderer`` keeps each (model, backend, device, precision) it loads, so a worker loads a model once
+however many jobs it runs. Arrays are compact: images as uint8, statistics as float32.
+
+Views and what they return (``N`` units in the job, ``k`` images per unit for diversity):
+
+- ``regularized``, ``naive``, ``negative``: ``images`` (N, S, S, 3) uint8, ``start``, ``final`` (N,),
+  ``losses`` (N, steps) float32;
+- ``diversity``: the same for the N·k images, unit-major (``[u0, u0, …, u1, …]``);
+- ``photos``: ``crops`` (N, top, c, c, 3) uint8, ``crop_photo`` (N, top) int32 and ``crop_value``
+  (N, top) float32 (the photo each crop came from and its peak activation), ``strips`` (N, h, w, 3)
+  uint8 (the unit's activation map over each photo, one scale per unit) and ``peaks`` (N, photos)
+  float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import FeatgenError
+from ..images import to_uint8
+from .jobs import RenderJob
+
+DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel objective
+
+
+def limit_threads(n: int) -> None:
+    """Use ``n`` CPU threads for the frameworks in this process (one per Ray actor on a CPU)."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+        if torch.get_num_interop_threads() != n:
+            try:
+                torch.set_num_interop_threads(n)
+            except RuntimeError:  # only settable before the first parallel work; fine to keep
+                pass
+    except ImportError:
+        pass
+
+
+class Renderer:
+    """Runs jobs: ``run(job) -> dict[str, np.ndarray]``. Models load lazily, once each.
+
+    Args:
+        threads: CPU threads for the frameworks (None: their default). A Ray actor on a CPU uses 1.
+        device: overrides every job's device (None: each job's own).
+    """
+
+    def __init__(self, threads: int | None = None, device: str | None = None):
+        self.threads = threads
+        self.device = device
+        self._models: dict[tuple[str, str, str | None, str], Any] = {}
+        self._photos: dict[tuple, list[np.ndarray]] = {}
+        if threads:
+            limit_threads(threads)
+
+    def model(self, spec: str, backend: str, device: str | None, precision: str = "float32"):
+        """The loaded model for this (spec, backend, device, precision); loaded on first use."""
+        device = None if device in (None, "auto") else device
+        key = (spec, backend, device, precision)
+        if key not in self._models:
+            from ..models import load_model
+
+            self._models[key] = load_model(spec, backend=backend, device=device, precision=precision)
+        return self._models[key]
+
+    def run(self, job: RenderJob) -> dict[str, np.ndarray]:
+        """Render one job; the arrays are what the cache stores under ``job.key``."""
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        o = job.options
+        if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
+            raise FeatgenError(
+                f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again "
+                "(delete the cache's models/ folder)."
+            )
+        if job.view == "photos":
+            return self._photos_view(model, job)
+        return self._optimize(model, job)
+
+    def _optimize(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+        from ..vis import objectives, visualize
+
+        o = job.options
+        native = o["layer"]
+        units = list(job.units)
+        objective = None
+        if job.view == "negative":
+            objective = -objectives.channel(native, units)
+        elif job.view == "diversity":
+            k = int(o["diversity"])
+            units = [u for u in job.units for _ in range(k)]
+            objective = objectives.channel(native, units) + DIVERSITY_WEIGHT * _diversity(objectives, native, units)
+        kw = {name: o[name] for name in ("size", "steps", "seed", "lr") if name in o}
+        if o.get("method") != "naive":
+            kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
+        r = visualize(model, native, units=units, method=o["method"], objective=objective, progress=False,
+                      batch_size=o.get("batch_size"), **kw)  # fmt: skip
+        return {
+            "images": to_uint8(r.images),
+            "start": np.asarray(r.start_activation, np.float32),
+            "final": np.asarray(r.final_activation, np.float32),
+            "losses": np.asarray(r.losses, np.float32),
+        }
+
+    def _photo_list(self, names: tuple[str, ...], size: int) -> list[np.ndarray]:
+        key = (names, size)
+        if key not in self._photos:
+            from ..images import resize, sample_image
+
+            self._photos[key] = [resize(sample_image(n), size) for n in names]
+        return self._photos[key]
+
+    def _photos_view(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+        """Per unit: its top-activating crops over the photos, and its activation map over each."""
+        from ..images import grid, overlay
+        from ..maps import batch_activations
+
+        o = job.options
+        size, crop, top = model.input_size, int(o["crop"]), int(o["top"])
+        imgs = self._photo_list(tuple(o["photos"]), size)
+        acts = batch_activations(model, np.stack(imgs), o["layer"], size=size)  # (P, h, w, C)
+        scale = size / acts.shape[1]
+        crops, crop_photo, crop_value, strips, peaks = [], [], [], [], []
+        for u in job.units:
+            a = acts[..., u]
+            flat = a.reshape(len(imgs), -1)
+            best = flat.max(axis=1)
+            order = np.argsort(-best, kind="stable")[:top]
+            unit_crops = []
+            for p in order:
+                y, x = divmod(int(flat[p].argmax()), acts.shape[2])
+                cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
+                y0 = int(np.clip(cy - crop // 2, 0, size - crop))
+                x0 = int(np.clip(cx - crop // 2, 0, size - crop))
+                unit_crops.append(imgs[p][y0 : y0 + crop, x0 : x0 + crop])
+            crops.append(to_uint8(np.stack(unit_crops)))
+            crop_photo.append(order.astype(np.int32))
+            crop_value.append(best[order].astype(np.float32))
+            peak = max(float(a.max()), 1e-8)
+            strip = grid([overlay(img, np.clip(m / peak, 0, 1)) for img, m in zip(imgs, a)], cols=len(imgs), margin=4)
+            strips.append(to_uint8(strip))
+            peaks.append(best.astype(np.float32))
+        return {"crops": np.stack(crops), "crop_photo": np.stack(crop_photo), "crop_value": np.stack(crop_value),
+                "strips": np.stack(strips), "peaks": np.stack(peaks)}  # fmt: skip
+
+
+def _diversity(objectives, layer: str, units: list[int]):
+    """The diversity term, per unit group when the engine supports groups (so many units batch)."""
+    import inspect
+
+    if "groups" in inspect.signature(objectives.diversity).parameters:
+        return objectives.diversity(layer, groups=units)
+    if len(set(units)) > 1:
+        raise FeatgenError("this featgen version renders diversity one unit per job: set chunk to 1 for diversity.")
+    return objectives.diversity(layer)
