@@ -69,3 +69,65 @@ def test_unit_extras_for_a_page_context():
     assert out["verdict"]["status"] == "dead"
     assert out["negative_verdict"]["label"] == "cannot go below 0 (ReLU)"
     assert "negative_verdict" not in unit_extras({"start": 1.0, "final": 9.0, "naive_final": 10.0})
+
+
+# --- reproduction ----------------------------------------------------------------------------------
+def test_reproduction_states_every_setting_and_a_command():
+    from featgen.site.reproduce import reproduction
+
+    rep = reproduction({"model": "vgg16_hed", "backend": "tensorflow", "layer": "block1_conv1", "size": 96,
+                        "steps": 48, "seed": 0}, 3)  # fmt: skip
+    assert rep["command"] == ("featgen render vgg16_hed --backend tensorflow --precision float32 --layer block1_conv1 "
+                              "--units 3 --method regularized --size 96 --steps 48 --seed 0 --transforms lucid")  # fmt: skip
+    assert "unit-0003.png" in rep["note"]
+    assert "units=[3], method='regularized', size=96, steps=48, seed=0, lr=0.05, param='fourier', " \
+           "decorrelate=True, transforms='lucid')" in rep["python"]  # fmt: skip
+    assert "precision='float32'" in rep["python"] and f"featgen {rep['version']}" in rep["python"]
+    naive = reproduction({"model": "m", "backend": "torch", "layer": "l", "method": "naive", "size": 96}, [0, 1, 2, 3])
+    assert "--units 0:4" in naive["command"] and "--transforms" not in naive["command"]
+    assert "lr=10.0" in naive["python"] and "param=" not in naive["python"] and "steps=30" in naive["python"]
+
+
+def test_reproduction_says_when_the_command_line_cannot_express_a_setting():
+    from featgen.site.reproduce import _render_options, cli_command
+
+    s = {"model": "m", "layer": "l", "lr": 0.1, "param": "pixel", "decorrelate": False}
+    command, note = cli_command(s, 0)
+    opts = _render_options()
+    if {"--lr", "--param", "--no-decorrelate"} <= opts:
+        assert "--lr 0.1 --param pixel --no-decorrelate" in command
+    else:
+        assert command is None and "no option for" in note and "python" in note.lower()
+
+
+def test_the_shown_python_call_gives_the_bytes_of_a_batch(lite0, tmp_path):
+    """Run the page's code for one unit; its PNG equals the one that unit got in a batch of four."""
+    import io
+    from contextlib import redirect_stdout
+
+    import featgen
+    from featgen.site.reproduce import python_call
+
+    settings = {"model": "efficientnet_lite0", "backend": "torch", "layer": "blocks.1", "size": 32, "steps": 3,
+                "seed": 5, "transforms": "none"}  # fmt: skip
+    batch = featgen.visualize(lite0, "blocks.1", units=[0, 1, 2, 3], method="regularized", size=32, steps=3, seed=5,
+                              transforms="none", progress=False)  # fmt: skip
+    featgen.save_image(batch.images[2], tmp_path / "batch.png")
+    out = tmp_path / "alone.png"
+    code = python_call(settings, 2, out=str(out))
+    with redirect_stdout(io.StringIO()):
+        exec(compile(code, "<page>", "exec"), {})  # noqa: S102 (the code under test is the page's)
+    assert out.read_bytes() == (tmp_path / "batch.png").read_bytes()
+
+
+def test_resolved_defaults_match_what_visualize_records(lite0):
+    import featgen
+    from featgen.site.reproduce import resolve
+
+    for method in ("regularized", "naive"):
+        r = featgen.visualize(lite0, "blocks.0", units=[0], method=method, size=32, steps=1, transforms="none",
+                              progress=False)  # fmt: skip
+        mine = resolve({"model": "efficientnet_lite0", "layer": "blocks.0", "method": method, "size": 32, "steps": 1,
+                        "transforms": "none"})  # fmt: skip
+        for k in ("lr", "param", "decorrelate", "precision", "backend", "seed"):
+            assert mine.get(k) == r.settings[k], (method, k)
