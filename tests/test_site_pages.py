@@ -131,3 +131,45 @@ def test_resolved_defaults_match_what_visualize_records(lite0):
                         "transforms": "none"})  # fmt: skip
         for k in ("lr", "param", "decorrelate", "precision", "backend", "seed"):
             assert mine.get(k) == r.settings[k], (method, k)
+
+
+# --- the early-layer recipe --------------------------------------------------------------------------
+# Early layers respond to pixel-scale patterns (conv_stem has stride 2: its best image alternates every
+# pixel) that jitter and the 1/f Fourier scale wash out within the quick budget; plain pixels without
+# transforms reach them. These are visualize's own arguments; the galleries use them for these layers.
+EARLY_LAYER_RECIPE = {"param": "pixel", "decorrelate": False, "transforms": "none", "lr": 0.1}
+
+
+def _naive_on_valid_image(model, layer, units, size, monkeypatch):
+    """The naive final measured on its image clipped to [0, 1] (naive ascent leaves that range: its raw
+    pixels reach about -4 and 5, so its reported final is out of reach of any real image)."""
+    import numpy as np
+
+    import featgen
+    import featgen.vis.render as render_mod
+    from featgen.vis import objectives
+
+    raw = {}
+    keep = render_mod.deprocess
+    monkeypatch.setattr(render_mod, "deprocess", lambda x, crop=25: (raw.setdefault("x", np.asarray(x)), keep(x, crop))[1])
+    naive = featgen.visualize(model, layer, units=units, method="naive", size=size, steps=30, progress=False)
+    monkeypatch.setattr(render_mod, "deprocess", keep)
+    be, name = model.backend, model.resolve_layer(layer)
+    o = objectives.channel(name, units)
+    with be.no_grad():
+        out = be.forward(model, be.asarray(np.clip(raw["x"], 0, 1).astype(np.float32)), capture=o.layers)
+        valid = be.to_numpy(o(be, out.activations, out.logits))
+    return naive.final_activation, valid
+
+
+@pytest.mark.parametrize(("fixture", "layer"), [("lite0", "conv_stem"), ("hed_torch", "block1_conv1")])
+def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monkeypatch):
+    import featgen
+
+    model = request.getfixturevalue(fixture)
+    units, size = [0, 1, 2, 3], 48
+    naive_raw, naive_valid = _naive_on_valid_image(model, layer, units, size, monkeypatch)
+    r = featgen.visualize(model, layer, units=units, method="regularized", size=size, steps=48, progress=False,
+                          **EARLY_LAYER_RECIPE)  # fmt: skip
+    assert (naive_valid < naive_raw).all()  # the clipped image is the fair reference
+    assert (r.final_activation >= 0.5 * naive_valid).all(), (r.final_activation, naive_valid, naive_raw)
