@@ -26,6 +26,9 @@ from ..images import grid, overlay, resize, sample_image, save_image
 from ..progress import bar
 from .cache import RenderCache, key_of
 from .config import ModelGallery, Profile, get_profile
+from .navigation import compare_units, layer_nav, shared_layers
+from .reproduce import reproduction
+from .verdict import unit_extras
 
 TEMPLATES = Path(__file__).with_name("templates")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -250,6 +253,27 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
     _write("index.md.j2", root / "index.md", galleries=galleries, profile=profile)
 
 
+def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
+                        images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]]) -> None:  # fmt: skip
+    """One torch | TensorFlow page per layer rendered in both backends, with each unit's image
+    correlation; its layer contexts gain ``compare`` (the page's link), the model gains ``compared``."""
+    for name, backends in galleries.items():
+        by_backend = {b["backend"]: [lay["layer"] for lay in b["layers"]] for b in backends}
+        compared = []
+        for layer in shared_layers(by_backend):
+            (a, units), (b, _) = images[(name, layer, "torch")], images[(name, layer, "tensorflow")]
+            rows = compare_units(a, b, units)
+            _write("compare.md.j2", root / slug(name) / "compare" / slug(layer) / "index.md", model=name, layer=layer,
+                   rows=rows, layers=shared_layers(by_backend))  # fmt: skip
+            compared.append({"layer": layer, "median": float(np.nanmedian([r["correlation"] for r in rows]))})
+            for bk in backends:
+                for lay in bk["layers"]:
+                    if lay["layer"] == layer:
+                        lay["compare"] = True
+        for bk in backends:
+            bk["compared"] = compared
+
+
 def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: str | os.PathLike = ".featgen-cache",
           device: str | None = None, pages: bool = True) -> dict[str, Any]:  # fmt: skip
     """Render (or fetch from cache) every gallery of ``profile`` and write its pages under ``docs/galleries``.
@@ -272,6 +296,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     staging = Path(docs) / f".galleries.tmp{os.getpid()}"
     galleries: dict[str, list[dict[str, Any]]] = {}  # model -> one entry per backend
     rows = plan(prof)
+    pair_images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]] = {}  # page extras
     with bar(total=sum(r["units"] for r in rows), desc=f"galleries ({profile})", unit="unit") as pb:
         for mg in prof.galleries:
             model = load_model(mg.model, backend=mg.backend, device=device)
@@ -320,12 +345,25 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                         "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
                         "steps": mg.steps, "size": mg.size, "naive_steps": mg.naive_steps,
                     }  # fmt: skip
+                    # --- page extras: verdict and reproduction (featgen/site/verdict.py, reproduce.py) ---
+                    ctx.update(unit_extras(ctx, -float(neg["final"][i]) if neg is not None else None, info.type))
+                    ctx["reproduce"] = reproduction({"model": mg.model, "backend": mg.backend, "layer": layer,
+                                                     "method": "regularized", "size": mg.size, "steps": mg.steps,
+                                                     "seed": 0}, u, out="regularized.png")  # fmt: skip
+                    # --- end page extras ---
                     _write("unit.md.j2", udir / "index.md", **ctx)
                     units_ctx.append(ctx)
                     pb.update()
                 save_image(grid(reg["images"], margin=4), layer_dir / "grid.png")
                 lctx = {"model": mg.model, "backend": mg.backend, "layer": layer, "type": info.type, "shape": info.shape,
                         "channels": info.channels, "units": units_ctx, "native": native}  # fmt: skip
+                # --- page extras: neighbours, layer strip, reproduction, backend pairs (navigation.py) ---
+                lctx.update(layer_nav([r["layer"] for r in rows if r["model"] == mg.model and r["backend"] == mg.backend], layer))
+                lctx["reproduce"] = reproduction({"model": mg.model, "backend": mg.backend, "layer": layer,
+                                                  "method": "regularized", "size": mg.size, "steps": mg.steps,
+                                                  "seed": 0}, units, out="grid.png")  # fmt: skip
+                pair_images[(mg.model, layer, mg.backend)] = (reg["images"], units)
+                # --- end page extras ---
                 _write("layer.md.j2", layer_dir / "index.md", **lctx)
                 layers_ctx.append(lctx)
             galleries.setdefault(mg.model, []).append({
@@ -333,6 +371,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 "layers": layers_ctx, "table": model.layer_table, "aliases": {v: k for k, v in model.layer_aliases.items()},
             })  # fmt: skip
     if pages:
+        write_compare_pages(staging, galleries, pair_images)  # page extras: torch | TensorFlow pages
         write_index_pages(staging, galleries, prof)
         shutil.rmtree(out_root, ignore_errors=True)  # swap in the new tree at once: no half-written gallery
         os.replace(staging, out_root)

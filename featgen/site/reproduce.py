@@ -52,7 +52,6 @@ def python_call(settings: dict[str, Any], units: list[int] | int, out: str = "un
     args = ", ".join(f"{k}={_py(s[k])}" for k in CALL_KEYS if k in s)
     lines = [
         f"import featgen  # featgen {__version__}",
-        "",
         f"model = featgen.load_model({s['model']!r}, backend={s['backend']!r}, precision={s['precision']!r})",
         f"r = featgen.visualize(model, {s['layer']!r}, units={[units] if one else list(units)!r}, {args})",
         f"featgen.save_image(r.images[0], {out!r})" if one else f"featgen.save_image(featgen.grid(r.images, margin=5), {out!r})",
