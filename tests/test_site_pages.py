@@ -173,3 +173,116 @@ def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monke
                           **EARLY_LAYER_RECIPE)  # fmt: skip
     assert (naive_valid < naive_raw).all()  # the clipped image is the fair reference
     assert (r.final_activation >= 0.5 * naive_valid).all(), (r.final_activation, naive_valid, naive_raw)
+
+
+# --- navigation and the pages built from plain data ----------------------------------------------------
+def test_neighbours_strip_and_pairs():
+    from featgen.site.navigation import layer_nav, neighbours, shared_layers, unit_links
+
+    layers = ["block1_conv1", "block3_conv1", "block5_conv3"]
+    assert neighbours(layers, "block1_conv1") == (None, "block3_conv1")
+    nav = layer_nav(layers, "block3_conv1")
+    assert (nav["prev_layer"], nav["next_layer"]) == ("block1_conv1", "block5_conv3")
+    assert [s["current"] for s in nav["strip"]] == [False, True, False] and nav["strip"][2]["index"] == 3
+    assert unit_links([0, 1, 2, 3], 3) == {"prev": 2, "next": None}
+    assert shared_layers({"torch": layers, "tensorflow": ["block5_conv3", "block1_conv1"]}) == ["block1_conv1", "block5_conv3"]
+    assert shared_layers({"torch": layers}) == []
+
+
+def test_image_correlation_numbers():
+    import numpy as np
+
+    from featgen.site.navigation import compare_units, image_correlation
+
+    rng = np.random.default_rng(0)
+    a = rng.random((8, 8, 3))
+    assert image_correlation(a, a) == pytest.approx(1.0)
+    assert image_correlation(a, 1.0 - a) == pytest.approx(-1.0)
+    assert image_correlation(a, 0.5 * a + 0.2) == pytest.approx(1.0)
+    b = a + rng.normal(0, a.std(), a.shape)  # noise of equal variance: r = 1/sqrt(2) in expectation
+    assert image_correlation(a, b) == pytest.approx(2**-0.5, abs=0.1)
+    assert math.isnan(image_correlation(np.zeros((4, 4, 3)), a[:4, :4]))
+    with pytest.raises(ValueError, match="differ in size"):
+        image_correlation(a, a[:4])
+    rows = compare_units(np.stack([a, a]), np.stack([a, 1 - a]), [5, 9])
+    assert [r["unit"] for r in rows] == [5, 9] and rows[1]["correlation"] == pytest.approx(-1.0)
+
+
+def fake_galleries(root, photos=("chelsea",)):
+    """Write a whole gallery tree (2 backends × 2 layers × 3 units) from plain data, as the build does,
+    with random PNGs; returns the page contexts by (backend, layer)."""
+    import numpy as np
+
+    from featgen.images import save_image
+    from featgen.models.base import LayerInfo
+    from featgen.site.build import _write, slug, write_compare_pages, write_index_pages
+    from featgen.site.config import get_profile
+    from featgen.site.navigation import layer_nav
+    from featgen.site.reproduce import reproduction
+    from featgen.site.verdict import unit_extras
+
+    rng = np.random.default_rng(0)
+    layers, units = ["block1_conv1", "block5_conv3"], [0, 1, 2]
+    stats = {0: (0.1, 9.0, 10.0, -3.0), 1: (0.0, 0.0, 0.0, 0.0), 2: (0.01, 0.5, 90.0, -1.0)}
+    galleries, images = {"vgg16_hed": []}, {}
+    for backend in ("torch", "tensorflow"):
+        lctxs = []
+        for layer in layers:
+            imgs = rng.random((len(units), 32, 32, 3))
+            images[("vgg16_hed", layer, backend)] = (imgs, units)
+            ldir = root / "vgg16_hed" / backend / slug(layer)
+            uctxs = []
+            for i, u in enumerate(units):
+                start, final, naive, neg = stats[u]
+                ctx = dict(model="vgg16_hed", backend=backend, layer=layer, unit=u, shape=(32, 32, 64), start=start,
+                           final=final, naive_final=naive, negative=True, diversity=2, crops=0, kernel=False,
+                           photos=list(photos), prev=units[i - 1] if i else None,
+                           next=units[i + 1] if i + 1 < len(units) else None, steps=4, size=32, naive_steps=3)  # fmt: skip
+                ctx.update(unit_extras(ctx, neg, "ReLU"))
+                ctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
+                                                 "steps": 4, "seed": 0}, u, out="regularized.png")  # fmt: skip
+                for name in ["regularized", "naive", "negative", "diversity-0", "diversity-1", "curve", "photos"]:
+                    save_image(rng.random((32, 32, 3)), ldir / f"unit-{u}" / f"{name}.png")
+                _write("unit.md.j2", ldir / f"unit-{u}" / "index.md", **ctx)
+                uctxs.append(ctx)
+            lctx = dict(model="vgg16_hed", backend=backend, layer=layer, type="Conv2D", shape=(32, 32, 64), channels=64,
+                        units=uctxs, native=layer, **layer_nav(layers, layer))  # fmt: skip
+            lctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
+                                              "steps": 4, "seed": 0}, units, out="grid.png")  # fmt: skip
+            _write("layer.md.j2", ldir / "index.md", **lctx)
+            lctxs.append(lctx)
+        table = [LayerInfo(n, "Conv2D", (32, 32, 64), 64) for n in layers]
+        galleries["vgg16_hed"].append({"backend": backend, "source": f"{backend} source", "input_size": 32,
+                                       "layers": lctxs, "table": table, "aliases": {}})  # fmt: skip
+    write_compare_pages(root, galleries, images)
+    write_index_pages(root, galleries, get_profile("quick"))
+    # layer pages were written before the pairs were known: rewrite them with their compare link
+    for b in galleries["vgg16_hed"]:
+        for lctx in b["layers"]:
+            _write("layer.md.j2", root / "vgg16_hed" / b["backend"] / slug(lctx["layer"]) / "index.md", **lctx)
+    return galleries
+
+
+def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
+    import html
+
+    fake_galleries(tmp_path)
+    layer = html.unescape((tmp_path / "vgg16_hed/torch/block1_conv1/index.md").read_text())
+    assert 'rel="next" href="../block5_conv3/"' in layer and 'rel="prev"' not in layer
+    assert "[torch | TensorFlow side by side](../../compare/block1_conv1/index.md)" in layer
+    assert layer.count('class="fg-badge') == 2  # the dead unit 1 and the failed unit 2; unit 0 converged
+    assert "featgen render vgg16_hed --backend torch" in layer and "--units 0:3" in layer
+    late = html.unescape((tmp_path / "vgg16_hed/torch/block5_conv3/index.md").read_text())
+    assert 'rel="prev" href="../block1_conv1/"' in late and 'rel="next"' not in late
+    dead = html.unescape((tmp_path / "vgg16_hed/torch/block1_conv1/unit-1/index.md").read_text())
+    assert "dead at the start image" in dead and "cannot go below 0 (ReLU)" in dead
+    assert '<link rel="prev" href="../unit-0/">' in dead and '<link rel="next" href="../unit-2/">' in dead
+    assert "featgen.visualize(model, 'block1_conv1', units=[1]" in dead
+    failed = html.unescape((tmp_path / "vgg16_hed/tensorflow/block5_conv3/unit-2/index.md").read_text())
+    assert "regularized did not converge (final < 25 % of naive)" in failed
+    compare = html.unescape((tmp_path / "vgg16_hed/compare/block5_conv3/index.md").read_text())
+    assert compare.count("r = ") == 3 and "../../tensorflow/block5_conv3/unit-2/regularized.png" in compare
+    model = html.unescape((tmp_path / "vgg16_hed/index.md").read_text())
+    assert "compare/block1_conv1/index.md" in model and model.count('width="64"') == 12  # 2 backends × 2 layers × 3
+    backend = html.unescape((tmp_path / "vgg16_hed/torch/index.md").read_text())
+    assert "block5_conv3/unit-2/regularized.png" in backend and "fg-flagged" in backend
