@@ -6,6 +6,7 @@ names are checked by the plan, against the model's layer table, still before any
 
 Shape of the file::
 
+    x-recipe: &early {param: pixel}   # keys starting with x- are free: YAML anchors to reuse
     defaults: {size: 96}              # optional: every gallery's defaults
     profiles:
       quick:
@@ -20,7 +21,7 @@ Shape of the file::
             size: 96
             steps: 48
             views: [regularized, naive, negative, diversity, photos]
-            layer_options: {conv_stem: {lr: 0.1}}    # a layer-specific recipe
+            layer_options: {conv_stem: *early}    # a layer-specific recipe (lr, transforms, param, ...)
 """
 
 from __future__ import annotations
@@ -268,7 +269,7 @@ def parse_config(data: Any, source: str = CONFIG_NAME) -> dict[str, Profile]:
     errors = _Errors(source)
     if not isinstance(data, dict):
         raise FeatgenError(f"{source}: expected a mapping with 'profiles', got {type(data).__name__}.")
-    _keys(errors, "top level", data, ("defaults", "profiles"))
+    _keys(errors, "top level", {k: v for k, v in data.items() if not str(k).startswith("x-")}, ("defaults", "profiles"))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         errors.add("defaults", "expected a mapping of gallery options.")

@@ -272,8 +272,9 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
         if key not in models:
             models[key] = model_info(g.model, backend, g.precision, cache, dev, loader)
         info = models[key]
+        recipes = {info.resolve(name): name for name, _ in g.layer_options}  # an unknown layer stops here
         for name, native in select_layers(info, g.layers):
-            lg = g.options_for(name) if any(n == name for n, _ in g.layer_options) else g.options_for(native)
+            lg = g.options_for(recipes[native]) if native in recipes else g
             units = select_units(info, native, name, lg.units)
             jobs = {}
             for view in (v for v in VIEWS if v in lg.views):
