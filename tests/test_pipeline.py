@@ -204,7 +204,8 @@ def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled
     assert copy == original  # the same pages and images, byte for byte
     unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.md"].decode()
     assert all(f in copy for f in ["efficientnet_lite0/torch/conv_stem/unit-3/diversity-1.png", "index.md",
-                                   "efficientnet_lite0/torch/conv_stem/unit-3/crop-1.png"])  # fmt: skip
+                                   "efficientnet_lite0/torch/conv_stem/unit-3/top-1.jpg",
+                                   "efficientnet_lite0/torch/conv_stem/unit-3/bottom-1.jpg"])  # fmt: skip
     assert "diversity-1.png" in unit and "kernel.png" in unit
 
 
@@ -326,7 +327,8 @@ def test_names_with_newlines_cannot_inject_markdown_and_index_md_cannot_collide(
            "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": evil}  # fmt: skip
     page = render("layer.md.j2", **ctx)
     assert not any(line.startswith(("# injected", "- item", "```")) for line in page.splitlines())
-    assert "conv &#35; injected heading - item &#96;&#96;&#96;" in page
+    assert "conv&#10;&#35; injected heading&#10;&#10;- item&#10;&#96;&#96;&#96;" in page
+    assert render("layer.md.j2", **{**ctx, "model": "a\r\nb"}).count("\n") == page.count("\n")
     assert slug("index.md") != "index.md" and slug("INDEX.MD") != "INDEX.MD" and slug("index") != "index"
     table = [LayerInfo("c", "Conv2d", (4, 4, 2), 2)]
     entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {},

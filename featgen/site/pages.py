@@ -5,7 +5,8 @@ crops and activation strips) and the plan's model info (layer table, first-conv 
 written into a unique staging folder and swapped in at once, so readers never see half a gallery.
 
 URLs: ``galleries/index.md``, ``<model>/index.md``, ``<model>/<backend>/index.md``,
-``<model>/<backend>/<layer>/index.md`` and ``.../<layer>/unit-<n>/index.md``.
+``<model>/<backend>/<layer>/index.md`` and ``.../<layer>/unit-<n>/index.md``. A unit folder holds PNG renders, the activation strip
+``photos.jpg`` and the example crops ``top-<j>.jpg`` and ``bottom-<j>.jpg``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from ..errors import FeatgenError
 from ..images import grid, save_image
 from .cache import RenderCache
+from .examples import jpeg_at
 from .jobs import RenderJob
 from .navigation import compare_units, layer_nav, shared_layers
 from .plan import LayerPlan, ModelInfo, Plan
@@ -54,6 +56,27 @@ def _loss_plot(curves: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _examples(ph: dict[str, np.ndarray], i: int, udir: Path) -> dict[str, Any]:
+    """Write unit ``i``'s top and bottom example crops (``top-j.jpg``, ``bottom-j.jpg``); return, for the
+    page, per kind a list of ``file`` and ``activation`` (the unit's peak on that photo)."""
+    out: dict[str, Any] = {}
+    for kind in ("top", "bottom"):
+        k = ph[f"{kind}_file"].shape[1]
+        rows = []
+        for j in range(k):
+            _write_bytes(udir / f"{kind}-{j}.jpg", jpeg_at(ph[f"{kind}_jpeg"], ph[f"{kind}_offsets"], i * k + j))
+            rows.append({"file": str(ph["files"][int(ph[f"{kind}_file"][i, j])]),
+                         "activation": float(ph[f"{kind}_value"][i, j])})  # fmt: skip
+        out[kind] = rows
+    out["scanned"] = len(ph["files"])
+    return out
 
 
 def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Callable | None,
@@ -118,22 +141,19 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
             for j in range(k):
                 save_image(div["images"][i * k + j], udir / f"diversity-{j}.png")
             stat["diversity_final"] = [float(v) for v in div["final"][i * k : (i + 1) * k]]
-        crops = 0
-        if ph is not None:
-            crops = ph["crops"].shape[1]
-            for j in range(crops):
-                save_image(ph["crops"][i, j], udir / f"crop-{j}.png")
-            save_image(ph["strips"][i], udir / "photos.png")
+        examples = _examples(ph, i, udir) if ph is not None and "files" in ph else None
+        strip = ph is not None and "strip_jpeg" in ph
+        if strip:
+            _write_bytes(udir / "photos.jpg", jpeg_at(ph["strip_jpeg"], ph["strip_offsets"], i))
             stat["photo_peaks"] = [float(v) for v in ph["peaks"][i]]
-            stat["crop_photos"] = [photos[int(p)] for p in ph["crop_photo"][i]]
         if kernels is not None:
             save_image(kernel_tiles(kernels[..., u : u + 1], scale=16), udir / "kernel.png")
         _loss_plot(reg["losses"][i], udir / "curve.png")
         ctx = {
             "model": lp.model, "backend": lp.backend, "layer": lp.layer, "unit": u, "shape": lp.info.shape,
             "start": stat["start"], "final": stat["final"], "naive_final": stat.get("naive_final"),
-            "naive": naive is not None, "negative": neg is not None, "diversity": k, "crops": crops,
-            "kernel": kernels is not None, "photos": photos if ph is not None else [],
+            "naive": naive is not None, "negative": neg is not None, "diversity": k, "examples": examples,
+            "kernel": kernels is not None, "photos": photos if strip else [],
             "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
             "steps": g.steps, "size": g.size, "naive_steps": g.naive_steps, "stats": stat,
         }  # fmt: skip
