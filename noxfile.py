@@ -31,7 +31,7 @@ def install_engine(session: nox.Session, *extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after --)."""
-    install_engine(session, "test", "docs")  # docs: the site tests run mkdocs-gallery
+    install_engine(session, "test", "docs", "ray")  # docs: the site tests run mkdocs-gallery; ray: its executor
     session.run("pytest", *(session.posargs or ["-q"]), env={"FEATGEN_PROGRESS": "0"})
 
 
@@ -45,10 +45,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def site(session: nox.Session) -> None:
-    """Build everything into site/: gallery renders (cached), tutorials, pages. The README's main command."""
+    """Build everything into site/: gallery renders (cached), tutorials, pages. The README's main command.
+
+    `nox -s site -- full` builds another profile of galleries.yml; more arguments go to
+    `python -m featgen.site build` (e.g. `-- quick --device cpu`)."""
     install_engine(session, "docs")
-    profile = session.posargs[0] if session.posargs else "quick"
-    session.run("python", "-m", "featgen.site", "build", "--profile", profile, env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
+    profile, *rest = session.posargs or ["quick"]
+    session.run("python", "-m", "featgen.site", "build", "--profile", profile, *rest,
+                env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
     session.run("mkdocs", "build", "--strict", env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
 
 
@@ -62,9 +66,10 @@ def serve(session: nox.Session) -> None:
 @nox.session(python=PYTHON, venv_backend="none")
 def gallery(session: nox.Session) -> None:
     """Renders only, into .featgen-cache/ (e.g. `-- --profile full --device cuda` on a GPU machine whose
-    python already has torch). Copy .featgen-cache/ back and run `nox -s site`: nothing re-renders."""
+    python already has torch; `--executor ray` for several GPUs or a cluster). Copy .featgen-cache/
+    back and run `nox -s site`: nothing re-renders, and the pages need no framework."""
     args = session.posargs or ["--profile", "quick"]
-    session.run("python", "-m", "featgen.site", "build", "--renders-only", *args)
+    session.run("python", "-m", "featgen.site", "render", *args)
 
 
 @nox.session(python=PYTHON)

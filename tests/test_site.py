@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.build import invalidate_stale_tutorials, render, slug
-from featgen.site.cache import RenderCache, key_of
+from featgen.site.cache import RenderCache
 from featgen.site.config import get_profile
+from featgen.site.jobs import cache_key
+from featgen.site.templating import render, slug
+from featgen.site.tutorials import invalidate_stale_tutorials
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "<script>alert(1)</script>", "x\\y", "  "])
@@ -38,26 +40,32 @@ def _layer_ctx(model, backend, layer, native):
 
 def _unit_ctx(layer, **kw):
     ctx = dict(model="m", backend="torch", layer=layer, unit=0, shape=(4, 4, 2), start=0.1, final=1.0, naive_final=0.5,
-               negative=True, diversity=4, crops=3, kernel=True, photos=["chelsea", "coffee"], prev=None, next=1,
+               naive=True, negative=True, diversity=4, kernel=True,
+               examples={"top": [{"file": f"a/{j}.png", "activation": 3.0 - j} for j in range(3)],
+                         "bottom": [{"file": f"b/{j}.png", "activation": -j} for j in range(3)], "scanned": 9}, photos=["chelsea", "coffee"], prev=None, next=1,
                steps=48, size=96, naive_steps=30)  # fmt: skip
     return {**ctx, **kw}
 
 
 def test_unit_page_shows_every_view():
     html = render("unit.md.j2", **_unit_ctx("blocks.4"))
-    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.png"]:
+    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.jpg"]:
         assert f'src="{src}"' in html
     assert all(f'src="diversity-{j}.png"' in html for j in range(4))
-    assert all(f'src="crop-{j}.png"' in html for j in range(3))
+    assert all(f'src="top-{j}.jpg"' in html and f'src="bottom-{j}.jpg"' in html for j in range(3))
+    assert "a/2.png · 1.00" in html.replace("&#95;", "_") and "of 9 scanned photos" in html
     assert html.index("regularized.png") < html.index("naive.png")  # the large one first
     assert 'width="384"' in html.split("regularized.png")[1].split(">")[0]
-    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0))
-    assert "kernel.png" not in plain and "negative.png" not in plain and "diversity-0" not in plain
+    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0, naive=False,
+                                             photos=[], examples=None))  # fmt: skip
+    for src in ["kernel.png", "negative.png", "diversity-0", "naive.png", "photos.jpg", "top-0", "bottom-0"]:
+        assert src not in plain, src
 
 
 def test_pages_with_two_backends_and_hostile_layer_names(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.build import _write, write_index_pages
+    from featgen.site.pages import write_index_pages
+    from featgen.site.templating import write_page as _write
 
     table = [LayerInfo("features.0", "Conv2d", (224, 224, 64), 64), LayerInfo(EVIL, "Conv2d", (4, 4, 2), 2),
              LayerInfo("pool", "MaxPool2d", (7, 7, 512), None)]  # fmt: skip
@@ -98,9 +106,9 @@ def test_slugs_of_different_names_differ():
 def test_cache_roundtrip_and_corruption_is_detected(tmp_path):
     cache = RenderCache(tmp_path)
     settings = {"model": "m", "layer": "l", "units": [0, 1], "steps": 3}
-    key = key_of(settings)
-    assert key == key_of(dict(reversed(list(settings.items()))))  # order-independent
-    assert key != key_of({**settings, "steps": 4})
+    key = cache_key(settings)
+    assert key == cache_key(dict(reversed(list(settings.items()))))  # order-independent
+    assert key != cache_key({**settings, "steps": 4})
     data = {"images": np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)}
     cache.put(key, data, settings)
     np.testing.assert_array_equal(cache.get(key)["images"], data["images"])
@@ -119,20 +127,19 @@ def test_unknown_profile_names_key_and_suggests():
 
 
 def test_unknown_model_in_config_names_key_and_suggests():
-    from featgen.site.build import plan
-    from featgen.site.config import ModelGallery, Profile
+    from featgen.site.config import parse_config
 
-    bad = Profile("mine", (ModelGallery("efficientnet_lit0", "torch", ("blocks.4",), 2),))
+    bad = {"profiles": {"mine": {"galleries": [{"model": "efficientnet_lit0", "layers": ["blocks.4"], "units": 2}]}}}
     with pytest.raises(FeatgenError, match="unknown model 'efficientnet_lit0'.*efficientnet_lite0"):
-        plan(bad)
+        parse_config(bad)
 
 
 def test_unknown_layer_in_config(lite0):
-    from featgen.site.build import _layers
-    from featgen.site.config import ModelGallery
+    from featgen.site.plan import model_info, select_layers
 
+    info = model_info("efficientnet_lite0", "torch", "float32", None, loader=lambda *a: lite0)
     with pytest.raises(FeatgenError, match="no layer 'blocks.44'.*blocks.4"):
-        _layers(lite0, ModelGallery("efficientnet_lite0", "torch", ("blocks.44",), 2))
+        select_layers(info, ("blocks.44",))
 
 
 def test_engine_change_invalidates_tutorial_checksums(tmp_path):
@@ -149,15 +156,17 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
     assert not (gallery / "plot_a.py.md5").exists()
 
 
-def test_full_profile_plan_counts_every_conv_layer():
-    from featgen.site.build import plan
+def test_full_profile_plan_counts_every_conv_layer(tmp_path):
+    from featgen.site.plan import plan
 
-    rows = plan("full")
-    lite = [r for r in rows if r["model"] == "efficientnet_lite0"]
-    assert len(lite) > 40 and all(r["units"] == r["channels"] for r in rows)
-    for backend in {r["backend"] for r in rows if r["model"] == "vgg16_hed"}:  # torch, and tensorflow where configured
-        vgg = sum(r["units"] for r in rows if r["model"] == "vgg16_hed" and r["backend"] == backend)
+    p = plan("full", RenderCache(tmp_path))
+    rows = [(lp.model, lp.backend, len(lp.units), lp.info.channels) for lp in p.layers]
+    lite = [r for r in rows if r[0] == "efficientnet_lite0"]
+    assert len(lite) > 40 and all(n == c for _, _, n, c in rows)
+    for backend in {r[1] for r in rows if r[0] == "vgg16_hed"}:  # torch, and tensorflow where configured
+        vgg = sum(n for m, b, n, _ in rows if m == "vgg16_hed" and b == backend)
         assert vgg == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6, backend
+    assert max(len(j.units) for j in p.jobs) == 64  # jobs are chunks of at most 64 units
 
 
 def _fake_script(tmp_path):
@@ -266,11 +275,14 @@ nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 
 
 def test_kernel_shown_for_the_first_conv_and_its_relu_only(lite0, hed_torch):
-    from featgen.site.build import _stem_kernels
+    from featgen.site.plan import model_info
 
-    def kernels(model, layer):
-        return _stem_kernels(model, model.resolve_layer(layer), model.layer_info(layer).channels)
+    def stem(model):
+        info = model_info(model.spec, model.backend.name, "float32", None, loader=lambda *a: model)
+        return info.stem, info.kernels.shape
 
-    assert kernels(lite0, "conv_stem").shape == (3, 3, 3, 32) and kernels(lite0, "blocks.2") is None
-    assert kernels(hed_torch, "block1_conv1").shape == (3, 3, 3, 64)  # a Keras name: the ReLU after the conv
-    assert kernels(hed_torch, "block1_conv2") is None
+    names, shape = stem(lite0)
+    assert shape == (3, 3, 3, 32) and "conv_stem" in names and "blocks.2" not in names
+    names, shape = stem(hed_torch)
+    assert shape == (3, 3, 3, 64) and hed_torch.resolve_layer("block1_conv1") in names  # a Keras name: the ReLU after the conv
+    assert hed_torch.resolve_layer("block1_conv2") not in names

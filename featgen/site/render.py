@@ -1,0 +1,163 @@
+"""The render stage: the only site module that loads a model. One job in, compact arrays out.
+
+``Renderer`` keeps each (model, backend, device, precision) it loads, so a worker loads a model once
+however many jobs it runs. Arrays are compact: images as uint8, statistics as float32.
+
+Views and what they return (``N`` units in the job, ``k`` images per unit for diversity):
+
+- ``regularized``, ``naive``, ``negative``: ``images`` (N, S, S, 3) uint8, ``start``, ``final`` (N,),
+  ``losses`` (N, steps) float32;
+- ``diversity``: the same for the N·k images, unit-major (``[u0, u0, …, u1, …]``);
+- ``photos`` (forward only): ``strip_jpeg``/``strip_offsets`` (one JPEG per unit: its activation
+  map over each sample photo, one scale per unit) and ``peaks`` (N, photos); from the examples scan,
+  ``files`` (the scanned names) and, for ``top`` and ``bottom``, ``*_jpeg``/``*_offsets`` (N·k crop
+  JPEGs, unit-major), ``*_file`` (N, k) indices into ``files`` and ``*_value`` (N, k) peak activations
+  (see :mod:`featgen.site.examples`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import FeatgenError
+from ..images import to_uint8
+from .jobs import RenderJob
+
+DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel objective
+
+
+def limit_threads(n: int) -> None:
+    """Use ``n`` CPU threads for the frameworks in this process (one per Ray actor on a CPU).
+
+    Environment variables cover TensorFlow and the BLAS/OpenMP pools when set before they start;
+    torch reads ``OMP_NUM_THREADS`` when imported, and is told directly if it already is."""
+    import os
+    import sys
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):  # fmt: skip
+        os.environ[var] = str(n)
+    fw = sys.modules.get("torch")  # a process-wide setting, not model code
+    if fw is not None:
+        fw.set_num_threads(n)
+        try:
+            fw.set_num_interop_threads(n)
+        except RuntimeError:  # settable only before the first parallel work
+            pass
+
+
+class Renderer:
+    """Runs jobs: ``run(job) -> dict[str, np.ndarray]``. Models load lazily, once each.
+
+    Args:
+        threads: CPU threads for the frameworks (None: their default). A Ray actor on a CPU uses 1.
+        device: overrides every job's device (None: each job's own).
+    """
+
+    def __init__(self, threads: int | None = None, device: str | None = None):
+        self.threads = threads
+        self.device = device
+        self._models: dict[tuple[str, str, str | None, str], Any] = {}
+        self._photos: dict[tuple, list[np.ndarray]] = {}
+        if threads:
+            limit_threads(threads)
+
+    def model(self, spec: str, backend: str, device: str | None, precision: str = "float32"):
+        """The loaded model for this (spec, backend, device, precision); loaded on first use."""
+        device = None if device in (None, "auto") else device
+        key = (spec, backend, device, precision)
+        if key not in self._models:
+            from ..models import load_model
+
+            self._models[key] = load_model(spec, backend=backend, device=device, precision=precision)
+            if self.threads:
+                limit_threads(self.threads)  # now that the framework is imported
+        return self._models[key]
+
+    def run(self, job: RenderJob) -> dict[str, np.ndarray]:
+        """Render one job; the arrays are what the cache stores under ``job.key``."""
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        o = job.options
+        if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
+            raise FeatgenError(
+                f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again "
+                "(delete the cache's models/ folder)."
+            )
+        if job.view == "photos":
+            return self._photos_view(model, job)
+        return self._optimize(model, job)
+
+    def _optimize(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+        from ..vis import objectives, visualize
+
+        o = job.options
+        native = o["layer"]
+        units = list(job.units)
+        objective = None
+        if job.view == "negative":
+            objective = -objectives.channel(native, units)
+        elif job.view == "diversity":
+            k = int(o["diversity"])
+            units = [u for u in job.units for _ in range(k)]
+            objective = objectives.channel(native, units) + DIVERSITY_WEIGHT * _diversity(objectives, native, units)
+        kw = {name: o[name] for name in ("size", "steps", "seed", "lr") if name in o}
+        if o.get("method") != "naive":
+            kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
+        r = visualize(model, native, units=units, method=o["method"], objective=objective, progress=False,
+                      batch_size=o.get("batch_size"), **kw)  # fmt: skip
+        return {
+            "images": to_uint8(r.images),
+            "start": np.asarray(r.start_activation, np.float32),
+            "final": np.asarray(r.final_activation, np.float32),
+            "losses": np.asarray(r.losses, np.float32),
+        }
+
+    def _photo_list(self, names: tuple[str, ...], size: int) -> list[np.ndarray]:
+        key = (names, size)
+        if key not in self._photos:
+            from ..images import resize, sample_image
+
+            self._photos[key] = [resize(sample_image(n), size) for n in names]
+        return self._photos[key]
+
+    def _photos_view(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+        """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
+        per unit) and, from a scan of the examples, its top and bottom photos with crops."""
+        from ..images import grid, overlay
+        from ..maps import batch_activations
+        from .examples import encode_jpegs, photo_set, scan, set_digest
+
+        o = job.options
+        size = model.input_size
+        out: dict[str, np.ndarray] = {}
+        if o.get("photos"):
+            imgs = self._photo_list(tuple(o["photos"]), size)
+            acts = batch_activations(model, np.stack(imgs), o["layer"], size=size)  # (P, h, w, C)
+            strips, peaks = [], []
+            for u in job.units:
+                a = acts[..., u]
+                top = max(float(a.max()), 1e-8)
+                strips.append(to_uint8(grid([overlay(img, np.clip(m / top, 0, 1)) for img, m in zip(imgs, a)],
+                                            cols=len(imgs), margin=4)))  # fmt: skip
+                peaks.append(a.reshape(len(imgs), -1).max(axis=1))
+            out["strip_jpeg"], out["strip_offsets"] = encode_jpegs(strips)
+            out["peaks"] = np.asarray(peaks, np.float32)
+        if o.get("examples"):
+            photos = photo_set(o["examples"])
+            if set_digest(photos) != o["examples_digest"]:
+                raise FeatgenError(f"the examples ({o['examples']}) changed since the plan was made: run the build again.")
+            out.update(scan(model, o["layer"], job.units, photos, int(o["top"]), int(o["crop"])))
+        return out
+
+
+def _diversity(objectives, layer: str, units: list[int]):
+    """The diversity term, per unit group when the engine supports groups (so many units batch)."""
+    import inspect
+
+    if "groups" in inspect.signature(objectives.diversity).parameters:
+        return objectives.diversity(layer, groups=units)
+    if len(set(units)) > 1:
+        raise FeatgenError("this featgen version renders diversity one unit per job: set chunk to 1 for diversity.")
+    return objectives.diversity(layer)
