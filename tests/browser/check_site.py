@@ -31,8 +31,8 @@ MAX_PAGE_BYTES = 1_000_000
 HEAVY_PAGES: dict[str, str] = {}  # site-relative glob -> why it may weigh more than MAX_PAGE_BYTES
 MIN_CONTRAST = 4.5
 # Elements whose text must stay readable in both palettes (mkdocs-gallery styles assume white).
-CONTRAST_SELECTORS = [".mkd-glr-script-out-disp code", ".mkd-glr-script-out .highlight pre",
-                      ".mkd-glr-thumbcontainer a", "div.mkd-glr-download a", ".fg-badge"]  # fmt: skip
+CONTRAST_SELECTORS = [".mkd-glr-script-out-disp code", ".mkd-glr-script-out .highlight pre", "p.mkd-glr-script-out",
+                      ".mkd-glr-thumbcontainer a", "div.mkd-glr-download a", "a.md-button", ".fg-badge"]  # fmt: skip
 # WCAG contrast of each selected element's text against its effective background.
 CONTRAST_JS = """(sels) => {
   const parse = c => { const m = c.match(/[\\d.]+/g).map(Number); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
