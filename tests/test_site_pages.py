@@ -286,3 +286,21 @@ def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
     assert "compare/block1_conv1/index.md" in model and model.count('width="64"') == 12  # 2 backends × 2 layers × 3
     backend = html.unescape((tmp_path / "vgg16_hed/torch/index.md").read_text())
     assert "block5_conv3/unit-2/regularized.png" in backend and "fg-flagged" in backend
+
+
+# --- mkdocs hooks ------------------------------------------------------------------------------------
+def test_hooks_turn_roles_into_code_and_grid_tables_into_pipe_tables():
+    from types import SimpleNamespace
+
+    from featgen.site.mkdocs_hooks import on_page_content, on_page_markdown
+
+    html = "the :class:<code>~featgen.backends.base.Backend</code> and :func:<code>featgen.cam.api.cam</code>"
+    assert on_page_content(html, None, None, None) == "the <code>Backend</code> and <code>featgen.cam.api.cam</code>"
+    grid = ("# Computation times\n\n**00:01** total:\n\n+--------+------+\n| [a](./a.md) (x.py) | 00:01 | 1.0 MB |\n"
+            "+--------+------+\n| [b](./b.md) (y.py) | 00:02 | 2.0 MB |\n+--------+------+\n")  # fmt: skip
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="tutorials/mg_execution_times.md"))
+    md = on_page_markdown(grid, page, None, None)
+    assert "+---" not in md
+    assert "| script | time | memory |\n|---|---:|---:|\n| [a](./a.md) (x.py) | 00:01 | 1.0 MB |\n| [b]" in md
+    other = SimpleNamespace(file=SimpleNamespace(src_uri="index.md"))
+    assert on_page_markdown(grid, other, None, None) == grid
