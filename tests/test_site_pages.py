@@ -177,7 +177,7 @@ def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monke
 
 # --- navigation and the pages built from plain data ----------------------------------------------------
 def test_neighbours_strip_and_pairs():
-    from featgen.site.navigation import layer_nav, neighbours, shared_layers, unit_links
+    from featgen.site.navigation import layer_nav, neighbours, planned_pairs, shared_layers, unit_links
 
     layers = ["block1_conv1", "block3_conv1", "block5_conv3"]
     assert neighbours(layers, "block1_conv1") == (None, "block3_conv1")
@@ -187,6 +187,8 @@ def test_neighbours_strip_and_pairs():
     assert unit_links([0, 1, 2, 3], 3) == {"prev": 2, "next": None}
     assert shared_layers({"torch": layers, "tensorflow": ["block5_conv3", "block1_conv1"]}) == ["block1_conv1", "block5_conv3"]
     assert shared_layers({"torch": layers}) == []
+    rows = [{"model": "m", "backend": b, "layer": n} for b, n in [("torch", "a"), ("torch", "b"), ("tensorflow", "b")]]
+    assert planned_pairs(rows, "m") == ["b"] and planned_pairs(rows, "other") == []
 
 
 def test_image_correlation_numbers():
@@ -217,7 +219,7 @@ def fake_galleries(root, photos=("chelsea",)):
     from featgen.models.base import LayerInfo
     from featgen.site.build import _write, slug, write_compare_pages, write_index_pages
     from featgen.site.config import get_profile
-    from featgen.site.navigation import layer_nav
+    from featgen.site.navigation import layer_nav, planned_pairs
     from featgen.site.reproduce import reproduction
     from featgen.site.verdict import unit_extras
 
@@ -225,6 +227,7 @@ def fake_galleries(root, photos=("chelsea",)):
     layers, units = ["block1_conv1", "block5_conv3"], [0, 1, 2]
     stats = {0: (0.1, 9.0, 10.0, -3.0), 1: (0.0, 0.0, 0.0, 0.0), 2: (0.01, 0.5, 90.0, -1.0)}
     galleries, images = {"vgg16_hed": []}, {}
+    plan_rows = [{"model": "vgg16_hed", "backend": b, "layer": n} for b in ("torch", "tensorflow") for n in layers]
     for backend in ("torch", "tensorflow"):
         lctxs = []
         for layer in layers:
@@ -247,6 +250,7 @@ def fake_galleries(root, photos=("chelsea",)):
                 uctxs.append(ctx)
             lctx = dict(model="vgg16_hed", backend=backend, layer=layer, type="Conv2D", shape=(32, 32, 64), channels=64,
                         units=uctxs, native=layer, **layer_nav(layers, layer))  # fmt: skip
+            lctx["compare"] = layer in planned_pairs(plan_rows, "vgg16_hed")
             lctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
                                               "steps": 4, "seed": 0}, units, out="grid.png")  # fmt: skip
             _write("layer.md.j2", ldir / "index.md", **lctx)
@@ -256,10 +260,6 @@ def fake_galleries(root, photos=("chelsea",)):
                                        "layers": lctxs, "table": table, "aliases": {}})  # fmt: skip
     write_compare_pages(root, galleries, images)
     write_index_pages(root, galleries, get_profile("quick"))
-    # layer pages were written before the pairs were known: rewrite them with their compare link
-    for b in galleries["vgg16_hed"]:
-        for lctx in b["layers"]:
-            _write("layer.md.j2", root / "vgg16_hed" / b["backend"] / slug(lctx["layer"]) / "index.md", **lctx)
     return galleries
 
 

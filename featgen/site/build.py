@@ -26,7 +26,7 @@ from ..images import grid, overlay, resize, sample_image, save_image
 from ..progress import bar
 from .cache import RenderCache, key_of
 from .config import ModelGallery, Profile, get_profile
-from .navigation import compare_units, layer_nav, shared_layers
+from .navigation import compare_units, layer_nav, planned_pairs, shared_layers
 from .reproduce import reproduction
 from .verdict import unit_extras
 
@@ -256,7 +256,7 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
 def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
                         images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]]) -> None:  # fmt: skip
     """One torch | TensorFlow page per layer rendered in both backends, with each unit's image
-    correlation; its layer contexts gain ``compare`` (the page's link), the model gains ``compared``."""
+    correlation; each backend entry of ``galleries`` gains ``compared`` (layer, median correlation)."""
     for name, backends in galleries.items():
         by_backend = {b["backend"]: [lay["layer"] for lay in b["layers"]] for b in backends}
         compared = []
@@ -266,10 +266,6 @@ def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
             _write("compare.md.j2", root / slug(name) / "compare" / slug(layer) / "index.md", model=name, layer=layer,
                    rows=rows, layers=shared_layers(by_backend))  # fmt: skip
             compared.append({"layer": layer, "median": float(np.nanmedian([r["correlation"] for r in rows]))})
-            for bk in backends:
-                for lay in bk["layers"]:
-                    if lay["layer"] == layer:
-                        lay["compare"] = True
         for bk in backends:
             bk["compared"] = compared
 
@@ -362,6 +358,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 lctx["reproduce"] = reproduction({"model": mg.model, "backend": mg.backend, "layer": layer,
                                                   "method": "regularized", "size": mg.size, "steps": mg.steps,
                                                   "seed": 0}, units, out="grid.png")  # fmt: skip
+                lctx["compare"] = layer in planned_pairs(rows, mg.model)
                 pair_images[(mg.model, layer, mg.backend)] = (reg["images"], units)
                 # --- end page extras ---
                 _write("layer.md.j2", layer_dir / "index.md", **lctx)
