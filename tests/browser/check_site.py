@@ -190,6 +190,14 @@ def main() -> int:
                 if not ({"prev", "next"} <= set(rel)) or strip < 2:
                     failures.append(f"layer page {pages['layer']}: neighbour links {rel}, {strip} strip links")
                 print(f"layer    neighbours {sorted(set(rel))}, {strip} other layers in the strip")
+            if "unit" in pages:  # unit pages are in the theme's keyboard navigation ("n": next unit)
+                page.goto(base + pages["unit"], wait_until="networkidle")
+                nxt = page.evaluate("(document.querySelector('link[rel=next]') || {}).href")
+                page.keyboard.press("n")
+                page.wait_for_timeout(1500)
+                if not nxt or page.url.split("#")[0] != nxt:
+                    failures.append(f"unit page {pages['unit']}: key 'n' went to {page.url}, not {nxt}")
+                print(f"keys     'n' on {pages['unit']} -> {page.url[len(base):]}")
             if "api" in pages:  # the API page shows signatures and no Sphinx roles
                 page.goto(base + pages["api"], wait_until="networkidle")
                 api_text = page.evaluate("document.body.innerText")
@@ -201,7 +209,7 @@ def main() -> int:
                 for name in (n for n in ("tutorial", "tutorials", "unit") if n in pages):
                     page.goto(base + pages[name], wait_until="networkidle")
                     page.evaluate(f"document.body.setAttribute('data-md-color-scheme', '{scheme}')")
-                    page.wait_for_timeout(100)
+                    page.wait_for_timeout(600)  # the theme animates colour changes
                     res = page.evaluate(CONTRAST_JS, CONTRAST_SELECTORS)
                     low = [r for r in res if r["ratio"] < MIN_CONTRAST]
                     failures += [f"{name} ({scheme}): {r['sel']} contrast {r['ratio']:.2f}:1 ({r['text']!r})" for r in low]
