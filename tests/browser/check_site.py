@@ -193,6 +193,16 @@ def main() -> int:
             if "unit" in pages:  # unit pages are in the theme's keyboard navigation ("n": next unit)
                 page.goto(base + pages["unit"], wait_until="networkidle")
                 nxt = page.evaluate("(document.querySelector('link[rel=next]') || {}).href")
+                shown = page.evaluate("document.querySelector('.fg-hero img').getBoundingClientRect().width")
+                page.click(".fg-hero img")
+                page.wait_for_selector(".gslide-image img", timeout=5000)
+                page.wait_for_timeout(800)  # the lightbox zooms in
+                boxed = page.evaluate("document.querySelector('.gslide-image img').getBoundingClientRect().width")
+                if boxed < shown - 1:
+                    failures.append(f"unit page: the lightbox shows the hero at {boxed:.0f} px, smaller than the page's {shown:.0f}")
+                print(f"lightbox hero {shown:.0f} px on the page, {boxed:.0f} px in the lightbox")
+                page.keyboard.press("Escape")
+                page.wait_for_timeout(500)
                 page.keyboard.press("n")
                 page.wait_for_timeout(1500)
                 if not nxt or page.url.split("#")[0] != nxt:
