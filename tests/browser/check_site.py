@@ -3,7 +3,9 @@
 Visits the home page, a tutorial, a layer page and a unit page; asserts that every <img> loaded
 (naturalWidth > 0), that no internal link is broken, and that search finds a layer name and the CAM
 tutorial. Then the galleries' promises: every unit page's diversity tiles differ (by hash), every
-unit page has a verdict and a reproduction block, a layer page links to its neighbours, the API
+unit page has a verdict and a reproduction block; a unit page lights the Galleries tab, has a
+sidebar, opens its hero in the lightbox at least as large as shown and goes to the next unit on the
+"n" key; a layer page links to its neighbours, the API
 page shows ``load_model(``, text on mkdocs-gallery's output blocks, cards and download buttons
 reaches a contrast of 4.5:1 in both palettes, and no page (HTML and its images) weighs over 1 MB
 but the ones named in HEAVY_PAGES. Saves screenshots to site-screenshots/. Run by `nox -s browser`
@@ -193,6 +195,11 @@ def main() -> int:
             if "unit" in pages:  # unit pages are in the theme's keyboard navigation ("n": next unit)
                 page.goto(base + pages["unit"], wait_until="networkidle")
                 nxt = page.evaluate("(document.querySelector('link[rel=next]') || {}).href")
+                tab = page.evaluate("(document.querySelector('.md-tabs__item--active') || {}).innerText || ''")
+                side = page.evaluate("Array.from(document.querySelectorAll('.md-sidebar--primary a')).map(a => a.innerText)")
+                if tab.strip() != "Galleries" or not any(t.strip().startswith("vgg16_hed") or t.strip().startswith("efficientnet")
+                                                          for t in side):  # fmt: skip
+                    failures.append(f"unit page: active tab {tab.strip()!r}, sidebar {side[:4]}")
                 shown = page.evaluate("document.querySelector('.fg-hero img').getBoundingClientRect().width")
                 page.click(".fg-hero img")
                 page.wait_for_selector(".gslide-image img", timeout=5000)
