@@ -69,6 +69,10 @@ def test_unit_extras_for_a_page_context():
     assert out["verdict"]["status"] == "dead"
     assert out["negative_verdict"]["label"] == "cannot go below 0 (ReLU)"
     assert "negative_verdict" not in unit_extras({"start": 1.0, "final": 9.0, "naive_final": 10.0})
+    # conv_stem unit 1 with the early-layer recipe: 15.44 against naive 91.82 unclipped, 16.33 clipped
+    stem = {"start": 0.015, "final": 15.44, "naive_final": 91.82}
+    assert unit_extras(stem)["verdict"]["status"] == "failed"
+    assert unit_extras({**stem, "naive_valid_final": 16.33})["verdict"]["status"] == "ok"
 
 
 # --- reproduction ----------------------------------------------------------------------------------
