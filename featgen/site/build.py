@@ -253,16 +253,21 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
     _write("index.md.j2", root / "index.md", galleries=galleries, profile=profile)
 
 
-def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
-                        images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]]) -> None:  # fmt: skip
-    """One torch | TensorFlow page per layer rendered in both backends, with each unit's image
-    correlation; each backend entry of ``galleries`` gains ``compared`` (layer, median correlation)."""
+def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]]) -> None:
+    """One torch | TensorFlow page per layer rendered in both backends, with the correlation of each
+    unit's two regularized images, read back from the pages' PNGs one layer at a time (so memory
+    stays flat on the full plan); each backend entry of ``galleries`` gains ``compared``."""
+    from ..images import load_image
+
     for name, backends in galleries.items():
         by_backend = {b["backend"]: [lay["layer"] for lay in b["layers"]] for b in backends}
+        units_of = {(b["backend"], lay["layer"]): [u["unit"] for u in lay["units"]] for b in backends for lay in b["layers"]}
         compared = []
         for layer in shared_layers(by_backend):
-            (a, units), (b, _) = images[(name, layer, "torch")], images[(name, layer, "tensorflow")]
-            rows = compare_units(a, b, units)
+            units = [u for u in units_of[("torch", layer)] if u in set(units_of[("tensorflow", layer)])]
+            a, b = ([load_image(root / slug(name) / slug(bk) / slug(layer) / f"unit-{u}" / "regularized.png") for u in units]
+                    for bk in ("torch", "tensorflow"))  # fmt: skip
+            rows = compare_units(np.stack(a), np.stack(b), units)
             _write("compare.md.j2", root / slug(name) / "compare" / slug(layer) / "index.md", model=name, layer=layer,
                    rows=rows, layers=shared_layers(by_backend))  # fmt: skip
             compared.append({"layer": layer, "median": float(np.nanmedian([r["correlation"] for r in rows]))})
@@ -292,7 +297,6 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     staging = Path(docs) / f".galleries.tmp{os.getpid()}"
     galleries: dict[str, list[dict[str, Any]]] = {}  # model -> one entry per backend
     rows = plan(prof)
-    pair_images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]] = {}  # page extras
     with bar(total=sum(r["units"] for r in rows), desc=f"galleries ({profile})", unit="unit") as pb:
         for mg in prof.galleries:
             model = load_model(mg.model, backend=mg.backend, device=device)
@@ -359,7 +363,6 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                                                   "method": "regularized", "size": mg.size, "steps": mg.steps,
                                                   "seed": 0}, units, out="grid.png")  # fmt: skip
                 lctx["compare"] = layer in planned_pairs(rows, mg.model)
-                pair_images[(mg.model, layer, mg.backend)] = (reg["images"], units)
                 # --- end page extras ---
                 _write("layer.md.j2", layer_dir / "index.md", **lctx)
                 layers_ctx.append(lctx)
@@ -368,7 +371,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 "layers": layers_ctx, "table": model.layer_table, "aliases": {v: k for k, v in model.layer_aliases.items()},
             })  # fmt: skip
     if pages:
-        write_compare_pages(staging, galleries, pair_images)  # page extras: torch | TensorFlow pages
+        write_compare_pages(staging, galleries)  # page extras: torch | TensorFlow pages
         write_index_pages(staging, galleries, prof)
         shutil.rmtree(out_root, ignore_errors=True)  # swap in the new tree at once: no half-written gallery
         os.replace(staging, out_root)
