@@ -1,4 +1,4 @@
-"""Page helpers of the galleries: verdicts, reproduction, navigation (plain data, no model unless named)."""
+"""Gallery pages: verdicts, reproduction, navigation, hooks (plain data; no model unless a test names one)."""
 
 from __future__ import annotations
 
