@@ -281,6 +281,7 @@ def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
     assert "dead at the start image" in dead and "cannot go below 0 (ReLU)" in dead
     assert '<link rel="prev" href="../unit-0/">' in dead and '<link rel="next" href="../unit-2/">' in dead
     assert "featgen.visualize(model, 'block1_conv1', units=[1]" in dead
+    assert "Regularized (fourier parameterization, decorrelated colour, transforms lucid, lr 0.05, 4 steps)" in dead
     failed = html.unescape((tmp_path / "vgg16_hed/tensorflow/block5_conv3/unit-2/index.md").read_text())
     assert "regularized did not converge (final < 25 % of naive)" in failed
     compare = html.unescape((tmp_path / "vgg16_hed/compare/block5_conv3/index.md").read_text())
