@@ -1,4 +1,4 @@
-"""Page helpers of the galleries: verdicts, reproduction, navigation (plain data, no model unless named)."""
+"""Gallery pages: verdicts, reproduction, navigation, hooks (plain data; no model unless a test names one)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def test_unit_extras_for_a_page_context():
     assert out["verdict"]["status"] == "dead"
     assert out["negative_verdict"]["label"] == "cannot go below 0 (ReLU)"
     assert "negative_verdict" not in unit_extras({"start": 1.0, "final": 9.0, "naive_final": 10.0})
+    # conv_stem unit 1 with the early-layer recipe: 15.44 against naive 91.82 unclipped, 16.33 clipped
+    stem = {"start": 0.015, "final": 15.44, "naive_final": 91.82}
+    assert unit_extras(stem)["verdict"]["status"] == "failed"
+    assert unit_extras({**stem, "naive_valid_final": 16.33})["verdict"]["status"] == "ok"
 
 
 # --- reproduction ----------------------------------------------------------------------------------
@@ -177,7 +181,7 @@ def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monke
 
 # --- navigation and the pages built from plain data ----------------------------------------------------
 def test_neighbours_strip_and_pairs():
-    from featgen.site.navigation import layer_nav, neighbours, shared_layers, unit_links
+    from featgen.site.navigation import layer_nav, neighbours, planned_pairs, shared_layers, unit_links
 
     layers = ["block1_conv1", "block3_conv1", "block5_conv3"]
     assert neighbours(layers, "block1_conv1") == (None, "block3_conv1")
@@ -187,6 +191,8 @@ def test_neighbours_strip_and_pairs():
     assert unit_links([0, 1, 2, 3], 3) == {"prev": 2, "next": None}
     assert shared_layers({"torch": layers, "tensorflow": ["block5_conv3", "block1_conv1"]}) == ["block1_conv1", "block5_conv3"]
     assert shared_layers({"torch": layers}) == []
+    rows = [{"model": "m", "backend": b, "layer": n} for b, n in [("torch", "a"), ("torch", "b"), ("tensorflow", "b")]]
+    assert planned_pairs(rows, "m") == ["b"] and planned_pairs(rows, "other") == []
 
 
 def test_image_correlation_numbers():
@@ -216,7 +222,7 @@ def fake_galleries(root, photos=("chelsea",)):
     from featgen.images import save_image
     from featgen.models.base import LayerInfo
     from featgen.site.config import get_profile
-    from featgen.site.navigation import layer_nav
+    from featgen.site.navigation import layer_nav, planned_pairs
     from featgen.site.pages import write_compare_pages, write_index_pages
     from featgen.site.reproduce import reproduction
     from featgen.site.templating import slug
@@ -226,12 +232,11 @@ def fake_galleries(root, photos=("chelsea",)):
     rng = np.random.default_rng(0)
     layers, units = ["block1_conv1", "block5_conv3"], [0, 1, 2]
     stats = {0: (0.1, 9.0, 10.0, -3.0), 1: (0.0, 0.0, 0.0, 0.0), 2: (0.01, 0.5, 90.0, -1.0)}
-    galleries, images = {"vgg16_hed": []}, {}
+    galleries = {"vgg16_hed": []}
+    plan_rows = [{"model": "vgg16_hed", "backend": b, "layer": n} for b in ("torch", "tensorflow") for n in layers]
     for backend in ("torch", "tensorflow"):
         lctxs = []
         for layer in layers:
-            imgs = rng.random((len(units), 32, 32, 3))
-            images[("vgg16_hed", layer, backend)] = (imgs, units)
             ldir = root / "vgg16_hed" / backend / slug(layer)
             uctxs = []
             for i, u in enumerate(units):
@@ -244,11 +249,13 @@ def fake_galleries(root, photos=("chelsea",)):
                 ctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
                                                  "steps": 4, "seed": 0}, u, out="regularized.png")  # fmt: skip
                 for name in ["regularized", "naive", "negative", "diversity-0", "diversity-1", "curve", "photos"]:
-                    save_image(rng.random((32, 32, 3)), ldir / f"unit-{u}" / f"{name}.png")
+                    same = name == "regularized" and u == 0  # unit 0 looks the same in both backends
+                    save_image((np.random.default_rng(7) if same else rng).random((32, 32, 3)), ldir / f"unit-{u}" / f"{name}.png")
                 _write("unit.md.j2", ldir / f"unit-{u}" / "index.md", **ctx)
                 uctxs.append(ctx)
             lctx = dict(model="vgg16_hed", backend=backend, layer=layer, type="Conv2D", shape=(32, 32, 64), channels=64,
                         units=uctxs, native=layer, **layer_nav(layers, layer))  # fmt: skip
+            lctx["compare"] = layer in planned_pairs(plan_rows, "vgg16_hed")
             lctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
                                               "steps": 4, "seed": 0}, units, out="grid.png")  # fmt: skip
             _write("layer.md.j2", ldir / "index.md", **lctx)
@@ -256,12 +263,8 @@ def fake_galleries(root, photos=("chelsea",)):
         table = [LayerInfo(n, "Conv2D", (32, 32, 64), 64) for n in layers]
         galleries["vgg16_hed"].append({"backend": backend, "source": f"{backend} source", "input_size": 32,
                                        "layers": lctxs, "table": table, "aliases": {}})  # fmt: skip
-    write_compare_pages(root, galleries, images)
+    write_compare_pages(root, galleries)
     write_index_pages(root, galleries, get_profile("quick"))
-    # layer pages were written before the pairs were known: rewrite them with their compare link
-    for b in galleries["vgg16_hed"]:
-        for lctx in b["layers"]:
-            _write("layer.md.j2", root / "vgg16_hed" / b["backend"] / slug(lctx["layer"]) / "index.md", **lctx)
     return galleries
 
 
@@ -280,11 +283,32 @@ def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
     assert "dead at the start image" in dead and "cannot go below 0 (ReLU)" in dead
     assert '<link rel="prev" href="../unit-0/">' in dead and '<link rel="next" href="../unit-2/">' in dead
     assert "featgen.visualize(model, 'block1_conv1', units=[1]" in dead
+    assert "Regularized (fourier parameterization, decorrelated colour, transforms lucid, lr 0.05, 4 steps)" in dead
     failed = html.unescape((tmp_path / "vgg16_hed/tensorflow/block5_conv3/unit-2/index.md").read_text())
     assert "regularized did not converge (final < 25 % of naive)" in failed
     compare = html.unescape((tmp_path / "vgg16_hed/compare/block5_conv3/index.md").read_text())
     assert compare.count("r = ") == 3 and "../../tensorflow/block5_conv3/unit-2/regularized.png" in compare
+    assert "unit 0: r = 1.000" in compare  # the same picture; independent noise is near 0
+    assert abs(float(compare.split("unit 1: r = ")[1].split("<")[0])) < 0.1
     model = html.unescape((tmp_path / "vgg16_hed/index.md").read_text())
     assert "compare/block1_conv1/index.md" in model and model.count('width="64"') == 12  # 2 backends × 2 layers × 3
     backend = html.unescape((tmp_path / "vgg16_hed/torch/index.md").read_text())
     assert "block5_conv3/unit-2/regularized.png" in backend and "fg-flagged" in backend
+
+
+# --- mkdocs hooks ------------------------------------------------------------------------------------
+def test_hooks_turn_roles_into_code_and_grid_tables_into_pipe_tables():
+    from types import SimpleNamespace
+
+    from featgen.site.mkdocs_hooks import on_page_content, on_page_markdown
+
+    html = "the :class:<code>~featgen.backends.base.Backend</code> and :func:<code>featgen.cam.api.cam</code>"
+    assert on_page_content(html, None, None, None) == "the <code>Backend</code> and <code>featgen.cam.api.cam</code>"
+    grid = ("# Computation times\n\n**00:01** total:\n\n+--------+------+\n| [a](./a.md) (x.py) | 00:01 | 1.0 MB |\n"
+            "+--------+------+\n| [b](./b.md) (y.py) | 00:02 | 2.0 MB |\n+--------+------+\n")  # fmt: skip
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="tutorials/mg_execution_times.md"))
+    md = on_page_markdown(grid, page, None, None)
+    assert "+---" not in md
+    assert "| script | time | memory |\n|---|---:|---:|\n| [a](./a.md) (x.py) | 00:01 | 1.0 MB |\n| [b]" in md
+    other = SimpleNamespace(file=SimpleNamespace(src_uri="index.md"))
+    assert on_page_markdown(grid, other, None, None) == grid

@@ -51,6 +51,16 @@ def shared_layers(by_backend: dict[str, Sequence[str]], pair: tuple[str, str] = 
     return [name for name in by_backend[pair[0]] if name in other]
 
 
+def planned_pairs(rows: Sequence[dict[str, Any]], model: str) -> list[str]:
+    """The layers of ``model`` that a plan (rows of ``model``, ``backend``, ``layer``) renders in both
+    torch and TensorFlow: known before anything renders, so every layer page can link its pair."""
+    by_backend: dict[str, list[str]] = {}
+    for r in rows:
+        if r["model"] == model:
+            by_backend.setdefault(r["backend"], []).append(r["layer"])
+    return shared_layers(by_backend)
+
+
 def compare_units(images_a: np.ndarray, images_b: np.ndarray, units: Sequence[int]) -> list[dict[str, Any]]:
     """Per unit of a layer rendered in two backends: ``unit`` and the ``correlation`` of its images
     (the first ``len(units)`` images of each)."""

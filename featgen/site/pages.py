@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatgenError
-from ..images import grid, save_image
+from ..images import grid, load_image, save_image
 from .cache import RenderCache
 from .examples import jpeg_at
 from .jobs import RenderJob
@@ -190,15 +190,19 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     return lctx, reg["images"]
 
 
-def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
-                        images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]]) -> None:  # fmt: skip
-    """One torch | TensorFlow page per layer rendered in both backends, with each unit's image
-    correlation; its layer contexts gain ``compare`` (the page's link), the model gains ``compared``."""
+def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]]) -> None:
+    """One torch | TensorFlow page per layer rendered in both backends, with the correlation of each
+    unit's two regularized images, read back from the pages' PNGs one layer at a time (so memory
+    stays flat on the full plan); its layer contexts gain ``compare``, each backend ``compared``."""
     for name, backends in galleries.items():
         by_backend = {b["backend"]: [lay["layer"] for lay in b["layers"]] for b in backends}
+        units_of = {(b["backend"], lay["layer"]): [u["unit"] for u in lay["units"]] for b in backends for lay in b["layers"]}
         compared = []
         for layer in shared_layers(by_backend):
-            (a, units), (b, _) = images[(name, layer, "torch")], images[(name, layer, "tensorflow")]
+            theirs = set(units_of[("tensorflow", layer)])
+            units = [u for u in units_of[("torch", layer)] if u in theirs]
+            a, b = (np.stack([load_image(root / slug(name) / slug(bk) / slug(layer) / f"unit-{u}" / "regularized.png")
+                              for u in units]) for bk in ("torch", "tensorflow"))  # fmt: skip
             rows = compare_units(a, b, units)
             write_page("compare.md.j2", root / slug(name) / "compare" / slug(layer) / "index.md", model=name, layer=layer,
                        rows=rows, layers=shared_layers(by_backend))  # fmt: skip
@@ -254,7 +258,6 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     staging = Path(tempfile.mkdtemp(prefix=f".{GALLERIES}.tmp-", dir=docs))
     try:
         galleries: dict[str, list[dict[str, Any]]] = {}
-        pair_images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]] = {}
         layer_dirs: list[tuple[Path, dict[str, Any]]] = []
         photos = list(plan.profile.photos)
         for key, info in plan.models.items():
@@ -264,8 +267,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             layers_ctx = []
             for lp in layers:
                 layer_dir = staging / slug(model) / slug(backend) / slug(lp.layer)
-                lctx, images = write_layer(lp, info, cache, layer_dir, photos, rerender, stats, names)
-                pair_images[(model, lp.layer, backend)] = (images, list(lp.units))
+                lctx, _ = write_layer(lp, info, cache, layer_dir, photos, rerender, stats, names)
                 layers_ctx.append(lctx)
                 layer_dirs.append((layer_dir, lctx))
             inverse = {native: alias for alias, native in info.aliases.items()}
@@ -273,7 +275,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
                 "backend": backend, "source": info.source, "input_size": info.input_size, "layers": layers_ctx,
                 "table": list(info.table), "aliases": inverse,
             })  # fmt: skip
-        write_compare_pages(staging, galleries, pair_images)
+        write_compare_pages(staging, galleries)
         for layer_dir, lctx in layer_dirs:  # now that each knows whether it has a torch | TensorFlow page
             write_page("layer.md.j2", layer_dir / "index.md", **lctx)
         write_index_pages(staging, galleries, plan.profile)

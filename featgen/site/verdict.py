@@ -103,9 +103,14 @@ def negative_verdict(start: float, negative_final: float, floor: float | None = 
 
 def unit_extras(ctx: dict[str, Any], negative_final: float | None = None, layer_type: str | None = None) -> dict[str, Any]:
     """What a unit page context gains from this module: ``verdict`` and, with a negative render,
-    ``negative_verdict`` (plain dicts, for templates)."""
+    ``negative_verdict`` (plain dicts, for templates).
+
+    The naive reference is ``ctx["naive_valid_final"]`` when the context has it: the naive final
+    measured on its image clipped to [0, 1]. Naive ascent does not clip while it runs, so its own
+    final can be several times what any real image reaches (5× on ``conv_stem``)."""
     floor = floor_of(layer_type)
-    out: dict[str, Any] = {"verdict": unit_verdict(ctx["start"], ctx["final"], ctx["naive_final"], floor).as_dict()}
+    naive = ctx.get("naive_valid_final", ctx["naive_final"])
+    out: dict[str, Any] = {"verdict": unit_verdict(ctx["start"], ctx["final"], naive, floor).as_dict()}
     if negative_final is not None:
         out["negative_final"] = float(negative_final)
         out["negative_verdict"] = negative_verdict(ctx["start"], float(negative_final), floor).as_dict()

@@ -3,7 +3,9 @@
 Visits the home page, a tutorial, a layer page and a unit page; asserts that every <img> loaded
 (naturalWidth > 0), that no internal link is broken, and that search finds a layer name and the CAM
 tutorial. Then the galleries' promises: every unit page's diversity tiles differ (by hash), every
-unit page has a verdict and a reproduction block, a layer page links to its neighbours, the API
+unit page has a verdict and a reproduction block; a unit page lights the Galleries tab, has a
+sidebar, opens its hero in the lightbox at least as large as shown and goes to the next unit on the
+"n" key; a layer page links to its neighbours, the API
 page shows ``load_model(``, text on mkdocs-gallery's output blocks, cards and download buttons
 reaches a contrast of 4.5:1 in both palettes, and no page (HTML and its images) weighs over 1 MB
 but the ones named in HEAVY_PAGES. Saves screenshots to site-screenshots/. Run by `nox -s browser`
@@ -31,8 +33,8 @@ MAX_PAGE_BYTES = 1_000_000
 HEAVY_PAGES: dict[str, str] = {}  # site-relative glob -> why it may weigh more than MAX_PAGE_BYTES
 MIN_CONTRAST = 4.5
 # Elements whose text must stay readable in both palettes (mkdocs-gallery styles assume white).
-CONTRAST_SELECTORS = [".mkd-glr-script-out-disp code", ".mkd-glr-script-out .highlight pre",
-                      ".mkd-glr-thumbcontainer a", "div.mkd-glr-download a", ".fg-badge"]  # fmt: skip
+CONTRAST_SELECTORS = [".mkd-glr-script-out-disp code", ".mkd-glr-script-out .highlight pre", "p.mkd-glr-script-out",
+                      ".mkd-glr-thumbcontainer a", "div.mkd-glr-download a", "a.md-button", ".fg-badge"]  # fmt: skip
 # WCAG contrast of each selected element's text against its effective background.
 CONTRAST_JS = """(sels) => {
   const parse = c => { const m = c.match(/[\\d.]+/g).map(Number); return [m[0], m[1], m[2], m.length > 3 ? m[3] : 1]; };
@@ -190,6 +192,29 @@ def main() -> int:
                 if not ({"prev", "next"} <= set(rel)) or strip < 2:
                     failures.append(f"layer page {pages['layer']}: neighbour links {rel}, {strip} strip links")
                 print(f"layer    neighbours {sorted(set(rel))}, {strip} other layers in the strip")
+            if "unit" in pages:  # unit pages are in the theme's keyboard navigation ("n": next unit)
+                page.goto(base + pages["unit"], wait_until="networkidle")
+                nxt = page.evaluate("(document.querySelector('link[rel=next]') || {}).href")
+                tab = page.evaluate("(document.querySelector('.md-tabs__item--active') || {}).innerText || ''")
+                side = page.evaluate("Array.from(document.querySelectorAll('.md-sidebar--primary a')).map(a => a.innerText)")
+                if tab.strip() != "Galleries" or not any(t.strip().startswith("vgg16_hed") or t.strip().startswith("efficientnet")
+                                                          for t in side):  # fmt: skip
+                    failures.append(f"unit page: active tab {tab.strip()!r}, sidebar {side[:4]}")
+                shown = page.evaluate("document.querySelector('.fg-hero img').getBoundingClientRect().width")
+                page.click(".fg-hero img")
+                page.wait_for_selector(".gslide-image img", timeout=5000)
+                page.wait_for_timeout(800)  # the lightbox zooms in
+                boxed = page.evaluate("document.querySelector('.gslide-image img').getBoundingClientRect().width")
+                if boxed < shown - 1:
+                    failures.append(f"unit page: the lightbox shows the hero at {boxed:.0f} px, smaller than the page's {shown:.0f}")
+                print(f"lightbox hero {shown:.0f} px on the page, {boxed:.0f} px in the lightbox")
+                page.keyboard.press("Escape")
+                page.wait_for_timeout(500)
+                page.keyboard.press("n")
+                page.wait_for_timeout(1500)
+                if not nxt or page.url.split("#")[0] != nxt:
+                    failures.append(f"unit page {pages['unit']}: key 'n' went to {page.url}, not {nxt}")
+                print(f"keys     'n' on {pages['unit']} -> {page.url[len(base):]}")
             if "api" in pages:  # the API page shows signatures and no Sphinx roles
                 page.goto(base + pages["api"], wait_until="networkidle")
                 api_text = page.evaluate("document.body.innerText")
@@ -201,7 +226,7 @@ def main() -> int:
                 for name in (n for n in ("tutorial", "tutorials", "unit") if n in pages):
                     page.goto(base + pages[name], wait_until="networkidle")
                     page.evaluate(f"document.body.setAttribute('data-md-color-scheme', '{scheme}')")
-                    page.wait_for_timeout(100)
+                    page.wait_for_timeout(600)  # the theme animates colour changes
                     res = page.evaluate(CONTRAST_JS, CONTRAST_SELECTORS)
                     low = [r for r in res if r["ratio"] < MIN_CONTRAST]
                     failures += [f"{name} ({scheme}): {r['sel']} contrast {r['ratio']:.2f}:1 ({r['text']!r})" for r in low]
