@@ -31,7 +31,7 @@ def install_engine(session: nox.Session, *extras: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after --)."""
-    install_engine(session, "test", "docs")  # docs: the site tests run mkdocs-gallery
+    install_engine(session, "test", "docs", "ray")  # docs: the site tests run mkdocs-gallery; ray: its executor
     session.run("pytest", *(session.posargs or ["-q"]), env={"FEATGEN_PROGRESS": "0"})
 
 
