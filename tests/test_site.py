@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.build import invalidate_stale_tutorials, render, slug
 from featgen.site.cache import RenderCache
 from featgen.site.config import get_profile
 from featgen.site.jobs import cache_key as key_of
+from featgen.site.templating import render, slug
+from featgen.site.tutorials import invalidate_stale_tutorials
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "<script>alert(1)</script>", "x\\y", "  "])
@@ -39,7 +40,7 @@ def _layer_ctx(model, backend, layer, native):
 
 def _unit_ctx(layer, **kw):
     ctx = dict(model="m", backend="torch", layer=layer, unit=0, shape=(4, 4, 2), start=0.1, final=1.0, naive_final=0.5,
-               negative=True, diversity=4, crops=3, kernel=True, photos=["chelsea", "coffee"], prev=None, next=1,
+               naive=True, negative=True, diversity=4, crops=3, kernel=True, photos=["chelsea", "coffee"], prev=None, next=1,
                steps=48, size=96, naive_steps=30)  # fmt: skip
     return {**ctx, **kw}
 
@@ -52,13 +53,16 @@ def test_unit_page_shows_every_view():
     assert all(f'src="crop-{j}.png"' in html for j in range(3))
     assert html.index("regularized.png") < html.index("naive.png")  # the large one first
     assert 'width="384"' in html.split("regularized.png")[1].split(">")[0]
-    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0))
-    assert "kernel.png" not in plain and "negative.png" not in plain and "diversity-0" not in plain
+    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0, naive=False,
+                                             photos=[], crops=0))  # fmt: skip
+    for src in ["kernel.png", "negative.png", "diversity-0", "naive.png", "photos.png", "crop-0"]:
+        assert src not in plain, src
 
 
 def test_pages_with_two_backends_and_hostile_layer_names(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.build import _write, write_index_pages
+    from featgen.site.pages import write_index_pages
+    from featgen.site.templating import write_page as _write
 
     table = [LayerInfo("features.0", "Conv2d", (224, 224, 64), 64), LayerInfo(EVIL, "Conv2d", (4, 4, 2), 2),
              LayerInfo("pool", "MaxPool2d", (7, 7, 512), None)]  # fmt: skip
@@ -120,20 +124,19 @@ def test_unknown_profile_names_key_and_suggests():
 
 
 def test_unknown_model_in_config_names_key_and_suggests():
-    from featgen.site.build import plan
-    from featgen.site.config import ModelGallery, Profile
+    from featgen.site.config import parse_config
 
-    bad = Profile("mine", (ModelGallery("efficientnet_lit0", "torch", ("blocks.4",), 2),))
+    bad = {"profiles": {"mine": {"galleries": [{"model": "efficientnet_lit0", "layers": ["blocks.4"], "units": 2}]}}}
     with pytest.raises(FeatgenError, match="unknown model 'efficientnet_lit0'.*efficientnet_lite0"):
-        plan(bad)
+        parse_config(bad)
 
 
 def test_unknown_layer_in_config(lite0):
-    from featgen.site.build import _layers
-    from featgen.site.config import ModelGallery
+    from featgen.site.plan import model_info, select_layers
 
+    info = model_info("efficientnet_lite0", "torch", "float32", None, loader=lambda *a: lite0)
     with pytest.raises(FeatgenError, match="no layer 'blocks.44'.*blocks.4"):
-        _layers(lite0, ModelGallery("efficientnet_lite0", "torch", ("blocks.44",), 2))
+        select_layers(info, ("blocks.44",))
 
 
 def test_engine_change_invalidates_tutorial_checksums(tmp_path):
@@ -150,15 +153,17 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
     assert not (gallery / "plot_a.py.md5").exists()
 
 
-def test_full_profile_plan_counts_every_conv_layer():
-    from featgen.site.build import plan
+def test_full_profile_plan_counts_every_conv_layer(tmp_path):
+    from featgen.site.plan import plan
 
-    rows = plan("full")
-    lite = [r for r in rows if r["model"] == "efficientnet_lite0"]
-    assert len(lite) > 40 and all(r["units"] == r["channels"] for r in rows)
-    for backend in {r["backend"] for r in rows if r["model"] == "vgg16_hed"}:  # torch, and tensorflow where configured
-        vgg = sum(r["units"] for r in rows if r["model"] == "vgg16_hed" and r["backend"] == backend)
+    p = plan("full", RenderCache(tmp_path))
+    rows = [(lp.model, lp.backend, len(lp.units), lp.info.channels) for lp in p.layers]
+    lite = [r for r in rows if r[0] == "efficientnet_lite0"]
+    assert len(lite) > 40 and all(n == c for _, _, n, c in rows)
+    for backend in {r[1] for r in rows if r[0] == "vgg16_hed"}:  # torch, and tensorflow where configured
+        vgg = sum(n for m, b, n, _ in rows if m == "vgg16_hed" and b == backend)
         assert vgg == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6, backend
+    assert max(len(j.units) for j in p.jobs) == 64  # jobs are chunks of at most 64 units
 
 
 def _fake_script(tmp_path):
@@ -267,11 +272,14 @@ nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 
 
 def test_kernel_shown_for_the_first_conv_and_its_relu_only(lite0, hed_torch):
-    from featgen.site.build import _stem_kernels
+    from featgen.site.plan import model_info
 
-    def kernels(model, layer):
-        return _stem_kernels(model, model.resolve_layer(layer), model.layer_info(layer).channels)
+    def stem(model):
+        info = model_info(model.spec, model.backend.name, "float32", None, loader=lambda *a: model)
+        return info.stem, info.kernels.shape
 
-    assert kernels(lite0, "conv_stem").shape == (3, 3, 3, 32) and kernels(lite0, "blocks.2") is None
-    assert kernels(hed_torch, "block1_conv1").shape == (3, 3, 3, 64)  # a Keras name: the ReLU after the conv
-    assert kernels(hed_torch, "block1_conv2") is None
+    names, shape = stem(lite0)
+    assert shape == (3, 3, 3, 32) and "conv_stem" in names and "blocks.2" not in names
+    names, shape = stem(hed_torch)
+    assert shape == (3, 3, 3, 64) and hed_torch.resolve_layer("block1_conv1") in names  # a Keras name: the ReLU after the conv
+    assert hed_torch.resolve_layer("block1_conv2") not in names

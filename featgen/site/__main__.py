@@ -1,4 +1,4 @@
-"""``python -m featgen.site build|plan``: render the galleries and write their pages."""
+"""``python -m featgen.site build|render|pages|plan``: render the galleries and write their pages."""
 
 from __future__ import annotations
 
@@ -9,40 +9,93 @@ from pathlib import Path
 from ..errors import FeatgenError
 
 
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick", help="a profile of the config file (default: quick)")
+    p.add_argument("--config", default=None, help="the gallery config (default: ./galleries.yml)")
+    p.add_argument("--cache", default=".featgen-cache", help="the render cache folder")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, auto, or per backend: torch=cuda,tensorflow=cpu (default: each gallery's)")
+    p.add_argument("--chunk", type=int, default=None, help="at most this many units per job (default: the profile's)")
+
+
+def _executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=("local", "ray"), help="where jobs run (default: local)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per worker")
+    p.add_argument("--address", default=None, help="ray: a cluster to join (auto, ray://host:port)")
+    p.add_argument("--workers", type=int, default=None, help="ray: worker actors (default: one per GPU, else per core)")
+    p.add_argument("--gpus-per-worker", type=float, default=None, help="ray: GPUs per actor (fractions allowed)")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    names = {"threads": "threads", "address": "address", "workers": "workers", "gpus_per_worker": "num_gpus"}
+    return {opt: getattr(args, a) for a, opt in names.items() if getattr(args, a, None) is not None}
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .cache import RenderCache
+    from .plan import plan
+
+    root = Path(args.cache)
+    cache = RenderCache(root / "renders") if root.is_dir() else None
+    p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk)
+    jobs = p.jobs
+    for lp in p.layers:
+        n = sum(len(js) for js in lp.jobs.values())
+        steps = sum(j.unit_steps for js in lp.jobs.values() for j in js)
+        print(f"{lp.model:<20} {lp.backend:<10} {lp.layer:<24} {len(lp.units):>5} of {lp.info.channels} units "
+              f"{n:>5} jobs {steps:>12,} unit-steps")  # fmt: skip
+    todo = sum(1 for j in jobs if cache is None or not cache.has(j.key))
+    print(f"{p.profile.name}: {len(p.layers)} layers, {sum(len(lp.units) for lp in p.layers)} units, {len(jobs)} jobs "
+          f"({todo} not in the cache), {p.unit_steps():,} unit-steps")  # fmt: skip
+    if args.estimate:
+        from .estimate import estimate
+
+        e = estimate(p, device=args.device, cache=cache)
+        for line in e.lines():
+            print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m featgen.site")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="render the galleries (cached) and write their pages under docs/galleries")
-    b.add_argument("--profile", default="quick")
-    b.add_argument("--device", default=None)
-    b.add_argument("--docs", default="docs")
-    b.add_argument("--cache", default=".featgen-cache")
-    b.add_argument("--renders-only", action="store_true", help="fill the cache; write no pages (GPU machines)")
-    p = sub.add_parser("plan", help="print what a profile renders, with counts")
-    p.add_argument("--profile", default="quick")
+    b = sub.add_parser("build", help="render what the cache lacks, then write the pages under docs/galleries")
+    r = sub.add_parser("render", help="render what the cache lacks; write no pages (GPU machines)")
+    g = sub.add_parser("pages", help="write the pages from the cache alone: no model, no framework")
+    p = sub.add_parser("plan", help="print the jobs and unit-steps of a profile (and, with --estimate, its duration)")
+    for sp in (b, r, g, p):
+        _common(sp)
+    for sp in (b, r):
+        _executor(sp)
+    for sp in (b, g):
+        sp.add_argument("--docs", default="docs", help="the docs folder (pages go to DOCS/galleries)")
+    b.add_argument("--renders-only", action="store_true", help="the same as the render command")
+    p.add_argument("--estimate", action="store_true", help="time a short calibration on the device and project the run")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "plan":
-            from .build import plan
+            return _plan(args)
+        from .build import build
+        from .tutorials import invalidate_stale_tutorials
 
-            rows = plan(args.profile)
-            for r in rows:
-                print(f"{r['model']:<20} {r['backend']:<10} {r['layer']:<24} {r['units']:>5} of {r['channels']} units")
-            print(f"{args.profile}: {len(rows)} layers, {sum(r['units'] for r in rows)} units")
-            return 0
-        from .build import build, invalidate_stale_tutorials
-
-        if invalidate_stale_tutorials(Path(args.docs) / "tutorials"):
+        pages = args.cmd == "pages" or (args.cmd == "build" and not args.renders_only)
+        render = args.cmd != "pages"
+        if pages and invalidate_stale_tutorials(Path(args.docs) / "tutorials"):
             print("featgen changed since the tutorials last ran: they will re-run")
-        stats = build(args.profile, docs=args.docs, cache_dir=args.cache, device=args.device, pages=not args.renders_only)
+        stats = build(args.profile, docs=getattr(args, "docs", "docs"), cache_dir=args.cache, device=args.device,
+                      pages=pages, render=render, config=args.config, chunk=args.chunk,
+                      executor=getattr(args, "executor", "local"), **(_options(args) if render else {}))  # fmt: skip
         for entry in stats["corrupt"]:
             print(f"corrupt cache entry re-rendered: {entry}")
-        what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} renders"
-        print(f"galleries ({args.profile}): {what}; {stats['cached']} cached; {stats['seconds']} s")
+        what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
+        print(f"galleries ({stats['profile']}): {what}; {stats['cached']} of {stats['jobs']} jobs cached; {stats['seconds']} s")
         return 0
     except FeatgenError as exc:
         print(f"featgen.site: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("featgen.site: interrupted; finished renders stay in the cache, and a rerun resumes from them.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from mkdocs.plugins import event_priority
 
-from featgen.site.build import drop_stale_tutorial_pages
+from featgen.site.tutorials import drop_stale_tutorial_pages
 
 log = logging.getLogger("mkdocs.featgen")
 

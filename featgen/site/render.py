@@ -28,22 +28,23 @@ DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel object
 
 
 def limit_threads(n: int) -> None:
-    """Use ``n`` CPU threads for the frameworks in this process (one per Ray actor on a CPU)."""
+    """Use ``n`` CPU threads for the frameworks in this process (one per Ray actor on a CPU).
+
+    Environment variables cover TensorFlow and the BLAS/OpenMP pools when set before they start;
+    torch reads ``OMP_NUM_THREADS`` when imported, and is told directly if it already is."""
     import os
+    import sys
 
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                "TF_NUM_INTEROP_THREADS"):  # fmt: skip
         os.environ[var] = str(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-        if torch.get_num_interop_threads() != n:
-            try:
-                torch.set_num_interop_threads(n)
-            except RuntimeError:  # only settable before the first parallel work; fine to keep
-                pass
-    except ImportError:
-        pass
+    fw = sys.modules.get("torch")  # a process-wide setting, not model code
+    if fw is not None:
+        fw.set_num_threads(n)
+        try:
+            fw.set_num_interop_threads(n)
+        except RuntimeError:  # settable only before the first parallel work
+            pass
 
 
 class Renderer:
@@ -70,6 +71,8 @@ class Renderer:
             from ..models import load_model
 
             self._models[key] = load_model(spec, backend=backend, device=device, precision=precision)
+            if self.threads:
+                limit_threads(self.threads)  # now that the framework is imported
         return self._models[key]
 
     def run(self, job: RenderJob) -> dict[str, np.ndarray]:

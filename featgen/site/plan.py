@@ -1,0 +1,284 @@
+"""The plan stage: a profile of ``galleries.yml`` → ``RenderJob``s, with what the pages need to know.
+
+Planning needs each model's layer table (names, shapes, which are convolutions), its weights digest
+and its first convolution's kernels. It reads them once per model and keeps them in the cache as a
+``model-info`` entry, so a later plan (and a build whose renders are all cached) imports no framework.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FeatgenError, suggest
+from ..models.base import LayerInfo
+from .cache import RenderCache
+from .config import ALL_CONV, Gallery, Profile, get_profile
+from .jobs import VIEWS, RenderJob, cache_key, chunks
+
+MODEL_INFO_VERSION = "model-info-1"
+PHOTOS_VERSION = "photos-1"
+OPTIMIZED = ("regularized", "naive", "negative", "diversity")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the plan and the pages know about a model without loading it."""
+
+    spec: str
+    backend: str
+    precision: str
+    name: str
+    source: str
+    input_size: int
+    weights_digest: str
+    table: tuple[LayerInfo, ...]
+    conv: tuple[str, ...]  # native names of the layers with conv kernels
+    aliases: dict[str, str] = field(default_factory=dict)  # other name -> native name
+    foreign: dict[str, str] = field(default_factory=dict)  # the other backend's names -> nearest here
+    stem: tuple[str, ...] = ()  # layers whose units show the first conv's RGB kernel
+    kernels: np.ndarray | None = None  # that kernel, (kh, kw, 3, C)
+
+    def resolve(self, name: str) -> str:
+        """The native name of layer ``name`` (which may be an alias); one-line error with suggestions."""
+        names = [r.name for r in self.table]
+        if name in names:
+            return name
+        if name in self.aliases:
+            return self.aliases[name]
+        if name in self.foreign:
+            raise FeatgenError(f"{self.spec} ({self.backend}): {name!r} is a layer of the other backend's version; "
+                               f"the nearest layer here is {self.foreign[name]!r}.")  # fmt: skip
+        raise FeatgenError(f"{self.spec} ({self.backend}) has no layer {name!r}.{suggest(name, list(self.aliases) + names)}"
+                           f" Run `featgen layers {self.spec} --backend {self.backend}` to list them.")  # fmt: skip
+
+    def row(self, native: str) -> LayerInfo:
+        return next(r for r in self.table if r.name == native)
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer of one gallery: its units and the jobs of each view (chunks in unit order)."""
+
+    model: str
+    backend: str
+    layer: str  # the name the gallery uses (and its URL)
+    native: str
+    info: LayerInfo
+    units: tuple[int, ...]
+    gallery: Gallery  # with this layer's overrides applied
+    jobs: dict[str, tuple[RenderJob, ...]]
+
+
+@dataclass
+class Plan:
+    profile: Profile
+    models: dict[tuple[str, str], ModelInfo]
+    layers: list[LayerPlan]
+
+    @property
+    def jobs(self) -> list[RenderJob]:
+        return [j for lp in self.layers for js in lp.jobs.values() for j in js]
+
+    def unit_steps(self) -> int:
+        return sum(j.unit_steps for j in self.jobs)
+
+
+# --- model info -------------------------------------------------------------------------------------
+def _info_key(spec: str, backend: str, precision: str) -> str:
+    settings: dict[str, Any] = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision}
+    if spec.startswith("file:"):  # a user's checkpoint can change under the same name
+        st = Path(spec[5:]).expanduser().stat()
+        settings["file"] = [st.st_size, st.st_mtime_ns]
+    return cache_key(settings)
+
+
+def _stem(model) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The first conv layer's RGB kernels and the layers that show them: that conv and those after it
+    with the same channels before the next conv (its ReLU: a Keras name of a torch layer points there)."""
+    be = model.backend
+    found, names = None, []
+    for name, _ in be.iter_layers(model):
+        k = be.layer_kernels(model, name)
+        if k is not None and found is not None:
+            break
+        if k is not None:
+            if k.shape[2] != 3:
+                return (), None
+            found = k
+        if found is not None and model.layer_info(name).channels == found.shape[-1]:
+            names.append(name)
+    return tuple(names), found
+
+
+def _load_info(spec: str, backend: str, precision: str, model) -> tuple[ModelInfo, dict]:
+    be = model.backend
+    conv = tuple(n for n in model.layer_names if be.layer_kernels(model, n) is not None)
+    stem, kernels = _stem(model)
+    info = ModelInfo(spec, backend, precision, model.name, model.source, model.input_size, model.weights_digest,
+                     tuple(model.layer_table), conv, dict(model.layer_aliases), dict(model.foreign_layers), stem,
+                     None if kernels is None else np.asarray(kernels, np.float32))  # fmt: skip
+    meta = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision, "name": info.name,
+            "source": info.source, "input_size": info.input_size, "weights_digest": info.weights_digest,
+            "table": [[r.name, r.type, list(r.shape), r.channels] for r in info.table], "conv": list(conv),
+            "aliases": info.aliases, "foreign": info.foreign, "stem": list(stem)}  # fmt: skip
+    return info, meta
+
+
+def _from_meta(meta: dict, arrays: dict[str, np.ndarray]) -> ModelInfo:
+    table = tuple(LayerInfo(n, t, tuple(s), c) for n, t, s, c in meta["table"])
+    return ModelInfo(meta["spec"], meta["backend"], meta["precision"], meta["name"], meta["source"], meta["input_size"],
+                     meta["weights_digest"], table, tuple(meta["conv"]), meta["aliases"], meta["foreign"],
+                     tuple(meta["stem"]), arrays.get("kernels"))  # fmt: skip
+
+
+def model_info(spec: str, backend: str, precision: str, cache: RenderCache | None, device: str | None = None,
+               loader: Any = None) -> ModelInfo:  # fmt: skip
+    """The model's :class:`ModelInfo`, from the cache or by loading it once (on ``device``).
+
+    ``loader(spec, backend, device, precision)`` loads the model (default: ``featgen.load_model``); the
+    local executor passes its ``Renderer.model`` so the model loaded here is the one it renders with.
+    """
+    key = _info_key(spec, backend, precision)
+    if cache is not None:
+        meta = cache.meta(key)
+        arrays = cache.get(key) if meta is not None else None
+        if meta is not None and arrays is not None and meta.get("kind") == MODEL_INFO_VERSION:
+            return _from_meta(meta, arrays)
+    if loader is None:
+        from ..models import load_model
+
+        model = load_model(spec, backend=backend, device=None if device in (None, "auto") else device, precision=precision)
+    else:
+        model = loader(spec, backend, device, precision)
+    info, meta = _load_info(spec, backend, precision, model)
+    if cache is not None:
+        cache.put(key, {} if info.kernels is None else {"kernels": info.kernels}, meta)
+    return info
+
+
+# --- layers, units and jobs ---------------------------------------------------------------------------
+def select_layers(info: ModelInfo, patterns: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(name, native)`` for the layers that ``patterns`` name (names, globs or ``"conv"``), in model order."""
+    order = {r.name: i for i, r in enumerate(info.table)}
+    picked: dict[str, str] = {}  # native -> display name
+    for pat in patterns:
+        if pat == ALL_CONV:
+            for n in info.conv:
+                picked.setdefault(n, n)
+        elif any(c in pat for c in "*?["):
+            hits = [(n, n) for n in order if fnmatch.fnmatchcase(n, pat)]
+            hits += [(a, n) for a, n in info.aliases.items() if fnmatch.fnmatchcase(a, pat)]
+            if not hits:
+                names = list(info.aliases) + list(order)
+                raise FeatgenError(f"{info.spec} ({info.backend}): no layer matches {pat!r}.{suggest(pat.strip('*?'), names)}")
+            for name, native in hits:
+                picked.setdefault(native, name)
+        else:
+            picked.setdefault(info.resolve(pat), pat)
+    if not picked:
+        raise FeatgenError(f"{info.spec} ({info.backend}): the gallery selects no layer; name some under 'layers'.")
+    return sorted(((name, native) for native, name in picked.items()), key=lambda x: order[x[1]])
+
+
+def select_units(info: ModelInfo, native: str, layer: str, units: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    row = info.row(native)
+    if row.channels is None or len(row.shape) != 3:
+        raise FeatgenError(f"{info.spec} ({info.backend}): layer {layer!r} is not a conv layer (output {row.shape}); "
+                           "a gallery shows channels of spatial layers.")  # fmt: skip
+    if units is None:
+        return tuple(range(row.channels))
+    if isinstance(units, int):
+        return tuple(range(min(units, row.channels)))
+    bad = [u for u in units if u >= row.channels]
+    if bad:
+        raise FeatgenError(f"{info.spec} ({info.backend}): unit {bad[0]} is out of range for layer {layer!r}, "
+                           f"which has {row.channels} channels (0..{row.channels - 1}).")  # fmt: skip
+    return tuple(units)
+
+
+def diversity_batches() -> bool:
+    """Whether the engine's diversity term takes ``groups`` (so diversity images of many units batch)."""
+    from ..vis import objectives
+
+    return "groups" in inspect.signature(objectives.diversity).parameters
+
+
+def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: Profile) -> dict[str, Any]:
+    """A view's job settings, named as ``Render.settings`` names them (plus the view's own)."""
+    from ..vis import ALGORITHM_VERSION
+
+    base = {"model": info.name, "backend": info.backend, "precision": info.precision, "layer": native,
+            "weights_digest": info.weights_digest}  # fmt: skip
+    if view == "photos":
+        return {**base, "kind": PHOTOS_VERSION, "photos": list(profile.photos), "crop": profile.crop, "top": profile.top}
+    base["algorithm"] = ALGORITHM_VERSION
+    if view == "naive":
+        return {**base, "method": "naive", "size": g.size, "steps": g.naive_steps, "seed": g.seed, "lr": float(g.naive_lr),
+                "param": None, "decorrelate": None, "transforms": None, "objective": "channel", "start": "noise"}  # fmt: skip
+    s = {**base, "method": "regularized", "size": g.size, "steps": g.steps, "seed": g.seed, "lr": float(g.lr),
+         "param": g.param, "decorrelate": g.decorrelate, "transforms": g.transforms,
+         "objective": "channel" if view == "regularized" else "custom"}  # fmt: skip
+    if view == "diversity":
+        from .render import DIVERSITY_WEIGHT
+
+        s.update(diversity=g.diversity, diversity_weight=DIVERSITY_WEIGHT)
+    return s
+
+
+def parse_device(device: str | None) -> dict[str, str]:
+    """``--device``: one device for all (``cuda``) or per backend (``torch=cuda,tensorflow=cpu``)."""
+    if not device:
+        return {}
+    if "=" not in device:
+        return {"*": device}
+    out = {}
+    for part in device.split(","):
+        name, sep, dev = part.partition("=")
+        if not sep or not dev.strip():
+            raise FeatgenError(f"--device {device!r}: write DEVICE or BACKEND=DEVICE,BACKEND=DEVICE (e.g. torch=cuda,tensorflow=cpu).")
+        from ..backends import canonical_name
+
+        out[canonical_name(name.strip())] = dev.strip()
+    return out
+
+
+def plan(profile: Profile | str, cache: RenderCache | None = None, device: str | None = None,
+         config: str | None = None, chunk: int | None = None, loader: Any = None) -> Plan:  # fmt: skip
+    """The jobs of ``profile``: every view of every chunk (≤ ``chunk`` units, default the profile's) of
+    every layer. Layer shapes come from each model's info (cached in ``cache``; loaded once if not).
+
+    ``device`` overrides each gallery's (``cuda``, or per backend ``torch=cuda,tensorflow=cpu``).
+    """
+    from ..backends import canonical_name
+
+    prof = get_profile(profile, config)
+    size = chunk or prof.chunk
+    if size < 1:
+        raise FeatgenError(f"chunk must be a positive number of units, got {size}.")
+    devices = parse_device(device)
+    batch_div = diversity_batches()
+    models: dict[tuple[str, str], ModelInfo] = {}
+    layers: list[LayerPlan] = []
+    for g in prof.galleries:
+        backend = canonical_name(g.backend)
+        dev = devices.get(backend, devices.get("*", g.device))
+        key = (g.model, backend)
+        if key not in models:
+            models[key] = model_info(g.model, backend, g.precision, cache, dev, loader)
+        info = models[key]
+        for name, native in select_layers(info, g.layers):
+            lg = g.options_for(name) if any(n == name for n, _ in g.layer_options) else g.options_for(native)
+            units = select_units(info, native, name, lg.units)
+            jobs = {}
+            for view in (v for v in VIEWS if v in lg.views):
+                settings = view_settings(view, lg, info, native, prof)
+                parts = chunks(units, size if view != "diversity" or batch_div else 1)
+                jobs[view] = tuple(RenderJob(g.model, backend, dev, g.precision, name, c, view, settings) for c in parts)
+            layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
+    return Plan(prof, models, layers)

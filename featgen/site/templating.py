@@ -1,0 +1,66 @@
+"""Page templates: safe folder names (slugs) and names made inert in markdown and HTML."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+TEMPLATES = Path(__file__).with_name("templates")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# names the generated tree uses itself: a model or layer called so would collide with a page
+_RESERVED = re.compile(r"(?i)^(index|unit-\d+)$|\.md$")
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of a layer or model name: no separators, no '..', no markup.
+
+    Safe names stay as they are (``blocks.4``); any other gets a short hash of the original, so two
+    names that clean up alike (``a/b``, ``a_b``) never share a folder. A name that would collide with a
+    generated page (``index.md``, ``index``, ``unit-3``) gets the hash too."""
+    name = str(name)
+    s = _SAFE.sub("_", name).strip("._").replace("..", "_") or "_"
+    return s if s == name and not _RESERVED.search(s) else f"{s}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
+# Markdown and HTML metacharacters become numeric entities: a name renders as text in markdown, in
+# raw HTML blocks and in attributes, and can open no tag, link, emphasis, code span or table cell.
+_ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'[]()*`\\_#|{}!"})
+# Line breaks (and other control characters) become spaces: a name stays on its line, so it cannot
+# start a heading, list, fence or front-matter block.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def md_text(value: Any) -> Any:
+    """Jinja ``finalize``: every ``{{ }}`` string in a template comes out as inert text on one line."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return Markup(_BREAKS.sub(" ", value).translate(_ENTITIES))
+    return value
+
+
+def title(text: str) -> Markup:
+    """A page title for YAML front matter: quoted, on one line, without the characters the theme's
+    ``<title>`` (which decodes entities) could turn into markup."""
+    return Markup(json.dumps(" ".join(re.sub(r"[<>&\"'`\\]", " ", _BREAKS.sub(" ", text)).split()), ensure_ascii=False))
+
+
+def env() -> Environment:
+    """The templates' environment: autoescaped, and names made inert for markdown too."""
+    return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True, default_for_string=True),
+                       finalize=md_text)  # fmt: skip
+
+
+def render(template: str, **ctx: Any) -> str:
+    """Render one of the page templates; they get ``slug`` and ``title`` besides ``ctx``."""
+    return env().get_template(template).render(**ctx, slug=lambda name: Markup(slug(name)), title=title)
+
+
+def write_page(template: str, path: Path, **ctx: Any) -> None:
+    """Render ``template`` with ``ctx`` into ``path`` (folders created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(template, **ctx))
