@@ -208,3 +208,56 @@ def test_render_cli_writes_grid_units_and_sidecar(tmp_path, capsys):
 
 def test_featgen_exports_visualize():
     assert featgen.visualize is visualize
+
+
+def _gram_similarity(be, model, images: np.ndarray) -> float:
+    """Mean pairwise cosine similarity of the images' Gram matrices at LAYER (what diversity lowers)."""
+    with be.no_grad():
+        out = be.forward(model, be.asarray(images), capture=[LAYER], logits=False)
+        return -float(be.to_numpy(objectives.diversity(LAYER)(be, out.activations)).mean())
+
+
+def test_repeated_unit_gets_distinct_images_and_diversity_pushes_them_apart(lite0):
+    kw = dict(units=[2] * 4, size=64, steps=24, seed=0, progress=False)
+    plain = visualize(lite0, LAYER, **kw)
+    diverse = visualize(lite0, LAYER, **kw, objective=objectives.channel(LAYER, [2] * 4)
+                        + 2.0 * objectives.diversity(LAYER, groups=[2] * 4))  # fmt: skip
+    for r in (plain, diverse):
+        flat = r.images.reshape(4, -1)
+        corr = np.corrcoef(flat)[np.triu_indices(4, 1)]
+        assert corr.max() < 0.9, corr
+        assert len({im.tobytes() for im in r.images}) == 4
+    be = lite0.backend
+    assert _gram_similarity(be, lite0, diverse.images) < _gram_similarity(be, lite0, plain.images)
+
+
+def test_grouped_diversity_batches_like_each_group_alone(lite0):
+    def run(units, **kw):
+        o = objectives.channel(LAYER, units) + 0.5 * objectives.diversity(LAYER, groups=units)
+        return visualize(lite0, LAYER, units=units, size=48, steps=4, seed=3, objective=o, progress=False, **kw)
+
+    alone = np.concatenate([run([5, 5]).images, run([9, 9]).images])
+    split = run([5, 5, 9, 9], batch_size=2)  # batches cut at group edges: each is its group alone
+    assert split.images.tobytes() == alone.tobytes()
+    together = run([5, 5, 9, 9])  # one batch: the same pictures, up to batched-convolution rounding
+    assert np.abs(together.images - alone).max() < 0.05
+
+
+def test_diversity_groups_act_only_within_a_group(lite0):
+    be = lite0.backend
+    rng = np.random.default_rng(0)
+    acts = {LAYER: be.asarray(rng.random((5, 3, 3, 4)).astype(np.float32))}
+    grouped = be.to_numpy(objectives.diversity(LAYER, groups=[0, 0, 0, 1, 1])(be, acts))
+    first = be.to_numpy(objectives.diversity(LAYER)(be, {LAYER: acts[LAYER][:3]}))
+    second = be.to_numpy(objectives.diversity(LAYER)(be, {LAYER: acts[LAYER][3:]}))
+    np.testing.assert_allclose(grouped, np.concatenate([first, second]), rtol=1e-6)
+    with pytest.raises(FeatgenError, match="contiguous"):
+        objectives.diversity(LAYER, groups=[0, 1, 0])(be, {LAYER: acts[LAYER][:3]})
+
+
+def test_objective_rows_follow_the_whole_call(lite0):
+    """A custom objective names units for the whole call; a batch gets its own rows of it."""
+    ref = visualize(lite0, LAYER, units=[1, 4, 6], size=48, steps=3, progress=False)
+    obj = objectives.channel(LAYER, [1, 4, 6]) * 1.0
+    got = visualize(lite0, LAYER, units=[1, 4, 6], size=48, steps=3, objective=obj, batch_size=2, progress=False)
+    np.testing.assert_allclose(got.final_activation, ref.final_activation, rtol=1e-3, atol=1e-3)

@@ -37,7 +37,13 @@ def _plan(args: argparse.Namespace) -> int:
 
     root = Path(args.cache)
     cache = RenderCache(root / "renders") if root.is_dir() else None
-    p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk)
+    renderer = None
+    if args.estimate:
+        from .render import Renderer
+
+        renderer = Renderer()
+    loader = renderer.model if renderer is not None else None
+    p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk, loader=loader)
     jobs = p.jobs
     for lp in p.layers:
         n = sum(len(js) for js in lp.jobs.values())
@@ -50,7 +56,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.estimate:
         from .estimate import estimate
 
-        e = estimate(p, device=args.device, cache=cache)
+        e = estimate(p, device=args.device, cache=cache, renderer=renderer)
         for line in e.lines():
             print(line)
     return 0

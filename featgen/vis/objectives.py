@@ -3,6 +3,9 @@
 An objective maps ``(backend, activations, logits)`` to a ``(N,)`` tensor: one value per image,
 so each image of a batch can maximize its own unit. It names the layers it reads and whether it
 needs the logits, so the forward pass can stop right after the deepest layer it needs.
+
+Per-image arguments (units, classes, diversity groups) describe the images of a whole
+:func:`~featgen.vis.visualize` call; :meth:`Objective.rows` restricts them to one batch of it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..errors import FeatgenError
 
 Fn = Callable[[Any, dict, Any], Any]
 
@@ -24,24 +29,33 @@ class Objective:
     layers: tuple[str, ...] = ()
     needs_logits: bool = False
     name: str = "objective"
+    slicer: Callable[[int, int], Objective] | None = None  # per-image arguments cut to rows [a, b)
 
     def __call__(self, be, acts: dict, logits: Any = None):
         return self.fn(be, acts, logits)
 
-    def _merge(self, other: Objective, fn: Fn, name: str) -> Objective:
+    def rows(self, start: int, stop: int) -> Objective:
+        """The objective for images ``start..stop`` of the call (a batch): per-image lists sliced.
+        An objective without per-image arguments is returned as it is."""
+        return self.slicer(start, stop) if self.slicer is not None else self
+
+    def _merge(self, other: Objective, fn: Fn, name: str, sliced: Callable[[int, int], Objective]) -> Objective:
         layers = tuple(dict.fromkeys(self.layers + other.layers))
-        return Objective(fn, layers, self.needs_logits or other.needs_logits, name)
+        return Objective(fn, layers, self.needs_logits or other.needs_logits, name, sliced)
 
     def __add__(self, other: Objective) -> Objective:
-        return self._merge(other, lambda be, a, z: self(be, a, z) + other(be, a, z), f"{self.name} + {other.name}")
+        return self._merge(other, lambda be, a, z: self(be, a, z) + other(be, a, z), f"{self.name} + {other.name}",
+                           lambda i, j: self.rows(i, j) + other.rows(i, j))  # fmt: skip
 
     def __sub__(self, other: Objective) -> Objective:
-        return self._merge(other, lambda be, a, z: self(be, a, z) - other(be, a, z), f"{self.name} - {other.name}")
+        return self._merge(other, lambda be, a, z: self(be, a, z) - other(be, a, z), f"{self.name} - {other.name}",
+                           lambda i, j: self.rows(i, j) - other.rows(i, j))  # fmt: skip
 
     def __mul__(self, k: float) -> Objective:
         if not isinstance(k, (int, float, np.floating, np.integer)):
             return NotImplemented
-        return Objective(lambda be, a, z: self(be, a, z) * float(k), self.layers, self.needs_logits, f"{k} * {self.name}")
+        return Objective(lambda be, a, z: self(be, a, z) * float(k), self.layers, self.needs_logits,
+                         f"{k} * {self.name}", lambda i, j: self.rows(i, j) * k)  # fmt: skip
 
     __rmul__ = __mul__
 
@@ -51,6 +65,11 @@ class Objective:
 
 def _per_image(units: int | Sequence[int]) -> list[int]:
     return [int(units)] if isinstance(units, (int, np.integer)) else [int(u) for u in units]
+
+
+def _cut(values: list, start: int, stop: int) -> list:
+    """Rows ``start..stop`` of a per-image list that repeats cyclically (one value serves all)."""
+    return [values[i % len(values)] for i in range(start, stop)]
 
 
 def _select(be, act, units: list[int]):
@@ -74,7 +93,7 @@ def channel(layer: str, units: int | Sequence[int], border: int = 0) -> Objectiv
             a = a[:, border:-border, border:-border, :]
         return be.mean(_select(be, a, us), axis=(1, 2))
 
-    return Objective(fn, (layer,), name=f"channel({layer})")
+    return Objective(fn, (layer,), name=f"channel({layer})", slicer=lambda i, j: channel(layer, _cut(us, i, j), border))
 
 
 def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int | None = None) -> Objective:
@@ -88,7 +107,7 @@ def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int 
         xx = w // 2 if x is None else x
         return _select(be, a[:, yy : yy + 1, xx : xx + 1, :], us)[:, 0, 0]
 
-    return Objective(fn, (layer,), name=f"neuron({layer})")
+    return Objective(fn, (layer,), name=f"neuron({layer})", slicer=lambda i, j: neuron(layer, _cut(us, i, j), x, y))
 
 
 def deepdream(layer: str) -> Objective:
@@ -123,11 +142,35 @@ def class_logit(classes: int | Sequence[int]) -> Objective:
     def fn(be, _acts, logits):
         return _select(be, logits, cs)
 
-    return Objective(fn, (), needs_logits=True, name="class_logit")
+    return Objective(fn, (), needs_logits=True, name="class_logit", slicer=lambda i, j: class_logit(_cut(cs, i, j)))
 
 
-def diversity(layer: str) -> Objective:
-    """Minus the mean cosine similarity of each image's Gram matrix to the others' (Lucid)."""
+def _runs(groups: Sequence[Any]) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of equal labels; a label may not come back after its run ends."""
+    runs: list[tuple[int, int]] = []
+    seen: set = set()
+    for i, g in enumerate(groups):
+        if runs and groups[runs[-1][0]] == g:
+            runs[-1] = (runs[-1][0], i + 1)
+            continue
+        if g in seen:
+            raise FeatgenError(f"diversity groups must be contiguous: label {g!r} comes back at image {i}; "
+                               "put each group's images next to each other, e.g. units=[0, 0, 1, 1], groups=units.")  # fmt: skip
+        seen.add(g)
+        runs.append((i, i + 1))
+    return runs
+
+
+def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
+    """Minus the mean cosine similarity of each image's Gram matrix to the others' (Lucid).
+
+    ``groups``: one label per image (contiguous runs, e.g. ``groups=units`` for
+    ``units=[0, 0, 0, 0, 1, 1, 1, 1]``); the penalty acts only between images with the same label,
+    so the diverse images of many units share one optimization. Each group is computed on its own
+    rows, so its images are the same bytes as when the group is rendered alone. Default: one group.
+    A batch boundary inside a group splits it, so keep ``batch_size`` a multiple of the group size.
+    """
+    labels = None if groups is None else list(groups)
 
     def fn(be, acts, _):
         a = acts[layer]
@@ -136,11 +179,19 @@ def diversity(layer: str) -> Objective:
         grams = be.einsum("npc,npd->ncd", flat, flat) / float(h * w)
         grams = be.reshape(grams, (n, c * c))
         grams = grams / (be.sqrt(be.sum(grams * grams, axis=1, keepdims=True)) + 1e-8)
-        sims = be.einsum("nk,mk->nm", grams, grams)
-        off = be.asarray(1.0 - np.eye(n, dtype=np.float32))
-        return -be.sum(sims * off, axis=1) / float(max(n - 1, 1))
+        if labels is not None and len(labels) != n:
+            raise FeatgenError(f"diversity got {len(labels)} group labels for a batch of {n} images; give one per image.")
+        parts = []
+        for start, stop in _runs(labels) if labels is not None else [(0, n)]:
+            g = grams[start:stop]
+            m = stop - start
+            sims = be.einsum("nk,mk->nm", g, g)
+            off = be.asarray(1.0 - np.eye(m, dtype=np.float32))
+            parts.append(-be.sum(sims * off, axis=1) / float(max(m - 1, 1)))
+        return parts[0] if len(parts) == 1 else be.concat(parts)
 
-    return Objective(fn, (layer,), name=f"diversity({layer})")
+    sliced = None if labels is None else (lambda i, j: diversity(layer, _cut(labels, i, j)))
+    return Objective(fn, (layer,), name=f"diversity({layer})", slicer=sliced)
 
 
 def negative(objective: Objective) -> Objective:

@@ -1,8 +1,10 @@
 """The render loops: naive gradient ascent (Keras tutorial), octaves, regularized (Lucid), MACO.
 
 All units of a call are optimized together, in batches: image ``i`` of a batch maximizes unit
-``units[i]``. Randomness comes from one NumPy generator per unit, seeded by ``(seed, unit)``, so a
-unit's image does not depend on which batch it landed in, and a seed reproduces the bytes.
+``units[i]``. Randomness comes from one NumPy generator per image, seeded by ``(seed, unit, k)``
+where ``k`` counts the earlier images of the same unit in ``units`` (so ``units=[u] * 4`` gives four
+different starts), so an image does not depend on which batch it landed in, and a seed reproduces
+the bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .params import Param, fourier, maco, pixel
 from .transforms import TransformStack, apply, get_transforms
 
 METHODS = ("naive", "octaves", "regularized", "maco")
-ALGORITHM_VERSION = "vis-1"  # bump when a change alters rendered pixels (render caches key on it)
+ALGORITHM_VERSION = "vis-2"  # bump when a change alters rendered pixels (render caches key on it)
 REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
 
 
@@ -96,8 +98,19 @@ def auto_batch_size(model: LoadedModel, layer: str, size: int, n: int) -> int:
     return int(max(1, min(n, budget // max(per_image_bytes, 1.0))))
 
 
-def _rngs(seed: int, units: Sequence[int], stream: int = 0) -> list[np.random.Generator]:
-    return [np.random.default_rng([seed, int(u), stream]) for u in units]
+def occurrences(units: Sequence[int]) -> list[int]:
+    """For each image, how many earlier images render the same unit: ``[5, 5, 7, 5]`` → ``[0, 1, 0, 2]``."""
+    seen: dict[int, int] = {}
+    out = []
+    for u in units:
+        out.append(seen.get(int(u), 0))
+        seen[int(u)] = out[-1] + 1
+    return out
+
+
+def _rngs(seed: int, units: Sequence[int], occ: Sequence[int], stream: int = 0) -> list[np.random.Generator]:
+    """One generator per image, keyed by (seed, unit, stream, occurrence): independent of batching."""
+    return [np.random.default_rng([seed, int(u), stream, int(k)]) for u, k in zip(units, occ)]
 
 
 def _evaluate(be, model, objective: obj.Objective, images) -> np.ndarray:
@@ -150,10 +163,11 @@ def _ascend(be, model, objective, x, steps: int, lr: float, history: list, nans:
     return x
 
 
-def _start_images(start, units, seed: int, side: int) -> np.ndarray:
+def _start_images(start, units, occ, seed: int, side: int) -> np.ndarray:
     """The naive start: ``"noise"`` (grey ± 0.125, the tutorial), ``"grey"``, or an image for all units."""
     if isinstance(start, str) and start == "noise":
-        return np.stack([0.5 + r.uniform(-0.125, 0.125, size=(side, side, 3)) for r in _rngs(seed, units)]).astype(np.float32)
+        rngs = _rngs(seed, units, occ)
+        return np.stack([0.5 + r.uniform(-0.125, 0.125, size=(side, side, 3)) for r in rngs]).astype(np.float32)
     if isinstance(start, str) and start == "grey":
         return np.full((len(units), side, side, 3), 0.5, np.float32)
     from ..images import load_image, resize
@@ -162,11 +176,11 @@ def _start_images(start, units, seed: int, side: int) -> np.ndarray:
     return np.repeat(img[None], len(units), axis=0).astype(np.float32)
 
 
-def _naive(be, model, objective, units, size, steps, seed, lr, octaves, octave_scale, bar_, start="noise"):
+def _naive(be, model, objective, units, occ, size, steps, seed, lr, octaves, octave_scale, bar_, start="noise"):
     n_oct = max(1, octaves)
     first = max(16, int(round(size / octave_scale ** (n_oct - 1))))
-    x = be.asarray(_start_images(start, units, seed, first))
-    start_act = _evaluate(be, model, objective, be.asarray(_start_images(start, units, seed, size)))
+    x = be.asarray(_start_images(start, units, occ, seed, first))
+    start_act = _evaluate(be, model, objective, be.asarray(_start_images(start, units, occ, seed, size)))
     history: list = []
     nans: list = []
     for o in range(n_oct):
@@ -181,9 +195,9 @@ def _naive(be, model, objective, units, size, steps, seed, lr, octaves, octave_s
 
 
 # --- regularized (Lucid) and MACO --------------------------------------------------------------
-def _regularized(be, model, objective, units, size, steps, seed, lr, param: str, decorrelate: bool,
+def _regularized(be, model, objective, units, occ, size, steps, seed, lr, param: str, decorrelate: bool,
                  stack: TransformStack, thresholds, bar_, method: str):  # fmt: skip
-    rngs = _rngs(seed, units)
+    rngs = _rngs(seed, units, occ)
     if method == "maco":
         p: Param = maco(be, rngs, size)
     elif param == "fourier":
@@ -192,8 +206,8 @@ def _regularized(be, model, objective, units, size, steps, seed, lr, param: str,
         p = pixel(be, rngs, size, decorrelate=decorrelate)
     else:
         raise FeatgenError(f"unknown param {param!r}: choose fourier or pixel.")
-    t_rngs = _rngs(seed, units, stream=1)
-    noise_rngs = _rngs(seed, units, stream=2)
+    t_rngs = _rngs(seed, units, occ, stream=1)
+    noise_rngs = _rngs(seed, units, occ, stream=2)
     identity = stack.name == "none"
     adam = Adam(be, lr)
     tensor = p.tensor
@@ -291,8 +305,9 @@ def visualize(
         size: side of the rendered image in pixels.
         steps: optimization steps (per octave for ``"octaves"``); default per method.
         seed: the same seed gives the same bytes on the same device.
-        objective: what to maximize, per image; default: channel ``units[i]`` of ``layer``
-            (naive methods skip a 2-pixel border, as the tutorial).
+        objective: what to maximize, per image of the call (each batch gets its rows through
+            :meth:`~featgen.vis.objectives.Objective.rows`); default: channel ``units[i]`` of
+            ``layer`` (naive methods skip a 2-pixel border, as the tutorial).
         transforms: ``"lucid"``, ``"distill2017"``, ``"none"`` or a TransformStack (regularized, MACO).
         thresholds: steps at which to keep intermediate images (``Render.intermediate``).
         batch_size: images per optimization; default from a memory estimate.
@@ -312,14 +327,16 @@ def visualize(
     batch = batch_size or auto_batch_size(model, name, max(size, stack.out_size(size)), len(units))
     parts: list[tuple] = []
     total = len(units) * steps * n_oct
+    occ = occurrences(units)
+    whole = objective or obj.channel(name, units, border=2 if naive else 0)
     with bar(total=total, desc=f"{method} {name}", quiet=not progress, unit="unit-step") as bar_:
         for b0 in range(0, len(units), batch):
-            chunk = units[b0 : b0 + batch]
-            o = objective or obj.channel(name, chunk, border=2 if naive else 0)
+            chunk, keys = units[b0 : b0 + batch], occ[b0 : b0 + batch]
+            o = whole.rows(b0, b0 + len(chunk))
             if naive:
-                parts.append(_naive(be, model, o, chunk, size, steps, seed, lr, n_oct, octave_scale, bar_, start))
+                parts.append(_naive(be, model, o, chunk, keys, size, steps, seed, lr, n_oct, octave_scale, bar_, start))
             else:
-                parts.append(_regularized(be, model, o, chunk, size, steps, seed, lr, param, decorrelate,
+                parts.append(_regularized(be, model, o, chunk, keys, size, steps, seed, lr, param, decorrelate,
                                           stack, thresholds, bar_, method))  # fmt: skip
     images = np.concatenate([p[0] for p in parts]).astype(np.float32)
     nans = [e for p in parts for e in p[4]]

@@ -1,0 +1,95 @@
+"""``plan --estimate``: time a short calibration on the chosen device and project the plan's duration.
+
+For each gallery and view, the first chunk of the gallery's middle layer is rendered twice, with a
+few and with more steps (on a CPU, with at most 16 units). The difference gives the cost of one
+unit-step, the rest a per-job overhead (start and final evaluations, transfers); the projection is
+``Σ jobs (overhead + unit-steps × cost)``. Deeper layers cost more than the middle one and shallower
+less, so the projection is a rough figure, and batching on a GPU makes bigger chunks cheaper per unit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+from .cache import RenderCache
+from .jobs import RenderJob
+from .plan import Plan, parse_device
+
+STEPS = (2, 6)
+
+
+@dataclass
+class Estimate:
+    rows: list[tuple[str, str, int, float, float]] = field(default_factory=list)  # gallery, view, jobs, rate, seconds
+    device: str = "auto"
+    missing_only: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return sum(r[4] for r in self.rows)
+
+    def lines(self) -> list[str]:
+        out = [f"{g:<34} {v:<12} {n:>6} jobs {f'{rate:,.0f} unit-steps/s' if rate else '':>20}  {_hms(s):>9}"
+               for g, v, n, rate, s in self.rows]  # fmt: skip
+        what = "the jobs not in the cache" if self.missing_only else "the whole plan"
+        out.append(f"estimate on {self.device}: {_hms(self.seconds)} for {what} with one local worker "
+                   "(calibrated on each gallery's middle layer)")  # fmt: skip
+        return out
+
+
+def _hms(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02}:{s % 60:02}"
+
+
+def _timed(renderer, job: RenderJob) -> float:
+    t0 = time.perf_counter()
+    renderer.run(job)
+    return time.perf_counter() - t0
+
+
+def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = None, renderer=None) -> Estimate:
+    """Calibrate each (gallery, view) of ``plan`` and project the duration of its jobs (those missing
+    from ``cache`` if given) on ``device``, with ``renderer`` (a new one by default)."""
+    from .render import Renderer
+
+    renderer = renderer or Renderer()
+    devices = parse_device(device)
+    est = Estimate(device=device or "each gallery's device", missing_only=cache is not None)
+    galleries: dict[tuple[str, str], list] = {}
+    for lp in plan.layers:
+        galleries.setdefault((lp.model, lp.backend), []).append(lp)
+    for (model, backend), layers in galleries.items():
+        mid = layers[len(layers) // 2]
+        dev = devices.get(backend, devices.get("*", mid.gallery.device))
+        cap = 16 if dev == "cpu" or (dev == "auto" and not _has_gpu(renderer, model, backend, mid)) else 64
+        for view, jobs in mid.jobs.items():
+            first = jobs[0]
+            base = replace(first, units=first.units[:cap], device=dev)
+            todo = [j for lp in layers for j in lp.jobs.get(view, ()) if cache is None or not cache.has(j.key)]
+            if not todo:
+                continue
+            renderer.run(_with_steps(base, 1))  # warm-up: model load, first-call costs
+            if view == "photos":
+                per_job = _timed(renderer, base) / len(base.units)
+                est.rows.append((f"{model} ({backend})", view, len(todo), 0.0, sum(per_job * len(j.units) for j in todo)))
+                continue
+            t1, t2 = (_timed(renderer, _with_steps(base, s)) for s in STEPS)
+            per_image = base.unit_steps // max(int(base.options["steps"]), 1)
+            step_cost = max(t2 - t1, 1e-9) / ((STEPS[1] - STEPS[0]) * per_image)
+            overhead = max(t1 - STEPS[0] * per_image * step_cost, 0.0) / per_image  # per image
+            seconds = sum(j.unit_steps * step_cost + overhead * j.unit_steps / max(int(j.options["steps"]), 1) for j in todo)
+            est.rows.append((f"{model} ({backend})", view, len(todo), 1.0 / step_cost, seconds))
+    return est
+
+
+def _with_steps(job: RenderJob, steps: int) -> RenderJob:
+    if job.view == "photos":
+        return job
+    return replace(job, settings={**job.options, "steps": steps})
+
+
+def _has_gpu(renderer, model: str, backend: str, lp) -> bool:
+    m = renderer.model(model, backend, None, lp.gallery.precision)
+    return str(getattr(m.backend, "device", "cpu")).startswith(("cuda", "gpu"))
