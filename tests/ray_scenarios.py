@@ -19,6 +19,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -33,27 +34,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from featgen.site.cache import RenderCache  # noqa: E402
-from featgen.site.jobs import RenderJob, chunks  # noqa: E402
+from featgen.site.jobs import RenderJob  # noqa: E402
 
 KILL_AFTER = 3  # entries the dying driver writes
 
 
-def tiny_plan() -> list[RenderJob]:
-    """Ten small jobs of HED-VGG16 (torch): two layers, two chunks of two units, three views."""
-    base = {"model": "vgg16_hed", "backend": "torch", "precision": "float32", "size": 32, "seed": 0}
-    opt = {"param": "fourier", "decorrelate": True, "transforms": "lucid", "lr": 0.05}
-    jobs = []
-    for layer in ("block1_conv1", "block2_conv1"):
-        for units in chunks(range(4), 2):
-            views = {
-                "regularized": {**base, **opt, "layer": layer, "method": "regularized", "steps": 4, "objective": None},
-                "naive": {**base, "layer": layer, "method": "naive", "steps": 4, "objective": None},
-            }
-            for view, settings in views.items():
-                jobs.append(RenderJob("vgg16_hed", "torch", "cpu", "float32", layer, units, view, settings))
-        photos = {**base, "layer": layer, "photos": ["chelsea", "coffee"], "crop": 16, "top": 2}
-        jobs.append(RenderJob("vgg16_hed", "torch", "cpu", "float32", layer, range(4), "photos", photos))
-    return jobs
+TINY = {"profiles": {"tiny": {
+    "photos": ["chelsea", "coffee"], "chunk": 2, "crop": 16, "top": 2,
+    "galleries": [{"model": "vgg16_hed", "backend": "torch", "layers": ["block1_conv1", "block2_conv1"], "units": 4,
+                   "size": 32, "steps": 4, "naive_steps": 4, "views": ["regularized", "naive", "photos"],
+                   "device": "cpu"}],
+}}}  # fmt: skip
+
+
+def tiny_plan(renderer=None) -> list[RenderJob]:
+    """Twelve small jobs of HED-VGG16 (torch): two layers, two chunks of two units, three views."""
+    from featgen.site.config import parse_config
+    from featgen.site.plan import plan
+
+    return plan(parse_config(TINY)["tiny"], None, loader=renderer.model if renderer else None).jobs
 
 
 class CountingCache(RenderCache):
@@ -182,7 +181,8 @@ class DieAfter:
 def dying_driver(work: Path, address: str, k: int) -> None:
     from featgen.site.executors import ray as ray_executor
 
-    ray_executor.execute(tiny_plan(), CountingCache(work / "resume"), DieAfter(k), address=address, workers=2)
+    jobs = pickle.loads((work / "jobs.pickle").read_bytes())
+    ray_executor.execute(jobs, CountingCache(work / "resume"), DieAfter(k), address=address, workers=2)
 
 
 def main(work: Path) -> dict:
@@ -195,11 +195,14 @@ def main(work: Path) -> dict:
         t = time.perf_counter()
 
     from featgen.site.executors import missing_jobs, run_jobs
+    from featgen.site.render import Renderer
 
-    jobs = tiny_plan()
+    renderer = Renderer()
+    jobs = tiny_plan(renderer)
+    (work / "jobs.pickle").write_bytes(pickle.dumps(jobs))
     out["jobs"] = len(jobs)
     local = CountingCache(work / "local")
-    run_jobs(jobs, local, executor="local", quiet=True)
+    run_jobs(jobs, local, executor="local", quiet=True, renderer=renderer)
     lap("local")
 
     import ray

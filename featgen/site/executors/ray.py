@@ -72,35 +72,35 @@ def connect(address: str | None = None) -> bool:
     return True
 
 
-def worker_slots(workers: int | None, gpus_per_worker: float | None, device: str | None,
+def worker_slots(workers: int | None, num_gpus: float | None, device: str | None,
                  jobs: list[RenderJob]) -> tuple[int, float]:  # fmt: skip
     """How many actors to start and the GPUs each holds, from the options and the cluster's resources.
 
-    ``gpus_per_worker`` None: 1 where the cluster has GPUs and some job may use one, else 0. ``workers``
-    None: as many as fit (GPUs / gpus_per_worker, or one per CPU), at most one per job.
+    ``num_gpus`` (per actor) None: 1 where the cluster has GPUs and some job may use one, else 0.
+    ``workers`` None: as many as fit (GPUs / num_gpus, or one per CPU), at most one per job.
     """
     res = ray.cluster_resources()
     cpus, gpus = int(res.get("CPU", 0)), float(res.get("GPU", 0))
     wants_gpu = device != "cpu" and any(j.device != "cpu" for j in jobs)
-    if gpus_per_worker is None:
-        gpus_per_worker = 1.0 if gpus and wants_gpu else 0.0
-    if gpus_per_worker < 0:
-        raise FeatgenError(f"--gpus-per-worker must be 0 or more, not {gpus_per_worker}.")
+    if num_gpus is None:
+        num_gpus = 1.0 if gpus and wants_gpu else 0.0
+    if num_gpus < 0:
+        raise FeatgenError(f"--gpus-per-worker must be 0 or more, not {num_gpus}.")
     if workers is not None and workers < 1:
         raise FeatgenError(f"--workers must be 1 or more, not {workers}.")
-    fit = cpus if not gpus_per_worker else min(cpus, math.floor(gpus / gpus_per_worker + 1e-9))
+    fit = cpus if not num_gpus else min(cpus, math.floor(gpus / num_gpus + 1e-9))
     if workers is None:
         workers = max(1, min(fit, len(jobs)))
     elif workers > fit:
         raise FeatgenError(
-            f"the Ray cluster has {cpus} CPUs and {gpus:g} GPUs: {workers} workers with {gpus_per_worker:g} GPUs "
+            f"the Ray cluster has {cpus} CPUs and {gpus:g} GPUs: {workers} workers with {num_gpus:g} GPUs "
             f"and 1 CPU each do not fit; pass --workers {max(fit, 1)} or fewer."
         )
-    return workers, gpus_per_worker
+    return workers, num_gpus
 
 
 def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: str | None = None,
-            workers: int | None = None, gpus_per_worker: float | None = None, max_in_flight: int = 2,
+            workers: int | None = None, num_gpus: float | None = None, max_in_flight: int = 2,
             shared_cache: bool = False, threads: int | None = None, device: str | None = None,
             retries: int = DEFAULT_RETRIES) -> None:  # fmt: skip
     """Run ``jobs`` on Ray actors and write each job's entry into ``cache`` once, as it finishes.
@@ -108,7 +108,8 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: s
     Args:
         address: a cluster to join (``"auto"``, ``"ray://host:port"``); None starts a local one.
         workers: actors to start (None: as many as the cluster's GPUs, or CPUs, allow).
-        gpus_per_worker: GPUs each actor holds; fractions share a GPU (None: 1 if there are GPUs).
+        num_gpus: GPUs each actor holds (``--gpus-per-worker``); fractions share a GPU (None: 1 if the
+            cluster has GPUs).
         max_in_flight: jobs queued on each actor at once (one runs, the others wait their turn).
         shared_cache: workers write entries into ``cache`` themselves (a folder every node sees).
         threads: CPU threads per actor for the frameworks (None: 1 on a CPU actor, the node's CPUs
@@ -121,7 +122,7 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: s
     started = connect(address)
     actors: list[Any] = []
     try:
-        n, gpus = worker_slots(workers, gpus_per_worker, device, jobs)
+        n, gpus = worker_slots(workers, num_gpus, device, jobs)
         if threads is None:
             threads = 1 if not gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // n)
         remote = ray.remote(RenderWorker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=retries)
