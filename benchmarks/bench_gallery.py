@@ -176,7 +176,7 @@ def gpu(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cache = RenderCache(Path(tmp) / "renders")
         rates = {}
-        for model, layer in GPU_LAYERS:
+        for model, layer in [(m, n) for m, n in GPU_LAYERS if m in args.models]:
             g = replace(by_model[model], layers=(layer,))
             prof = replace(full, galleries=(g,))
             if args.smoke:  # the same views and code path, a few units and steps
@@ -256,6 +256,7 @@ def main() -> int:
     g.add_argument("--device", default="auto", help="auto (a GPU if there is one), cuda or cpu")
     g.add_argument("--budget", type=float, default=120, help="seconds per layer before it stops and projects")
     g.add_argument("--config", default=None, help="the gallery config (default: ./galleries.yml)")
+    g.add_argument("--models", nargs="+", default=[m for m, _ in GPU_LAYERS], help="which of the two models to time")
     g.add_argument("--local-only", action="store_true", help="bind Ray to 127.0.0.1 (run inside unshare -n)")
     args = ap.parse_args()
     found = cpu(args) if args.mode == "cpu" else gpu(args)
