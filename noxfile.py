@@ -45,10 +45,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def site(session: nox.Session) -> None:
-    """Build everything into site/: gallery renders (cached), tutorials, pages. The README's main command."""
+    """Build everything into site/: gallery renders (cached), tutorials, pages. The README's main command.
+
+    `nox -s site -- full` builds another profile of galleries.yml; more arguments go to
+    `python -m featgen.site build` (e.g. `-- quick --device cpu`)."""
     install_engine(session, "docs")
-    profile = session.posargs[0] if session.posargs else "quick"
-    session.run("python", "-m", "featgen.site", "build", "--profile", profile, env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
+    profile, *rest = session.posargs or ["quick"]
+    session.run("python", "-m", "featgen.site", "build", "--profile", profile, *rest,
+                env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})  # fmt: skip
     session.run("mkdocs", "build", "--strict", env={"MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"})
 
 
@@ -62,9 +66,10 @@ def serve(session: nox.Session) -> None:
 @nox.session(python=PYTHON, venv_backend="none")
 def gallery(session: nox.Session) -> None:
     """Renders only, into .featgen-cache/ (e.g. `-- --profile full --device cuda` on a GPU machine whose
-    python already has torch). Copy .featgen-cache/ back and run `nox -s site`: nothing re-renders."""
+    python already has torch; `--executor ray` for several GPUs or a cluster). Copy .featgen-cache/
+    back and run `nox -s site`: nothing re-renders, and the pages need no framework."""
     args = session.posargs or ["--profile", "quick"]
-    session.run("python", "-m", "featgen.site", "build", "--renders-only", *args)
+    session.run("python", "-m", "featgen.site", "render", *args)
 
 
 @nox.session(python=PYTHON)

@@ -1,8 +1,9 @@
 """
 # Where does the network look?
 
-Class activation maps weigh a layer's activation maps by how much they matter for one class.
-Every method in featgen, on the same photo, the same layer and the same class.
+Class activation maps (CAMs: Grad-CAM, Grad-CAM++, Score-CAM, Ablation-CAM and their relatives)
+weigh a layer's activation maps by how much they matter for one class. Every method in featgen, on
+the same photo, the same layer and the same class.
 """
 
 # %%

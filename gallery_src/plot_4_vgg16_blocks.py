@@ -3,7 +3,9 @@
 
 `vgg16_hed` is the VGG16 convolution stack of the HED edge detector, fine-tuned from ImageNet
 VGG16. Naive gradient ascent with octaves (run some steps, grow the image by 1.2×, repeat) shows
-how filters go from colours and edges in block 1 to textures and parts in block 5.
+how filters go from colours, stripes and edges in blocks 1 and 2 to larger, stranger patterns in
+block 3, and where this small budget (80 px, 8 steps per octave) runs out: in blocks 4 and 5 most
+tiles stay close to their start noise.
 """
 
 # %%
@@ -17,6 +19,13 @@ for layer in layers:
     grids.append(featgen.grid(r.images, cols=2, margin=2))
     print(f"{layer}: activation {r.start_activation.mean():.1f} → {r.final_activation.mean():.1f}")
 fig = featgen.show(grids, titles=layers, cols=5)
+
+# %%
+# The printed activations say why. Block 5's filters are silent on the noise the ascent starts from
+# (mean activation 0.0: the ReLU after each convolution is off), so their gradient is zero and plain
+# ascent barely starts; only a filter that already fires somewhere gets a picture. Deep filters need
+# more steps and a way through silent ReLUs: the `"regularized"` method redirects their gradients
+# for its first steps (see *Why regularization matters* and the galleries).
 
 # %%
 # ## The start image matters

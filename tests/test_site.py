@@ -40,22 +40,25 @@ def _layer_ctx(model, backend, layer, native):
 
 def _unit_ctx(layer, **kw):
     ctx = dict(model="m", backend="torch", layer=layer, unit=0, shape=(4, 4, 2), start=0.1, final=1.0, naive_final=0.5,
-               naive=True, negative=True, diversity=4, crops=3, kernel=True, photos=["chelsea", "coffee"], prev=None, next=1,
+               naive=True, negative=True, diversity=4, kernel=True,
+               examples={"top": [{"file": f"a/{j}.png", "activation": 3.0 - j} for j in range(3)],
+                         "bottom": [{"file": f"b/{j}.png", "activation": -j} for j in range(3)], "scanned": 9}, photos=["chelsea", "coffee"], prev=None, next=1,
                steps=48, size=96, naive_steps=30)  # fmt: skip
     return {**ctx, **kw}
 
 
 def test_unit_page_shows_every_view():
     html = render("unit.md.j2", **_unit_ctx("blocks.4"))
-    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.png"]:
+    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.jpg"]:
         assert f'src="{src}"' in html
     assert all(f'src="diversity-{j}.png"' in html for j in range(4))
-    assert all(f'src="crop-{j}.png"' in html for j in range(3))
+    assert all(f'src="top-{j}.jpg"' in html and f'src="bottom-{j}.jpg"' in html for j in range(3))
+    assert "a/2.png · 1.00" in html.replace("&#95;", "_") and "of 9 scanned photos" in html
     assert html.index("regularized.png") < html.index("naive.png")  # the large one first
     assert 'width="384"' in html.split("regularized.png")[1].split(">")[0]
     plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0, naive=False,
-                                             photos=[], crops=0))  # fmt: skip
-    for src in ["kernel.png", "negative.png", "diversity-0", "naive.png", "photos.png", "crop-0"]:
+                                             photos=[], examples=None))  # fmt: skip
+    for src in ["kernel.png", "negative.png", "diversity-0", "naive.png", "photos.jpg", "top-0", "bottom-0"]:
         assert src not in plain, src
 
 

@@ -114,6 +114,8 @@ class RenderCache:
         """Store ``arrays`` under ``key`` atomically; ``meta`` (JSON-able) is kept beside them."""
         d = self._dir(key)
         d.mkdir(parents=True, exist_ok=True)
+        for stale in d.glob(".*.tmp"):  # a killed writer's; under the build lock, no one else writes here
+            stale.unlink(missing_ok=True)
         raw = npz_bytes(arrays)
         _atomic_write(d / "data.npz", raw)
         text = json.dumps({"sha256": hashlib.sha256(raw).hexdigest(), "meta": meta}, indent=1, sort_keys=True, default=str)

@@ -6,11 +6,13 @@ names are checked by the plan, against the model's layer table, still before any
 
 Shape of the file::
 
+    x-recipe: &early {param: pixel}   # keys starting with x- are free: YAML anchors to reuse
     defaults: {size: 96}              # optional: every gallery's defaults
     profiles:
       quick:
         description: ...
-        photos: [chelsea, coffee]     # sample photos the photo view scans
+        photos: [chelsea, coffee]     # sample photos of the activation strip
+        examples: offline             # the example scan: offline photos of installed packages, or a folder
         chunk: 64                     # at most this many units per job
         galleries:
           - model: efficientnet_lite0 # any spec featgen loads: timm:..., torchvision:..., keras:..., file:...
@@ -20,7 +22,7 @@ Shape of the file::
             size: 96
             steps: 48
             views: [regularized, naive, negative, diversity, photos]
-            layer_options: {conv_stem: {lr: 0.1}}    # a layer-specific recipe
+            layer_options: {conv_stem: *early}    # a layer-specific recipe (lr, transforms, param, ...)
 """
 
 from __future__ import annotations
@@ -83,12 +85,13 @@ class Profile:
     description: str = ""
     chunk: int = 64  # at most this many units per job
     crop: int = 72  # photo crop side, px
-    top: int = 3  # top-activating crops per unit
+    top: int = 3  # top (and bottom) example photos per unit
+    examples: str | None = "offline"  # what the example scan reads: "offline" photos, a folder, or None
     source: str = ""  # the file it came from
 
 
 GALLERY_KEYS = tuple(f.name for f in fields(Gallery))
-PROFILE_KEYS = ("description", "photos", "chunk", "crop", "top", "galleries")
+PROFILE_KEYS = ("description", "photos", "chunk", "crop", "top", "examples", "galleries")
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path:
@@ -258,6 +261,16 @@ def _profile(errors: _Errors, name: str, data: Any, defaults: dict, source: str)
             kw["photos"] = tuple(photos)
     if "description" in data:
         kw["description"] = str(data["description"])
+    if "examples" in data:
+        ex = data["examples"]
+        if ex in (None, "none", False):
+            kw["examples"] = None
+        elif not isinstance(ex, str) or not ex.strip():
+            errors.add(where, f"examples must be 'offline', a folder of images, or none; got {ex!r}.")
+        elif ex != "offline" and not Path(ex).expanduser().is_dir():
+            errors.add(where, f"examples folder {ex!r} does not exist: name a folder of images, or 'offline'.")
+        else:
+            kw["examples"] = ex
     if any(g is None for g in gs):
         return None
     return Profile(name, tuple(gs), source=source, **kw)  # type: ignore[arg-type]
@@ -268,7 +281,7 @@ def parse_config(data: Any, source: str = CONFIG_NAME) -> dict[str, Profile]:
     errors = _Errors(source)
     if not isinstance(data, dict):
         raise FeatgenError(f"{source}: expected a mapping with 'profiles', got {type(data).__name__}.")
-    _keys(errors, "top level", data, ("defaults", "profiles"))
+    _keys(errors, "top level", {k: v for k, v in data.items() if not str(k).startswith("x-")}, ("defaults", "profiles"))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         errors.add("defaults", "expected a mapping of gallery options.")

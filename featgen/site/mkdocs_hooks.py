@@ -1,13 +1,24 @@
-"""mkdocs hooks (``hooks:`` in mkdocs.yml). Before mkdocs-gallery runs the tutorials, drop the pages
-of those that changed, so a tutorial that now raises fails the build and leaves no stale page."""
+"""mkdocs hooks (``hooks:`` in mkdocs.yml).
+
+- Before mkdocs-gallery runs the tutorials, drop the pages of those that changed, so a tutorial that
+  now raises fails the build and leaves no stale page.
+- The generated galleries join the navigation: a Galleries section with each model and backend
+  (layer and unit pages stay out of it: tens of thousands of links would weigh on every page), and a
+  layer or unit page marks its backend's entry as the active one, so the Galleries tab is highlighted
+  and the sidebar shows where the page is.
+- mkdocs-gallery's execution-times page is a grid table that markdown shows as ``+----+`` text: it
+  becomes a pipe table.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from mkdocs.plugins import event_priority
+from mkdocs.structure.nav import Section
 
 from featgen.site.tutorials import drop_stale_tutorial_pages
 
@@ -35,3 +46,117 @@ def on_pre_build(config: Any) -> None:
     for src, out in zip(conf["examples_dirs"], conf["gallery_dirs"]):
         for name in drop_stale_tutorial_pages(Path(src), Path(out), conf["filename_pattern"]):
             log.info(f"featgen: {name} changed: its old page is dropped until it runs again")
+
+
+GALLERIES = "galleries/"
+
+
+def _gallery_page(files: Any, uri: str) -> Any:
+    f = files.get_file_from_path(uri)
+    return f.page if f is not None else None
+
+
+def on_nav(nav: Any, config: Any, files: Any) -> Any:
+    """Replace the Galleries entry (``galleries/index.md``) with a section: index, then per model its
+    page and one entry per backend."""
+    for i, item in enumerate(nav.items):
+        if getattr(item, "file", None) is None or item.file.src_uri != GALLERIES + "index.md":
+            continue
+        models = sorted({f.src_uri.split("/")[1] for f in files.documentation_pages()
+                         if f.src_uri.startswith(GALLERIES) and f.src_uri.count("/") == 2
+                         and f.src_uri.endswith("/index.md")})  # fmt: skip
+        children = [item]
+        for m in models:
+            model_page = _gallery_page(files, f"{GALLERIES}{m}/index.md")
+            kids = [model_page] + [f.page for f in files.documentation_pages()
+                                   if f.src_uri.startswith(f"{GALLERIES}{m}/") and f.src_uri.count("/") == 3
+                                   and f.src_uri.endswith("/index.md") and f.page is not None]  # fmt: skip
+            children.append(Section(m, [k for k in kids if k is not None]))
+        if len(children) == 1:
+            return nav
+        section = Section(item.title or "Galleries", children)
+        for child in children:
+            child.parent = section
+            for kid in getattr(child, "children", None) or []:
+                kid.parent = child
+        nav.items[i] = section
+        nav.pages = [p for p in _walk(nav.items)]
+        _link_pages(nav.pages)
+        return nav
+    return nav
+
+
+def _walk(items: list) -> list:
+    out = []
+    for it in items:
+        if getattr(it, "children", None):
+            out += _walk(it.children)
+        elif getattr(it, "is_page", False):
+            out.append(it)
+    return out
+
+
+def _link_pages(pages: list) -> None:
+    for a, b in zip([None] + pages[:-1], pages):
+        if b is not None:
+            b.previous_page = a
+        if a is not None:
+            a.next_page = b
+
+
+_lit: list[Any] = []
+
+
+def on_page_context(context: dict, page: Any, config: Any, nav: Any) -> dict:
+    """A gallery page outside the navigation lights up its nearest ancestor that is in it."""
+    uri = page.file.src_uri
+    if not uri.startswith(GALLERIES) or page.parent is not None or page in nav.pages:
+        return context
+    by_uri = {p.file.src_uri: p for p in nav.pages}
+    parts = uri.split("/")[:-1]
+    while parts:
+        parts.pop()
+        anchor = by_uri.get("/".join(parts + ["index.md"]))
+        if anchor is not None and anchor is not page:
+            anchor.active = True
+            _lit.append(anchor)
+            break
+    return context
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    while _lit:
+        _lit.pop().active = False
+    return output
+
+
+_GRID_RULE = re.compile(r"^\+(-+\+)+\s*$")
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """mkdocs-gallery's ``mg_execution_times.md`` grid table as a pipe table."""
+    if not page.file.src_uri.endswith("mg_execution_times.md"):
+        return markdown
+    out, header = [], False
+    for line in markdown.splitlines():
+        if _GRID_RULE.match(line):
+            continue
+        if line.startswith("| ") and not header:
+            out += ["| script | time | memory |", "|---|---:|---:|"]
+            header = True
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+# Docstrings use Sphinx roles (:class:`~a.b.C`); markdown renders them as ":class:" before a code span.
+_ROLE = re.compile(r":(?:class|func|meth|attr|mod|obj|data|exc|py:\w+):<code>(~?)([\w.]+)</code>")
+
+
+def _unrole(match: re.Match) -> str:
+    short, target = match.group(1), match.group(2)
+    return f"<code>{target.rsplit('.', 1)[-1] if short else target}</code>"
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Sphinx roles in docstrings become plain code (``~`` keeps the last name, as Sphinx does)."""
+    return _ROLE.sub(_unrole, html) if ":<code>" in html else html

@@ -5,7 +5,8 @@ crops and activation strips) and the plan's model info (layer table, first-conv 
 written into a unique staging folder and swapped in at once, so readers never see half a gallery.
 
 URLs: ``galleries/index.md``, ``<model>/index.md``, ``<model>/<backend>/index.md``,
-``<model>/<backend>/<layer>/index.md`` and ``.../<layer>/unit-<n>/index.md``.
+``<model>/<backend>/<layer>/index.md`` and ``.../<layer>/unit-<n>/index.md``. A unit folder holds PNG renders, the activation strip
+``photos.jpg`` and the example crops ``top-<j>.jpg`` and ``bottom-<j>.jpg``.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ import numpy as np
 from ..errors import FeatgenError
 from ..images import grid, save_image
 from .cache import RenderCache
+from .examples import jpeg_at
 from .jobs import RenderJob
+from .navigation import compare_units, layer_nav, shared_layers
 from .plan import LayerPlan, ModelInfo, Plan
+from .reproduce import reproduction
 from .templating import slug, write_page
+from .verdict import unit_extras
 
 GALLERIES = "galleries"
 
@@ -53,6 +58,27 @@ def _loss_plot(curves: np.ndarray, path: Path) -> None:
     plt.close(fig)
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def _examples(ph: dict[str, np.ndarray], i: int, udir: Path) -> dict[str, Any]:
+    """Write unit ``i``'s top and bottom example crops (``top-j.jpg``, ``bottom-j.jpg``); return, for the
+    page, per kind a list of ``file`` and ``activation`` (the unit's peak on that photo)."""
+    out: dict[str, Any] = {}
+    for kind in ("top", "bottom"):
+        k = ph[f"{kind}_file"].shape[1]
+        rows = []
+        for j in range(k):
+            _write_bytes(udir / f"{kind}-{j}.jpg", jpeg_at(ph[f"{kind}_jpeg"], ph[f"{kind}_offsets"], i * k + j))
+            rows.append({"file": str(ph["files"][int(ph[f"{kind}_file"][i, j])]),
+                         "activation": float(ph[f"{kind}_value"][i, j])})  # fmt: skip
+        out[kind] = rows
+    out["scanned"] = len(ph["files"])
+    return out
+
+
 def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Callable | None,
                  stats: PageStats) -> dict[str, np.ndarray]:  # fmt: skip
     """The view's arrays over all its chunks, concatenated in unit order."""
@@ -70,14 +96,26 @@ def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Call
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+REPRODUCE_KEYS = ("backend", "precision", "method", "size", "steps", "seed", "lr", "param", "decorrelate", "transforms")
+
+
 def _settings(lp: LayerPlan) -> dict[str, dict[str, Any]]:
     """Each view's settings (as the job keys them), for pages that show how to reproduce a render."""
     return {view: dict(jobs[0].key_settings(), units=list(lp.units)) for view, jobs in lp.jobs.items()}
 
 
+def _reproducible(lp: LayerPlan) -> dict[str, Any]:
+    """The regularized render's settings as ``featgen.visualize`` takes them: the model spec and the
+    gallery's layer name (which the model resolves), every number stated."""
+    o = lp.jobs["regularized"][0].options
+    return {"model": lp.model, "layer": lp.layer, **{k: o[k] for k in REPRODUCE_KEYS if k in o}}
+
+
 def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, photos: list[str],
-                rerender: Callable | None = None, stats: PageStats | None = None) -> dict[str, Any]:  # fmt: skip
-    """Write one layer's page and its unit pages from the cache; return the layer page's context."""
+                rerender: Callable | None = None, stats: PageStats | None = None,
+                layer_names: list[str] | None = None) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
+    """Write one layer's unit pages from the cache; return the layer page's context (the page itself
+    is written once the torch | TensorFlow pairs are known) and the regularized images."""
     from ..maps import kernel_tiles
 
     stats = stats or PageStats()
@@ -96,41 +134,63 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
         if naive is not None:
             save_image(naive["images"][i], udir / "naive.png")
             stat.update(naive_start=float(naive["start"][i]), naive_final=float(naive["final"][i]))
-        if neg is not None:
+        if neg is not None:  # its objective is minus the unit: the unit's activation is minus the objective
             save_image(neg["images"][i], udir / "negative.png")
-            stat.update(negative_start=float(neg["start"][i]), negative_final=float(neg["final"][i]))
+            stat.update(negative_start=-float(neg["start"][i]), negative_final=-float(neg["final"][i]))
         if div is not None:
             for j in range(k):
                 save_image(div["images"][i * k + j], udir / f"diversity-{j}.png")
             stat["diversity_final"] = [float(v) for v in div["final"][i * k : (i + 1) * k]]
-        crops = 0
-        if ph is not None:
-            crops = ph["crops"].shape[1]
-            for j in range(crops):
-                save_image(ph["crops"][i, j], udir / f"crop-{j}.png")
-            save_image(ph["strips"][i], udir / "photos.png")
+        examples = _examples(ph, i, udir) if ph is not None and "files" in ph else None
+        strip = ph is not None and "strip_jpeg" in ph
+        if strip:
+            _write_bytes(udir / "photos.jpg", jpeg_at(ph["strip_jpeg"], ph["strip_offsets"], i))
             stat["photo_peaks"] = [float(v) for v in ph["peaks"][i]]
-            stat["crop_photos"] = [photos[int(p)] for p in ph["crop_photo"][i]]
         if kernels is not None:
             save_image(kernel_tiles(kernels[..., u : u + 1], scale=16), udir / "kernel.png")
         _loss_plot(reg["losses"][i], udir / "curve.png")
         ctx = {
             "model": lp.model, "backend": lp.backend, "layer": lp.layer, "unit": u, "shape": lp.info.shape,
             "start": stat["start"], "final": stat["final"], "naive_final": stat.get("naive_final"),
-            "naive": naive is not None, "negative": neg is not None, "diversity": k, "crops": crops,
-            "kernel": kernels is not None, "photos": photos if ph is not None else [],
+            "naive": naive is not None, "negative": neg is not None, "diversity": k, "examples": examples,
+            "kernel": kernels is not None, "photos": photos if strip else [],
             "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
             "steps": g.steps, "size": g.size, "naive_steps": g.naive_steps, "stats": stat,
         }  # fmt: skip
+        if naive is not None:  # the verdict compares the render with naive ascent
+            ctx.update(unit_extras(ctx, stat.get("negative_final"), lp.info.type))
+        ctx["reproduce"] = reproduction(_reproducible(lp), u, out="regularized.png")
         write_page("unit.md.j2", udir / "index.md", **ctx, settings=_settings(lp))
         units_ctx.append(ctx)
     save_image(grid(reg["images"], margin=4), layer_dir / "grid.png")
     lctx = {"model": lp.model, "backend": lp.backend, "layer": lp.layer, "type": lp.info.type, "shape": lp.info.shape,
-            "channels": lp.info.channels, "units": units_ctx, "native": lp.native}  # fmt: skip
-    write_page("layer.md.j2", layer_dir / "index.md", **lctx, settings=_settings(lp))
+            "channels": lp.info.channels, "units": units_ctx, "native": lp.native, "settings": _settings(lp),
+            **layer_nav(layer_names or [lp.layer], lp.layer),
+            "reproduce": reproduction(_reproducible(lp), units, out="grid.png")}  # fmt: skip
     stats.layers += 1
     stats.units += len(units)
-    return lctx
+    return lctx, reg["images"]
+
+
+def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]],
+                        images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]]) -> None:  # fmt: skip
+    """One torch | TensorFlow page per layer rendered in both backends, with each unit's image
+    correlation; its layer contexts gain ``compare`` (the page's link), the model gains ``compared``."""
+    for name, backends in galleries.items():
+        by_backend = {b["backend"]: [lay["layer"] for lay in b["layers"]] for b in backends}
+        compared = []
+        for layer in shared_layers(by_backend):
+            (a, units), (b, _) = images[(name, layer, "torch")], images[(name, layer, "tensorflow")]
+            rows = compare_units(a, b, units)
+            write_page("compare.md.j2", root / slug(name) / "compare" / slug(layer) / "index.md", model=name, layer=layer,
+                       rows=rows, layers=shared_layers(by_backend))  # fmt: skip
+            compared.append({"layer": layer, "median": float(np.nanmedian([r["correlation"] for r in rows]))})
+            for bk in backends:
+                for lay in bk["layers"]:
+                    if lay["layer"] == layer:
+                        lay["compare"] = True
+        for bk in backends:
+            bk["compared"] = compared
 
 
 def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], profile: Any) -> None:
@@ -176,18 +236,28 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     staging = Path(tempfile.mkdtemp(prefix=f".{GALLERIES}.tmp-", dir=docs))
     try:
         galleries: dict[str, list[dict[str, Any]]] = {}
+        pair_images: dict[tuple[str, str, str], tuple[np.ndarray, list[int]]] = {}
+        layer_dirs: list[tuple[Path, dict[str, Any]]] = []
         photos = list(plan.profile.photos)
         for key, info in plan.models.items():
             model, backend = key
+            layers = [lp for lp in plan.layers if (lp.model, lp.backend) == key]
+            names = [lp.layer for lp in layers]
             layers_ctx = []
-            for lp in (lp for lp in plan.layers if (lp.model, lp.backend) == key):
+            for lp in layers:
                 layer_dir = staging / slug(model) / slug(backend) / slug(lp.layer)
-                layers_ctx.append(write_layer(lp, info, cache, layer_dir, photos, rerender, stats))
+                lctx, images = write_layer(lp, info, cache, layer_dir, photos, rerender, stats, names)
+                pair_images[(model, lp.layer, backend)] = (images, list(lp.units))
+                layers_ctx.append(lctx)
+                layer_dirs.append((layer_dir, lctx))
             inverse = {native: alias for alias, native in info.aliases.items()}
             galleries.setdefault(model, []).append({
                 "backend": backend, "source": info.source, "input_size": info.input_size, "layers": layers_ctx,
                 "table": list(info.table), "aliases": inverse,
             })  # fmt: skip
+        write_compare_pages(staging, galleries, pair_images)
+        for layer_dir, lctx in layer_dirs:  # now that each knows whether it has a torch | TensorFlow page
+            write_page("layer.md.j2", layer_dir / "index.md", **lctx)
         write_index_pages(staging, galleries, plan.profile)
         _swap_in(staging, docs / GALLERIES)
     except BaseException:
@@ -196,4 +266,4 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     return stats
 
 
-__all__ = ["write_pages", "write_layer", "write_index_pages", "PageStats", "clean_staging"]
+__all__ = ["write_pages", "write_layer", "write_index_pages", "write_compare_pages", "PageStats", "clean_staging"]

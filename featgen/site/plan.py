@@ -22,7 +22,7 @@ from .config import ALL_CONV, Gallery, Profile, get_profile
 from .jobs import VIEWS, RenderJob, cache_key, chunks
 
 MODEL_INFO_VERSION = "model-info-1"
-PHOTOS_VERSION = "photos-1"
+PHOTOS_VERSION = "photos-2"
 OPTIMIZED = ("regularized", "naive", "negative", "diversity")
 
 
@@ -209,14 +209,17 @@ def diversity_batches() -> bool:
     return "groups" in inspect.signature(objectives.diversity).parameters
 
 
-def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: Profile) -> dict[str, Any]:
-    """A view's job settings, named as ``Render.settings`` names them (plus the view's own)."""
+def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: Profile,
+                  examples: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A view's job settings, named as ``Render.settings`` names them (plus the view's own);
+    ``examples`` is :func:`examples_settings` of the profile (listed once per plan)."""
     from ..vis import ALGORITHM_VERSION
 
     base = {"model": info.name, "backend": info.backend, "precision": info.precision, "layer": native,
             "weights_digest": info.weights_digest}  # fmt: skip
     if view == "photos":
-        return {**base, "kind": PHOTOS_VERSION, "photos": list(profile.photos), "crop": profile.crop, "top": profile.top}
+        return {**base, "kind": PHOTOS_VERSION, "photos": list(profile.photos), "crop": profile.crop, "top": profile.top,
+                **(examples if examples is not None else examples_settings(profile))}  # fmt: skip
     base["algorithm"] = ALGORITHM_VERSION
     if view == "naive":
         return {**base, "method": "naive", "size": g.size, "steps": g.naive_steps, "seed": g.seed, "lr": float(g.naive_lr),
@@ -229,6 +232,15 @@ def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: 
 
         s.update(diversity=g.diversity, diversity_weight=DIVERSITY_WEIGHT)
     return s
+
+
+def examples_settings(profile: Profile) -> dict[str, Any]:
+    """What identifies the example scan: its source and a digest of its files (listed once per plan)."""
+    if not profile.examples:
+        return {"examples": None}
+    from .examples import photo_set, set_digest
+
+    return {"examples": profile.examples, "examples_digest": set_digest(photo_set(profile.examples))}
 
 
 def parse_device(device: str | None) -> dict[str, str]:
@@ -263,6 +275,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
         raise FeatgenError(f"chunk must be a positive number of units, got {size}.")
     devices = parse_device(device)
     batch_div = diversity_batches()
+    examples = examples_settings(prof) if any("photos" in g.views for g in prof.galleries) else None
     models: dict[tuple[str, str], ModelInfo] = {}
     layers: list[LayerPlan] = []
     for g in prof.galleries:
@@ -272,13 +285,15 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
         if key not in models:
             models[key] = model_info(g.model, backend, g.precision, cache, dev, loader)
         info = models[key]
+        recipes = {info.resolve(name): name for name, _ in g.layer_options}  # an unknown layer stops here
         for name, native in select_layers(info, g.layers):
-            lg = g.options_for(name) if any(n == name for n, _ in g.layer_options) else g.options_for(native)
+            lg = g.options_for(recipes[native]) if native in recipes else g
             units = select_units(info, native, name, lg.units)
             jobs = {}
             for view in (v for v in VIEWS if v in lg.views):
-                settings = view_settings(view, lg, info, native, prof)
-                parts = chunks(units, size if view != "diversity" or batch_div else 1)
+                settings = view_settings(view, lg, info, native, prof, examples)
+                # a forward-only scan costs per photo, not per unit: one job reads the photos once per layer
+                parts = [units] if view == "photos" else chunks(units, size if view != "diversity" or batch_div else 1)
                 jobs[view] = tuple(RenderJob(g.model, backend, dev, g.precision, name, c, view, settings) for c in parts)
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
     return Plan(prof, models, layers)

@@ -8,10 +8,11 @@ Views and what they return (``N`` units in the job, ``k`` images per unit for di
 - ``regularized``, ``naive``, ``negative``: ``images`` (N, S, S, 3) uint8, ``start``, ``final`` (N,),
   ``losses`` (N, steps) float32;
 - ``diversity``: the same for the N·k images, unit-major (``[u0, u0, …, u1, …]``);
-- ``photos``: ``crops`` (N, top, c, c, 3) uint8, ``crop_photo`` (N, top) int32 and ``crop_value``
-  (N, top) float32 (the photo each crop came from and its peak activation), ``strips`` (N, h, w, 3)
-  uint8 (the unit's activation map over each photo, one scale per unit) and ``peaks`` (N, photos)
-  float32.
+- ``photos`` (forward only): ``strip_jpeg``/``strip_offsets`` (one JPEG per unit: its activation
+  map over each sample photo, one scale per unit) and ``peaks`` (N, photos); from the examples scan,
+  ``files`` (the scanned names) and, for ``top`` and ``bottom``, ``*_jpeg``/``*_offsets`` (N·k crop
+  JPEGs, unit-major), ``*_file`` (N, k) indices into ``files`` and ``*_value`` (N, k) peak activations
+  (see :mod:`featgen.site.examples`).
 """
 
 from __future__ import annotations
@@ -122,37 +123,33 @@ class Renderer:
         return self._photos[key]
 
     def _photos_view(self, model, job: RenderJob) -> dict[str, np.ndarray]:
-        """Per unit: its top-activating crops over the photos, and its activation map over each."""
+        """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
+        per unit) and, from a scan of the examples, its top and bottom photos with crops."""
         from ..images import grid, overlay
         from ..maps import batch_activations
+        from .examples import encode_jpegs, photo_set, scan, set_digest
 
         o = job.options
-        size, crop, top = model.input_size, int(o["crop"]), int(o["top"])
-        imgs = self._photo_list(tuple(o["photos"]), size)
-        acts = batch_activations(model, np.stack(imgs), o["layer"], size=size)  # (P, h, w, C)
-        scale = size / acts.shape[1]
-        crops, crop_photo, crop_value, strips, peaks = [], [], [], [], []
-        for u in job.units:
-            a = acts[..., u]
-            flat = a.reshape(len(imgs), -1)
-            best = flat.max(axis=1)
-            order = np.argsort(-best, kind="stable")[:top]
-            unit_crops = []
-            for p in order:
-                y, x = divmod(int(flat[p].argmax()), acts.shape[2])
-                cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
-                y0 = int(np.clip(cy - crop // 2, 0, size - crop))
-                x0 = int(np.clip(cx - crop // 2, 0, size - crop))
-                unit_crops.append(imgs[p][y0 : y0 + crop, x0 : x0 + crop])
-            crops.append(to_uint8(np.stack(unit_crops)))
-            crop_photo.append(order.astype(np.int32))
-            crop_value.append(best[order].astype(np.float32))
-            peak = max(float(a.max()), 1e-8)
-            strip = grid([overlay(img, np.clip(m / peak, 0, 1)) for img, m in zip(imgs, a)], cols=len(imgs), margin=4)
-            strips.append(to_uint8(strip))
-            peaks.append(best.astype(np.float32))
-        return {"crops": np.stack(crops), "crop_photo": np.stack(crop_photo), "crop_value": np.stack(crop_value),
-                "strips": np.stack(strips), "peaks": np.stack(peaks)}  # fmt: skip
+        size = model.input_size
+        out: dict[str, np.ndarray] = {}
+        if o.get("photos"):
+            imgs = self._photo_list(tuple(o["photos"]), size)
+            acts = batch_activations(model, np.stack(imgs), o["layer"], size=size)  # (P, h, w, C)
+            strips, peaks = [], []
+            for u in job.units:
+                a = acts[..., u]
+                top = max(float(a.max()), 1e-8)
+                strips.append(to_uint8(grid([overlay(img, np.clip(m / top, 0, 1)) for img, m in zip(imgs, a)],
+                                            cols=len(imgs), margin=4)))  # fmt: skip
+                peaks.append(a.reshape(len(imgs), -1).max(axis=1))
+            out["strip_jpeg"], out["strip_offsets"] = encode_jpegs(strips)
+            out["peaks"] = np.asarray(peaks, np.float32)
+        if o.get("examples"):
+            photos = photo_set(o["examples"])
+            if set_digest(photos) != o["examples_digest"]:
+                raise FeatgenError(f"the examples ({o['examples']}) changed since the plan was made: run the build again.")
+            out.update(scan(model, o["layer"], job.units, photos, int(o["top"]), int(o["crop"])))
+        return out
 
 
 def _diversity(objectives, layer: str, units: list[int]):

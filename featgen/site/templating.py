@@ -31,22 +31,24 @@ def slug(name: str) -> str:
 # Markdown and HTML metacharacters become numeric entities: a name renders as text in markdown, in
 # raw HTML blocks and in attributes, and can open no tag, link, emphasis, code span or table cell.
 _ENTITIES = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'[]()*`\\_#|{}!"})
-# Line breaks (and other control characters) become spaces: a name stays on its line, so it cannot
-# start a heading, list, fence or front-matter block.
-_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+# Line breaks and other control characters become numeric entities too: a name stays on its line, so
+# it cannot start a heading, list, fence or front-matter block, while text that is meant to span lines
+# (code in a <pre>) still shows its line breaks once the browser decodes them. NUL is dropped.
+_ENTITIES.update({c: f"&#{c};" for c in [*range(1, 32), 0x7F, 0x85, 0x2028, 0x2029]})
+_ENTITIES[0] = None
 
 
 def md_text(value: Any) -> Any:
     """Jinja ``finalize``: every ``{{ }}`` string in a template comes out as inert text on one line."""
     if isinstance(value, str) and not isinstance(value, Markup):
-        return Markup(_BREAKS.sub(" ", value).translate(_ENTITIES))
+        return Markup(value.translate(_ENTITIES))
     return value
 
 
 def title(text: str) -> Markup:
     """A page title for YAML front matter: quoted, on one line, without the characters the theme's
     ``<title>`` (which decodes entities) could turn into markup."""
-    return Markup(json.dumps(" ".join(re.sub(r"[<>&\"'`\\]", " ", _BREAKS.sub(" ", text)).split()), ensure_ascii=False))
+    return Markup(json.dumps(" ".join(re.sub(r"[<>&\"'`\\\x00-\x1f\x7f\x85\u2028\u2029]", " ", text).split()), ensure_ascii=False))
 
 
 def env() -> Environment:

@@ -1,0 +1,154 @@
+"""Dataset examples: which photos a unit fires on most and least, from a forward-only scan.
+
+The scanned set is either ``offline`` (every photo that ships with the installed packages:
+scikit-image's data, matplotlib's sample data, scikit-learn's sample images) or a folder of images
+(e.g. an ImageNet validation set). A set is identified by a digest of its file names and sizes, so a
+changed folder makes new jobs. Crops and strips travel as JPEG bytes (``encode_jpegs``): a page
+writes them as they are, and a unit page stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FeatgenError
+
+OFFLINE = "offline"
+SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+JPEG_QUALITY = 88
+MIN_SIDE = 64  # smaller files (icons, test patterns) are not photos
+
+
+def _package_dir(module: str, *parts: str) -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
+def offline_photos() -> list[tuple[str, Path]]:
+    """``(name, path)`` of every photo shipped with the installed scikit-image, matplotlib and
+    scikit-learn (no download), sorted by name. Names read ``package/file``."""
+    import matplotlib
+
+    found = []
+    for package, folder in [("skimage", _package_dir("skimage", "data")),
+                            ("matplotlib", Path(matplotlib.get_data_path(), "sample_data")),
+                            ("sklearn", _package_dir("sklearn", "datasets", "images"))]:  # fmt: skip
+        if folder is None or not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            if p.suffix.lower() in SUFFIXES and p.is_file():
+                found.append((f"{package}/{p.name}", p))
+    return [(n, p) for n, p in found if _big_enough(p)]
+
+
+def _big_enough(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return min(im.size) >= MIN_SIDE
+    except OSError:
+        return False
+
+
+def folder_photos(folder: str | os.PathLike) -> list[tuple[str, Path]]:
+    """``(relative name, path)`` of every image file under ``folder``, sorted."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise FeatgenError(f"examples folder {str(root)!r} does not exist: name a folder of images, or 'offline'.")
+    files = [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*")) if p.suffix.lower() in SUFFIXES and p.is_file()]
+    if not files:
+        raise FeatgenError(f"examples folder {str(root)!r} holds no image ({', '.join(SUFFIXES)}).")
+    return files
+
+
+def photo_set(source: str) -> list[tuple[str, Path]]:
+    """The photos of ``source``: ``"offline"`` or a folder path."""
+    return offline_photos() if source == OFFLINE else folder_photos(source)
+
+
+def set_digest(photos: list[tuple[str, Path]]) -> str:
+    """A digest of the set: names and sizes (a renamed, added or replaced file changes it)."""
+    h = hashlib.sha256()
+    for name, path in photos:
+        h.update(f"{name}\0{path.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def encode_jpegs(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB images as one byte array of concatenated JPEG files plus ``len + 1`` offsets."""
+    from PIL import Image
+
+    blobs = []
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(im, np.uint8)).save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        blobs.append(buf.getvalue())
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    return np.frombuffer(b"".join(blobs), np.uint8).copy(), offsets
+
+
+def jpeg_at(data: np.ndarray, offsets: np.ndarray, i: int) -> bytes:
+    """The ``i``-th JPEG file of ``encode_jpegs``'s output."""
+    return data[int(offsets[i]) : int(offsets[i + 1])].tobytes()
+
+
+def scan(model, layer: str, units: tuple[int, ...], photos: list[tuple[str, Path]], k: int, crop: int,
+         batch: int = 16) -> dict[str, np.ndarray]:  # fmt: skip
+    """Stream ``photos`` through ``model`` in batches (forward only) and keep, per unit, the ``k``
+    photos with the highest and the ``k`` with the lowest peak activation, with a crop around the
+    peak (for the lowest: around the minimum) at the model's input size."""
+    from ..images import load_image, resize
+    from ..maps import batch_activations
+
+    size = model.input_size
+    crop = min(crop, size)
+    us = np.asarray(units)
+    n, p = len(us), len(photos)
+    peak = np.empty((n, p), np.float32)
+    low = np.empty((n, p), np.float32)
+    at_peak = np.empty((n, p), np.int64)
+    at_low = np.empty((n, p), np.int64)
+    grid_w = 1
+    for b0 in range(0, p, batch):
+        imgs = [resize(load_image(path), size, crop=True) for _, path in photos[b0 : b0 + batch]]
+        acts = batch_activations(model, np.stack(imgs), layer, size=size)[..., us]  # (B, h, w, n)
+        grid_w = acts.shape[2]
+        flat = acts.reshape(acts.shape[0], -1, n)
+        peak[:, b0 : b0 + len(imgs)] = flat.max(axis=1).T
+        low[:, b0 : b0 + len(imgs)] = flat.min(axis=1).T
+        at_peak[:, b0 : b0 + len(imgs)] = flat.argmax(axis=1).T
+        at_low[:, b0 : b0 + len(imgs)] = flat.argmin(axis=1).T
+    k = min(k, p)
+    top = np.argsort(-peak, axis=1, kind="stable")[:, :k]
+    bottom = np.argsort(peak, axis=1, kind="stable")[:, :k]
+    scale = size / max(grid_w, 1)
+    cache: dict[int, np.ndarray] = {}
+
+    def cut(photo: int, pos: int) -> np.ndarray:
+        if photo not in cache:
+            cache[photo] = resize(load_image(photos[photo][1]), size, crop=True)
+        y, x = divmod(int(pos), grid_w)
+        cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
+        y0 = int(np.clip(cy - crop // 2, 0, size - crop))
+        x0 = int(np.clip(cx - crop // 2, 0, size - crop))
+        from ..images import to_uint8
+
+        return to_uint8(cache[photo][y0 : y0 + crop, x0 : x0 + crop])
+
+    out: dict[str, np.ndarray] = {"files": np.asarray([name for name, _ in photos])}
+    for kind, order, where in (("top", top, at_peak), ("bottom", bottom, at_low)):
+        crops = [cut(int(ph), where[i, ph]) for i in range(n) for ph in order[i]]
+        out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = encode_jpegs(crops)
+        out[f"{kind}_file"] = order.astype(np.int32)
+        out[f"{kind}_value"] = np.take_along_axis(peak, order, axis=1).astype(np.float32)
+    return out

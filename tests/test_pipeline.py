@@ -1,0 +1,339 @@
+"""The staged gallery pipeline: job keys, config checks, pages from a cache alone, resume after a kill,
+locks, unusable caches, Ctrl-C and hostile names. Plans are tiny (32 px, a few steps, few units)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featgen.errors import FeatgenError
+from featgen.site.cache import BuildLock, RenderCache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+profiles:
+  tiny:
+    description: "a test plan"
+    photos: [chelsea, coffee]
+    chunk: {chunk}
+    galleries:
+      - model: efficientnet_lite0
+        backend: torch
+        layers: [conv_stem]
+        units: {units}
+        size: 32
+        steps: 3
+        naive_steps: 2
+        diversity: 2
+        device: cpu
+        views: {views}
+"""
+ALL_VIEWS = "[regularized, naive, negative, diversity, photos]"
+
+
+def _config(folder: Path, chunk: int = 2, units: int = 4, views: str = ALL_VIEWS) -> Path:
+    path = folder / "galleries.yml"
+    path.write_text(TINY.format(chunk=chunk, units=units, views=views))
+    return path
+
+
+def _site(*args: str, cwd: Path | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "featgen.site", *args], cwd=cwd or ROOT, env=env, capture_output=True,
+                         text=True, timeout=600, **kw)  # fmt: skip
+    if check:
+        assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _args(config: Path, cache: Path, docs: Path | None = None) -> list[str]:
+    out = ["--config", str(config), "--profile", "tiny", "--cache", str(cache)]
+    return out + (["--docs", str(docs)] if docs is not None else [])
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _job_keys(config: Path, cache: Path) -> list[str]:
+    """The plan's job keys (from the cached model info: no model loads)."""
+    from featgen.site.plan import plan
+
+    def refuse(*a):
+        raise AssertionError("the plan should come from the cached model info")
+
+    return [j.key for j in plan("tiny", RenderCache(cache / "renders"), config=str(config), loader=refuse).jobs]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A cache and docs built from the tiny plan with every view."""
+    root = tmp_path_factory.mktemp("filled")
+    config = _config(root)
+    _site("build", *_args(config, root / "cache", root / "docs"), check=True)
+    return root, config
+
+
+# --- the job contract ---------------------------------------------------------------------------------
+def test_job_key_is_the_key_of_its_render_settings(lite0):
+    from featgen.site.config import Gallery, Profile
+    from featgen.site.jobs import RenderJob, cache_key
+    from featgen.site.plan import model_info, view_settings
+    from featgen.vis import visualize
+
+    info = model_info("efficientnet_lite0", "torch", "float32", None, loader=lambda *a: lite0)
+    g = Gallery("efficientnet_lite0", size=32, steps=2, naive_steps=2)
+    for view, method in [("regularized", "regularized"), ("naive", "naive")]:
+        settings = view_settings(view, g, info, "conv_stem", Profile("p", (g,)))
+        job = RenderJob("efficientnet_lite0", "torch", "cpu", "float32", "conv_stem", (0, 1), view, settings)
+        kw = {k: settings[k] for k in ("size", "steps", "seed", "lr")}
+        if method == "regularized":
+            kw.update(param=settings["param"], decorrelate=settings["decorrelate"], transforms=settings["transforms"])
+        r = visualize(lite0, "conv_stem", units=[0, 1], method=method, progress=False, **kw)
+        from_render = {k: r.settings[k] for k in job.options} | {"units": r.units, "view": view}
+        assert set(job.options) <= set(r.settings), set(job.options) - set(r.settings)
+        assert cache_key(from_render) == job.key, view
+    other = RenderJob("efficientnet_lite0", "torch", "cuda", "float32", "conv_stem", (0, 1), "naive", settings)
+    assert other.key == job.key  # where a job runs is not part of what it renders
+    assert RenderJob("efficientnet_lite0", "torch", "cpu", "float32", "conv_stem", (0, 2), "naive", settings).key != job.key
+
+
+def test_cache_entry_bytes_repeat_and_bad_meta_is_cleaned(tmp_path):
+    cache = RenderCache(tmp_path)
+    arrays = {"images": np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3), "final": np.ones(1, np.float32)}
+    cache.put("ab12", arrays, {"view": "naive"})
+    first = _files(tmp_path)
+    time.sleep(1.1)  # zip timestamps have 2 s resolution: a later write must not change the bytes
+    cache.put("ab12", arrays, {"view": "naive"})
+    assert _files(tmp_path) == first
+    for bad in ("[1, 2]", '"text"', "{}", "{"):
+        (tmp_path / "ab" / "ab12" / "meta.json").write_text(bad)
+        assert cache.get("ab12") is None, bad
+        assert not (tmp_path / "ab" / "ab12").exists() and "ab12" in cache.corrupt[-1]
+        cache.put("ab12", arrays, {"view": "naive"})
+    np.testing.assert_array_equal(cache.get("ab12")["images"], arrays["images"])
+
+
+# --- config --------------------------------------------------------------------------------------------
+def test_bad_config_one_line_each_before_any_render(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("""
+profiles:
+  tiny:
+    galleries:
+      - model: efficientnet_lit0
+        layers: [conv_stem]
+        units: -2
+        stpes: 3
+        views: [regularised]
+        layer_options: {conv_stem: {lr: -1}}
+""")
+    res = _site("plan", "--config", str(bad), "--profile", "tiny", "--cache", str(tmp_path / "cache"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 5, lines
+    for needle, hint in [("'efficientnet_lit0'", "efficientnet_lite0"), ("units", ">= 1"), ("'stpes'", "steps"),
+                         ("'regularised'", "regularized"), ("lr", "positive")]:  # fmt: skip
+        assert any(needle in line and hint in line for line in lines), (needle, lines)
+    assert not (tmp_path / "cache").exists()  # nothing loaded, nothing rendered
+
+
+def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path):
+    from featgen.site.executors import run_jobs
+    from featgen.site.plan import plan
+
+    root, config = filled
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache_dir)
+    cache = RenderCache(cache_dir / "renders")
+    before = _files(cache_dir)
+    for layers, units, match in [("[conv_stm]", 2, "no layer 'conv_stm'.*conv_stem"), ("['blocks.9*']", 2, "no layer matches"),
+                                 ("[conv_stem]", "[40]", "unit 40 is out of range.*32 channels")]:  # fmt: skip
+        text = TINY.format(chunk=2, units=units, views=ALL_VIEWS).replace("layers: [conv_stem]", f"layers: {layers}")
+        (tmp_path / "bad.yml").write_text(text)
+        with pytest.raises(FeatgenError, match=match):
+            run_jobs(plan("tiny", cache, config=str(tmp_path / "bad.yml")).jobs, cache)
+    assert _files(cache_dir) == before
+
+
+def test_profiles_come_from_the_config_file():
+    from featgen.site.config import get_profile
+
+    quick = get_profile("quick")
+    assert [(g.model, g.backend, g.layers, g.units, g.size, g.steps) for g in quick.galleries] == [
+        ("efficientnet_lite0", "torch", ("conv_stem", "blocks.2", "blocks.4", "blocks.6"), 4, 96, 48),
+        ("vgg16_hed", "torch", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, 96, 48),
+        ("vgg16_hed", "tensorflow", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, 96, 48),
+    ]
+    assert all(g.layers == ("conv",) and g.units is None for g in get_profile("full").galleries)
+
+
+# --- pages from a cache alone --------------------------------------------------------------------------
+CHECK_MODULES = """
+import sys
+from featgen.site.__main__ import main
+rc = main(sys.argv[1:])
+print("FRAMEWORKS", sorted(m for m in ("torch", "tensorflow", "keras", "jax") if m in sys.modules))
+sys.exit(rc)
+"""
+
+
+def _run_without_frameworks(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-c", CHECK_MODULES, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["pages", "build"])
+def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled, tmp_path, command):
+    root, config = filled
+    cache = tmp_path / "elsewhere" / "cache"
+    shutil.copytree(root / "cache", cache)
+    res = _run_without_frameworks(command, *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "FRAMEWORKS []" in res.stdout and "nothing to render" in res.stdout
+    original, copy = _files(root / "docs" / "galleries"), _files(tmp_path / "docs" / "galleries")
+    assert copy == original  # the same pages and images, byte for byte
+    unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.md"].decode()
+    assert all(f in copy for f in ["efficientnet_lite0/torch/conv_stem/unit-3/diversity-1.png", "index.md",
+                                   "efficientnet_lite0/torch/conv_stem/unit-3/top-1.jpg",
+                                   "efficientnet_lite0/torch/conv_stem/unit-3/bottom-1.jpg"])  # fmt: skip
+    assert "diversity-1.png" in unit and "kernel.png" in unit
+
+
+def test_pages_say_which_render_is_missing(filled, tmp_path):
+    root, config = filled
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    victim = next(k for k in _job_keys(config, cache))
+    shutil.rmtree(cache / "renders" / victim[:2] / victim)
+    res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "the cache has no render of efficientnet_lite0/torch/conv_stem/" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert "FRAMEWORKS []" in res.stdout and not (tmp_path / "docs" / "galleries").exists()
+    assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folder went with the error
+
+
+# --- resume ----------------------------------------------------------------------------------------------
+def _entries(cache: Path, keys: list[str]) -> list[str]:
+    return [k for k in keys if (cache / "renders" / k[:2] / k / "meta.json").exists()]
+
+
+def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(tmp_path):
+    config = _config(tmp_path, chunk=1, units=4, views="[regularized, naive]")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    _site("render", *_args(config, clean), check=True)  # the uninterrupted run
+    keys = _job_keys(config, clean)
+    assert len(keys) == 8 and len(_entries(clean, keys)) == 8
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "featgen.site", "render", *_args(config, killed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(_entries(killed, keys)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(_entries(killed, keys))
+    assert 2 <= done < 8, done
+    res = _site("render", *_args(config, killed), check=True)
+    assert f"{8 - done} jobs rendered; {done} of 8 jobs cached" in res.stdout, res.stdout
+    for k in keys:  # every entry, byte for byte, as the uninterrupted run wrote it
+        for name in ("data.npz", "meta.json"):
+            assert (killed / "renders" / k[:2] / k / name).read_bytes() == (clean / "renders" / k[:2] / k / name).read_bytes()
+    leftovers = [p for p in (killed / "renders").rglob("*") if p.is_file() and p.name not in ("data.npz", "meta.json")]
+    assert not leftovers  # the killed write's temporary file went when its job was rendered again
+    assert _site("render", *_args(config, killed), check=True).stdout.count("nothing to render") == 1
+
+
+# --- locks, unusable caches, Ctrl-C ----------------------------------------------------------------------
+def test_a_held_lock_stops_a_second_build_with_one_line(filled, tmp_path):
+    root, config = filled
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    with BuildLock(cache):
+        res = _site("build", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1
+    assert ".featgen-build.lock" in res.stderr and f"pid {os.getpid()}" in res.stderr
+    assert _site("build", *_args(config, cache, tmp_path / "docs")).returncode == 0  # released
+
+
+def test_two_builds_at_once_leave_a_complete_site(filled, tmp_path):
+    root, config = filled
+    cache, docs = tmp_path / "cache", tmp_path / "docs"
+    shutil.copytree(root / "cache", cache)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, "-m", "featgen.site", "build", *_args(config, cache, docs)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    for rc, err in results:
+        assert rc == 0 or (rc == 2 and "lock" in err and len(err.splitlines()) == 1), (rc, err)
+    assert any(rc == 0 for rc, _ in results)
+    assert _files(docs / "galleries") == _files(root / "docs" / "galleries")  # complete and identical
+    assert not list(docs.glob(".galleries*"))  # no staging or old tree left
+
+
+def test_unusable_cache_gives_one_line(tmp_path):
+    config = _config(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    res = _site("build", *_args(config, tmp_path / "file", tmp_path / "docs"))
+    assert res.returncode == 2 and "is a file, not a folder" in res.stderr and len(res.stderr.splitlines()) == 1
+    if os.geteuid() == 0:
+        pytest.skip("running as root: a read-only folder is still writable")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        res = _site("build", *_args(config, ro, tmp_path / "docs"))
+    finally:
+        ro.chmod(0o700)
+    assert res.returncode == 2 and "is not writable" in res.stderr and "--cache" in res.stderr
+    assert len(res.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
+    config = _config(tmp_path, chunk=1, units=6, views="[regularized, naive]")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    cache, docs = tmp_path / "cache", tmp_path / "docs"
+    proc = subprocess.Popen([sys.executable, "-m", "featgen.site", "build", *_args(config, cache, docs)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not list((cache / "renders").rglob("meta.json"))[1:] and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the model info and a first render are in: rendering is under way
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err and err.strip().splitlines() == [
+        "featgen.site: interrupted; finished renders stay in the cache, and a rerun resumes from them."
+    ]
+    assert not list(docs.glob(".galleries*")) and not (docs / "galleries").exists()
+
+
+# --- hostile names -----------------------------------------------------------------------------------------
+def test_names_with_newlines_cannot_inject_markdown_and_index_md_cannot_collide(tmp_path):
+    from featgen.models.base import LayerInfo
+    from featgen.site.pages import write_index_pages
+    from featgen.site.templating import render, slug
+
+    evil = "conv\n# injected heading\n\n- item\n```"
+    ctx = {"model": "m", "backend": "torch", "layer": evil, "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
+           "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": evil}  # fmt: skip
+    page = render("layer.md.j2", **ctx)
+    assert not any(line.startswith(("# injected", "- item", "```")) for line in page.splitlines())
+    assert "conv&#10;&#35; injected heading&#10;&#10;- item&#10;&#96;&#96;&#96;" in page
+    assert render("layer.md.j2", **{**ctx, "model": "a\r\nb"}).count("\n") == page.count("\n")
+    assert slug("index.md") != "index.md" and slug("INDEX.MD") != "INDEX.MD" and slug("index") != "index"
+    table = [LayerInfo("c", "Conv2d", (4, 4, 2), 2)]
+    entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {},
+             "layers": [dict(ctx, layer="c", native="c")]}  # fmt: skip
+    write_index_pages(tmp_path, {"index.md": [entry], "m": [entry]}, type("P", (), {"name": "p", "description": "d"}))
+    index = (tmp_path / "index.md").read_text()
+    assert index.startswith("# Galleries") and (tmp_path / slug("index.md") / "index.md").is_file()
+    assert f"]({slug('index.md')}/index.md)" in index
