@@ -101,7 +101,7 @@ def cpu(args: argparse.Namespace) -> dict:
     from featgen.site.executors import ray as ray_executor
     from featgen.site.render import Renderer
 
-    config = {"profiles": {"bench": {"chunk": args.chunk, "photos": ["chelsea", "coffee"], "galleries": [
+    config = {"profiles": {"bench": {"chunk": args.chunk, "photos": ["chelsea", "coffee"], "examples": None, "galleries": [
         {"model": m, "backend": "torch", "layers": list(layers), "units": args.units, "size": args.size,
          "steps": args.steps, "naive_steps": args.steps, "diversity": 2, "device": "cpu",
          "views": ["regularized", "naive", "negative", "diversity", "photos"]}

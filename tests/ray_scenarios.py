@@ -40,7 +40,7 @@ KILL_AFTER = 3  # entries the dying driver writes
 
 
 TINY = {"profiles": {"tiny": {
-    "photos": ["chelsea", "coffee"], "chunk": 2, "crop": 16, "top": 2,
+    "photos": ["chelsea", "coffee"], "chunk": 2, "crop": 16, "top": 2, "examples": None,
     "galleries": [{"model": "vgg16_hed", "backend": "torch", "layers": ["block1_conv1", "block2_conv1"], "units": 4,
                    "size": 32, "steps": 4, "naive_steps": 4, "views": ["regularized", "naive", "photos"],
                    "device": "cpu"}],
@@ -48,7 +48,8 @@ TINY = {"profiles": {"tiny": {
 
 
 def tiny_plan(renderer=None) -> list[RenderJob]:
-    """Twelve small jobs of HED-VGG16 (torch): two layers, two chunks of two units, three views."""
+    """Ten small jobs of HED-VGG16 (torch): two layers; two chunks of two units each for two optimized
+    views, and the photos view (activation strips over two photos) of each layer."""
     from featgen.site.config import parse_config
     from featgen.site.plan import plan
 

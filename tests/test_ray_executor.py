@@ -67,7 +67,7 @@ def test_ray_cluster_uses_loopback_only(found):
 
 def test_ray_entries_match_local_executor(found):
     r = found["ray"]
-    assert r["rendered"] == r["entries"] == r["identical"] == found["jobs"] == 12
+    assert r["rendered"] == r["entries"] == r["identical"] == found["jobs"] == 10
     assert sorted(r["workers"]) == ["w0", "w1"]  # both actors ran jobs
     assert r["max_writes"] == 1
 

@@ -70,3 +70,11 @@ def test_worker_slots_that_do_not_fit_say_what_does(cluster):
         slots(0, None, None, _jobs(20))
     with pytest.raises(FeatgenError, match="--gpus-per-worker must be 0 or more"):
         slots(None, -1.0, None, _jobs(20))
+
+
+def test_ray_options_without_the_ray_executor_are_one_line(capsys):
+    from featgen.site.__main__ import main
+
+    assert main(["render", "--profile", "quick", "--workers", "2", "--cache", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err == "featgen.site: error: --workers is an option of the ray executor: add --executor ray.\n"

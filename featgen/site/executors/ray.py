@@ -16,10 +16,12 @@ at the driver's version.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -126,13 +128,20 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: s
         if threads is None:
             threads = 1 if not gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // n)
         remote = ray.remote(RenderWorker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=retries)
-        actors = [remote.remote(threads, device, cache if shared_cache else None) for _ in range(n)]
+        actors = [remote.remote(threads, device, _absolute(cache) if shared_cache else None) for _ in range(n)]
         _drive(jobs, cache, progress, actors, max_in_flight, retries)
     finally:
         for a in actors:
             ray.kill(a)
         if started:
             ray.shutdown()
+
+
+def _absolute(cache: RenderCache) -> RenderCache:
+    """The cache with an absolute root: workers need not share the driver's working folder."""
+    shared = copy.copy(cache)
+    shared.root = Path(cache.root).resolve()
+    return shared
 
 
 def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: list[Any], max_in_flight: int,
