@@ -5,10 +5,9 @@ is the only interface, starts one Ray cluster on 127.0.0.1 and writes its findin
 ``WORKDIR/result.json``:
 
 - ``ray``: the plan rendered by Ray, compared with the local executor's entries;
-- ``worker_kill`` / ``shared_kill``: a worker SIGKILLed mid-job (the driver writes / the workers
-  write), entries compared and writes counted;
+- ``worker_kill``: a worker SIGKILLed mid-job, entries compared and writes counted;
 - ``driver_kill``: a second driver joins the cluster, dies by SIGKILL after ``K`` entries, and a
-  rerun renders what is missing.
+  rerun renders what is missing, its workers writing the entries themselves (``shared_cache``).
 
 ``python tests/ray_scenarios.py WORKDIR`` runs them all; ``--driver ADDRESS K`` is the driver that dies.
 """
@@ -63,14 +62,19 @@ class CountingCache(RenderCache):
         super().put(key, arrays, meta)
         fd = os.open(f"{self.root}.writes", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{key}\n".encode())
+            os.write(fd, f"{key} {os.getpid()}\n".encode())
         finally:
             os.close(fd)
 
-    def writes(self) -> dict[str, int]:
+    def log(self) -> list[tuple[str, int]]:
+        """(key, writer's pid) per write."""
         path = Path(f"{self.root}.writes")
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(key, int(pid)) for key, pid in (line.split() for line in lines)]
+
+    def writes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for key in path.read_text().split() if path.exists() else []:
+        for key, _ in self.log():
             counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -224,15 +228,14 @@ def main(work: Path) -> dict:
                       "max_writes": max(cache.writes().values())}  # fmt: skip
         lap("ray")
 
-        for name, shared in (("worker_kill", False), ("shared_kill", True)):
-            cache = CountingCache(work / name)
-            progress = KillWorkerAfterFirst()
-            ray_executor.execute(jobs, cache, progress, workers=2, max_in_flight=2, shared_cache=shared)
-            writes = cache.writes()
-            out[name] = {**compare(cache, local, jobs), "killed": progress.killed, "workers": progress.workers,
-                         "stored": sum(progress.workers.values()), "writes": sum(writes.values()),
-                         "max_writes": max(writes.values())}  # fmt: skip
-            lap(name)
+        cache = CountingCache(work / "worker_kill")
+        progress = KillWorkerAfterFirst()
+        ray_executor.execute(jobs, cache, progress, workers=2, max_in_flight=2)
+        writes = cache.writes()
+        out["worker_kill"] = {**compare(cache, local, jobs), "killed": progress.killed, "workers": progress.workers,
+                              "stored": sum(progress.workers.values()), "writes": sum(writes.values()),
+                              "max_writes": max(writes.values())}  # fmt: skip
+        lap("worker_kill")
 
         address = ray.get_runtime_context().gcs_address
         cache = CountingCache(work / "resume")
@@ -241,11 +244,13 @@ def main(work: Path) -> dict:
         first = cache.writes()
         missing = len(missing_jobs(jobs, cache))
         Path(f"{cache.root}.writes").unlink()
-        stats = run_jobs(jobs, cache, executor="ray", quiet=True, workers=2)
+        stats = run_jobs(jobs, cache, executor="ray", quiet=True, workers=2, shared_cache=True)
         again = cache.writes()
         out["driver_kill"] = {
             "returncode": proc.returncode, "stderr": proc.stderr[-2000:], "written_before": sum(first.values()),
             "missing": missing, "cached": stats.cached, "rendered": stats.rendered, "rerun_writes": sum(again.values()),
+            "rerun_max_writes": max(again.values()), "rerun_writers": sorted({pid for _, pid in cache.log()} - {os.getpid()}),
+            "rerun_by_driver": sum(pid == os.getpid() for _, pid in cache.log()),
             "overlap": len(set(first) & set(again)), **compare(cache, local, jobs),
         }  # fmt: skip
         lap("driver_kill")
