@@ -337,3 +337,30 @@ def test_names_with_newlines_cannot_inject_markdown_and_index_md_cannot_collide(
     index = (tmp_path / "index.md").read_text()
     assert index.startswith("# Galleries") and (tmp_path / slug("index.md") / "index.md").is_file()
     assert f"]({slug('index.md')}/index.md)" in index
+
+
+# --- plan and estimate ---------------------------------------------------------------------------------------
+def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
+    from featgen.site.plan import parse_device, plan
+
+    root, config = filled
+    res = _site("plan", *_args(config, root / "cache"), check=True)
+    # 4 units in chunks of 2: 2 jobs per optimized view, 1 scan: regularized 4x3, naive 4x2, negative 4x3,
+    # diversity 4x2x3 unit-steps, the scan 4
+    assert "conv_stem" in res.stdout and "4 of 32 units" in res.stdout and "9 jobs" in res.stdout
+    assert "tiny: 1 layers, 4 units, 9 jobs (0 not in the cache), 60 unit-steps" in res.stdout
+    assert parse_device("torch=cuda:1,tensorflow=cpu") == {"torch": "cuda:1", "tensorflow": "cpu"}
+    with pytest.raises(FeatgenError, match="BACKEND=DEVICE"):
+        parse_device("torch=,tf=cpu")
+    p = plan("tiny", RenderCache(root / "cache" / "renders"), config=str(config), device="tensorflow=cuda,torch=cpu:0")
+    assert {j.device for j in p.jobs} == {"cpu:0"}
+    assert {j.key for j in p.jobs} == set(_job_keys(config, root / "cache"))  # the device is not in the key
+
+
+def test_estimate_projects_the_plan_from_a_calibration(tmp_path):
+    config = _config(tmp_path, chunk=2, units=4, views="[regularized]")
+    res = _site("plan", *_args(config, tmp_path / "cache"), "--estimate", "--device", "cpu", check=True)
+    line = res.stdout.strip().splitlines()[-1]
+    assert line.startswith("estimate on cpu: ") and "for the whole plan" in line
+    row = next(r for r in res.stdout.splitlines() if r.startswith("efficientnet_lite0 (torch)"))
+    assert "regularized" in row and "2 jobs" in row and "unit-steps/s" in row

@@ -8,7 +8,7 @@ import pytest
 from featgen.errors import FeatgenError
 from featgen.site.cache import RenderCache
 from featgen.site.config import get_profile
-from featgen.site.jobs import cache_key as key_of
+from featgen.site.jobs import cache_key
 from featgen.site.templating import render, slug
 from featgen.site.tutorials import invalidate_stale_tutorials
 
@@ -106,9 +106,9 @@ def test_slugs_of_different_names_differ():
 def test_cache_roundtrip_and_corruption_is_detected(tmp_path):
     cache = RenderCache(tmp_path)
     settings = {"model": "m", "layer": "l", "units": [0, 1], "steps": 3}
-    key = key_of(settings)
-    assert key == key_of(dict(reversed(list(settings.items()))))  # order-independent
-    assert key != key_of({**settings, "steps": 4})
+    key = cache_key(settings)
+    assert key == cache_key(dict(reversed(list(settings.items()))))  # order-independent
+    assert key != cache_key({**settings, "steps": 4})
     data = {"images": np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)}
     cache.put(key, data, settings)
     np.testing.assert_array_equal(cache.get(key)["images"], data["images"])

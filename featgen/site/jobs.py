@@ -48,8 +48,8 @@ class RenderJob:
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
             raise ValueError(f"unknown view {self.view!r}: choose {', '.join(VIEWS)}")
-        if isinstance(self.settings, Mapping):  # accept a dict; store it frozen, in key order
-            object.__setattr__(self, "settings", tuple(sorted(self.settings.items())))
+        if isinstance(self.settings, Mapping):  # accept a dict; store it frozen (hashable), in key order
+            object.__setattr__(self, "settings", tuple(sorted((k, _frozen(v)) for k, v in self.settings.items())))
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
 
     @property
@@ -83,6 +83,11 @@ class RenderJob:
         u = self.units
         span = f"{u[0]}" if len(u) == 1 else f"{u[0]}..{u[-1]}"
         return f"{self.model}/{self.backend}/{self.layer}/{self.view}[{span}]"
+
+
+def _frozen(value: Any) -> Any:
+    """Lists become tuples (JSON writes both as arrays, so the key does not change)."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def chunks(units: list[int] | tuple[int, ...], size: int) -> list[tuple[int, ...]]:

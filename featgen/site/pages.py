@@ -42,20 +42,38 @@ class PageStats:
     rerendered: int = 0  # entries found corrupt while writing, rendered again through ``rerender``
 
 
-def _loss_plot(curves: np.ndarray, path: Path) -> None:
-    import matplotlib
+class _CurvePlot:
+    """One small figure reused for every unit's objective curve (a new figure and a tight layout per
+    unit cost more than the rest of its page). Plain ``Figure`` and Agg canvas: no pyplot state."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(4, 2.4))
-    ax.plot(np.nan_to_num(curves), color="#3f51b5")
-    ax.set_xlabel("step")
-    ax.set_ylabel("objective (mean activation)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+        self.fig = Figure(figsize=(4, 2.4), dpi=80)
+        FigureCanvasAgg(self.fig)
+        self.ax = self.fig.add_subplot()
+        (self.line,) = self.ax.plot([], [], color="#3f51b5")
+        self.ax.set_xlabel("step")
+        self.ax.set_ylabel("objective (mean activation)")
+        self.fig.subplots_adjust(left=0.2, right=0.96, top=0.95, bottom=0.2)
+
+    def save(self, curve: np.ndarray, path: Path) -> None:
+        y = np.nan_to_num(np.asarray(curve, np.float64))
+        self.line.set_data(np.arange(len(y)), y)
+        self.ax.relim()
+        self.ax.autoscale_view()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fig.savefig(path, dpi=80)
+
+
+_CURVE: list[_CurvePlot] = []
+
+
+def _loss_plot(curve: np.ndarray, path: Path) -> None:
+    if not _CURVE:
+        _CURVE.append(_CurvePlot())
+    _CURVE[0].save(curve, path)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -139,10 +139,11 @@ def _from_meta(meta: dict, arrays: dict[str, np.ndarray]) -> ModelInfo:
 
 def model_info(spec: str, backend: str, precision: str, cache: RenderCache | None, device: str | None = None,
                loader: Any = None) -> ModelInfo:  # fmt: skip
-    """The model's :class:`ModelInfo`, from the cache or by loading it once (on ``device``).
+    """The model's :class:`ModelInfo`, from the cache or by loading it once.
 
-    ``loader(spec, backend, device, precision)`` loads the model (default: ``featgen.load_model``); the
-    local executor passes its ``Renderer.model`` so the model loaded here is the one it renders with.
+    ``loader(spec, backend, device, precision)`` loads the model (default: ``featgen.load_model`` on the
+    CPU); the local executor passes its ``Renderer.model``, so the model loaded here on ``device`` is
+    the one it renders with.
     """
     key = _info_key(spec, backend, precision)
     if cache is not None:
@@ -150,10 +151,10 @@ def model_info(spec: str, backend: str, precision: str, cache: RenderCache | Non
         arrays = cache.get(key) if meta is not None else None
         if meta is not None and arrays is not None and meta.get("kind") == MODEL_INFO_VERSION:
             return _from_meta(meta, arrays)
-    if loader is None:
+    if loader is None:  # layer shapes do not depend on the device: the CPU is always there (a Ray driver)
         from ..models import load_model
 
-        model = load_model(spec, backend=backend, device=None if device in (None, "auto") else device, precision=precision)
+        model = load_model(spec, backend=backend, device="cpu", precision=precision)
     else:
         model = loader(spec, backend, device, precision)
     info, meta = _load_info(spec, backend, precision, model)

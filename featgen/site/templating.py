@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -51,8 +52,10 @@ def title(text: str) -> Markup:
     return Markup(json.dumps(" ".join(re.sub(r"[<>&\"'`\\\x00-\x1f\x7f\x85\u2028\u2029]", " ", text).split()), ensure_ascii=False))
 
 
+@functools.cache
 def env() -> Environment:
-    """The templates' environment: autoescaped, and names made inert for markdown too."""
+    """The templates' environment: autoescaped, and names made inert for markdown too (built once,
+    so each template compiles once)."""
     return Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True, default_for_string=True),
                        finalize=md_text)  # fmt: skip
 
