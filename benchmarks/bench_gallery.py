@@ -244,7 +244,7 @@ def print_gpu(f: dict) -> None:
         hours = f"{p['hours']:.1f} h" if p["hours"] is not None else "not measured"
         print(f"full plan, {p['gallery']:<32} {p['units']:>6} units {p['unit_steps']:>14,} unit-steps  {hours}")
     print(f"projected full plan on one such device (measured galleries): {f['projected_hours_one_gpu']:.1f} h"
-          " (one mid-depth layer per model calibrates all its layers, at the rate after the first job:"
+          " (one layer per model calibrates all its layers, at the rate after the first job:"
           " a rough figure)")  # fmt: skip
     for line in f["skipped"]:
         print(f"skipped: {line}")
