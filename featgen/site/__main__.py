@@ -31,6 +31,24 @@ def _options(args: argparse.Namespace) -> dict:
     return {opt: getattr(args, a) for a, opt in names.items() if getattr(args, a, None) is not None}
 
 
+# --- the ray executor's flow control and shared cache, and its options' check ----------------------------
+RAY_ONLY = ("address", "workers", "gpus_per_worker", "max_in_flight", "shared_cache")
+
+
+def _ray_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-in-flight", type=int, default=None, help="ray: jobs queued on each worker at once (default 2)")
+    p.add_argument("--shared-cache", action="store_true", default=None,
+                   help="ray: workers write entries into --cache themselves (a folder every node sees at that path)")
+
+
+def _ray_options(args: argparse.Namespace) -> dict:
+    """The ray executor's own options that were given; one line if they come without ``--executor ray``."""
+    given = [a for a in RAY_ONLY if getattr(args, a, None) is not None]
+    if given and getattr(args, "executor", "local") != "ray":
+        raise FeatgenError(f"--{given[0].replace('_', '-')} is an option of the ray executor: add --executor ray.")
+    return {a: getattr(args, a) for a in ("max_in_flight", "shared_cache") if getattr(args, a, None) is not None}
+
+
 def _plan(args: argparse.Namespace) -> int:
     from .cache import RenderCache
     from .plan import plan
@@ -73,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         _common(sp)
     for sp in (b, r):
         _executor(sp)
+        _ray_executor(sp)
     for sp in (b, g):
         sp.add_argument("--docs", default="docs", help="the docs folder (pages go to DOCS/galleries)")
     b.add_argument("--renders-only", action="store_true", help="the same as the render command")
@@ -90,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print("featgen changed since the tutorials last ran: they will re-run")
         stats = build(args.profile, docs=getattr(args, "docs", "docs"), cache_dir=args.cache, device=args.device,
                       pages=pages, render=render, config=args.config, chunk=args.chunk,
-                      executor=getattr(args, "executor", "local"), **(_options(args) if render else {}))  # fmt: skip
+                      executor=getattr(args, "executor", "local"), **({**_options(args), **_ray_options(args)} if render else {}))  # fmt: skip
         for entry in stats["corrupt"]:
             print(f"corrupt cache entry re-rendered: {entry}")
         what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
