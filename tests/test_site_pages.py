@@ -159,10 +159,12 @@ def _naive_on_valid_image(model, layer, units, size, monkeypatch):
     naive = featgen.visualize(model, layer, units=units, method="naive", size=size, steps=30, progress=False)
     monkeypatch.setattr(render_mod, "deprocess", keep)
     be, name = model.backend, model.resolve_layer(layer)
-    o = objectives.channel(name, units)
+    o = objectives.channel(name, units, border=2)  # the naive objective: no 2-pixel border
     with be.no_grad():
         out = be.forward(model, be.asarray(np.clip(raw["x"], 0, 1).astype(np.float32)), capture=o.layers)
         valid = be.to_numpy(o(be, out.activations, out.logits))
+    # what the gallery shows as "naive, final on its image clipped to [0, 1]" is that same number
+    np.testing.assert_allclose(naive.valid_final_activation, valid, rtol=1e-4, atol=1e-4)
     return naive.final_activation, valid
 
 

@@ -152,6 +152,8 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
         if naive is not None:
             save_image(naive["images"][i], udir / "naive.png")
             stat.update(naive_start=float(naive["start"][i]), naive_final=float(naive["final"][i]))
+            if "valid_final" in naive:
+                stat["naive_valid_final"] = float(naive["valid_final"][i])
         if neg is not None:  # its objective is minus the unit: the unit's activation is minus the objective
             save_image(neg["images"][i], udir / "negative.png")
             stat.update(negative_start=-float(neg["start"][i]), negative_final=-float(neg["final"][i]))
@@ -170,6 +172,7 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
         ctx = {
             "model": lp.model, "backend": lp.backend, "layer": lp.layer, "unit": u, "shape": lp.info.shape,
             "start": stat["start"], "final": stat["final"], "naive_final": stat.get("naive_final"),
+            **({"naive_valid_final": stat["naive_valid_final"]} if "naive_valid_final" in stat else {}),
             "naive": naive is not None, "negative": neg is not None, "diversity": k, "examples": examples,
             "kernel": kernels is not None, "photos": photos if strip else [],
             "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,

@@ -107,12 +107,15 @@ class Renderer:
             kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
         r = visualize(model, native, units=units, method=o["method"], objective=objective, progress=False,
                       batch_size=o.get("batch_size"), **kw)  # fmt: skip
-        return {
+        out = {
             "images": to_uint8(r.images),
             "start": np.asarray(r.start_activation, np.float32),
             "final": np.asarray(r.final_activation, np.float32),
             "losses": np.asarray(r.losses, np.float32),
         }
+        if r.valid_final_activation is not None:
+            out["valid_final"] = np.asarray(r.valid_final_activation, np.float32)
+        return out
 
     def _photo_list(self, names: tuple[str, ...], size: int) -> list[np.ndarray]:
         key = (names, size)

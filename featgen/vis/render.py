@@ -45,6 +45,9 @@ class Render:
     intermediate: dict[int, np.ndarray] = field(default_factory=dict)
     alpha: np.ndarray | None = None  # MACO transparency maps (N, H, W) in [0, 1]
     nan_events: list[tuple[int, int]] = field(default_factory=list)  # (unit, step)
+    # naive methods: the objective on the final image clipped to [0, 1]. Naive ascent never clips
+    # while it runs, so ``final_activation`` can be several times what any real image reaches.
+    valid_final_activation: np.ndarray | None = None
 
     def summary(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per unit."""
@@ -184,6 +187,8 @@ def _render_batch(be, model, objective: obj.Objective, units: list[int], occ: li
         with be.no_grad():
             final = p.image_fn(traces[0].tensor)
     final_act = _evaluate(be, model, objective, final)
+    naive = method in ("naive", "octaves")
+    valid_act = _evaluate(be, model, objective, be.clip(final, 0.0, 1.0)) if naive else None
     # the end: everything comes to the host here, once
     raw = be.to_numpy(final)
     values = np.concatenate([be.to_numpy(t.values) for t in traces], axis=1)
@@ -192,7 +197,6 @@ def _render_batch(be, model, objective: obj.Objective, units: list[int], occ: li
     if traces[0].alpha is not None:
         alpha = be.to_numpy(traces[0].alpha)
         alpha = alpha / np.maximum(alpha.reshape(len(units), -1).max(axis=1)[:, None, None], 1e-12)
-    naive = method in ("naive", "octaves")
     inter = {k: (deprocess(v) if naive else v) for t in traces for k, v in t.intermediate.items()}
     steps_bad, rows_bad = np.nonzero(~ok.T)
     return Render(
@@ -207,6 +211,7 @@ def _render_batch(be, model, objective: obj.Objective, units: list[int], occ: li
         intermediate=inter,
         alpha=alpha,
         nan_events=[(int(units[i]), int(s)) for s, i in zip(steps_bad, rows_bad)],
+        valid_final_activation=None if valid_act is None else be.to_numpy(valid_act),
     )
 
 
@@ -305,6 +310,7 @@ def visualize(
         intermediate={k: np.concatenate([p.intermediate[k] for p in parts]) for k in inter_keys},
         alpha=np.concatenate([p.alpha for p in parts]) if method == "maco" else None,
         nan_events=nans,
+        valid_final_activation=np.concatenate([p.valid_final_activation for p in parts]) if naive else None,
     )
 
 
