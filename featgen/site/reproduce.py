@@ -11,6 +11,7 @@ alone gives the bytes it got in a batch.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from typing import Any
 
@@ -59,13 +60,14 @@ def python_call(settings: dict[str, Any], units: list[int] | int, out: str = "un
     return "\n".join(lines)
 
 
-def _render_options() -> set[str]:
+@functools.cache
+def _render_options() -> frozenset[str]:
     """The options ``featgen render`` accepts (read from its parser: the command may grow)."""
-    from ..vis.cli import add_arguments
+    from ..cli.render import add_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_arguments(p)
-    return {o for a in p._actions for o in a.option_strings}
+    return frozenset(o for a in p._actions for o in a.option_strings)
 
 
 def _unit_range(units: list[int] | int) -> str:
