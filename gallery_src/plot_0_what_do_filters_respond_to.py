@@ -19,7 +19,7 @@ call to `featgen.visualize`, and check that both reach the same activation.
 # `backend="tensorflow"` featgen builds it as a Keras model with the layer names of
 # `keras.applications.VGG16`. `model.module` is the plain `keras.Model`; `model.layer_table` lists
 # its layers with their output shapes at the default input size, 224 px.
-# mkdocs_gallery_thumbnail_number = -1
+# mkdocs_gallery_thumbnail_number = 5
 import time
 
 import keras
