@@ -12,12 +12,14 @@ import torch
 from featgen.cli import main
 
 
-class _Creator(torch.nn.Module):
-    """Creates ``target`` when loaded: ``__setstate__`` runs at ``torch.jit.load`` time."""
+class _Exploit(torch.nn.Module):
+    """Writes to ``target`` when loaded (``__setstate__`` runs at ``torch.jit.load`` time): fills
+    8 bytes of a new file, or overwrites the first 6 bytes of an existing one."""
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, overwrite: bool):
         super().__init__()
         self.target = target
+        self.overwrite = overwrite
         self.w = torch.zeros(1)
 
     def forward(self, x):
@@ -25,37 +27,19 @@ class _Creator(torch.nn.Module):
 
     @torch.jit.export
     def __getstate__(self):
-        return (self.w, self.target, self.training)
+        return (self.w, self.target, self.overwrite, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: tuple[torch.Tensor, str, bool]):
+    def __setstate__(self, state: tuple[torch.Tensor, str, bool, bool]):
         self.target = state[1]
-        self.training = state[2]
+        self.overwrite = state[2]
+        self.training = state[3]
         # kept in an attribute: the TorchScript optimizer drops writes whose result is unused
-        self.w = torch.from_file(self.target, shared=True, size=8, dtype=torch.uint8).fill_(65).float()
-
-
-class _Overwriter(torch.nn.Module):
-    """Overwrites the first bytes of ``target`` when loaded."""
-
-    def __init__(self, target: str):
-        super().__init__()
-        self.target = target
-        self.w = torch.zeros(1)
-
-    def forward(self, x):
-        return x
-
-    @torch.jit.export
-    def __getstate__(self):
-        return (self.w, self.target, self.training)
-
-    @torch.jit.export
-    def __setstate__(self, state: tuple[torch.Tensor, str, bool]):
-        self.target = state[1]
-        self.training = state[2]
-        payload = torch.full([6], 88, dtype=torch.uint8)
-        self.w = torch.from_file(self.target, shared=True, size=6, dtype=torch.uint8).copy_(payload).float()
+        if self.overwrite:
+            payload = torch.full([6], 88, dtype=torch.uint8)
+            self.w = torch.from_file(self.target, shared=True, size=6, dtype=torch.uint8).copy_(payload).float()
+        else:
+            self.w = torch.from_file(self.target, shared=True, size=8, dtype=torch.uint8).fill_(65).float()
 
 
 USER_DATA = b"precious user data\n"
@@ -64,7 +48,7 @@ USER_DATA = b"precious user data\n"
 def _exploit(tmp_path, kind: str):
     """(model file, victim path, the victim's state before loading): a file shown to write when loaded."""
     victim = tmp_path / ("created.bin" if kind == "create" else "user.txt")
-    module = torch.jit.script((_Creator if kind == "create" else _Overwriter)(str(victim)))
+    module = torch.jit.script(_Exploit(str(victim), overwrite=kind == "overwrite"))
     evil = tmp_path / f"{kind}.pt"
     module.save(str(evil))
 

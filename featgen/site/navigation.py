@@ -27,11 +27,6 @@ def layer_nav(layers: Sequence[str], current: str) -> dict[str, Any]:
     return {"prev_layer": prev, "next_layer": nxt, "strip": layer_strip(layers, current)}
 
 
-def thumbnails(units: Sequence[dict[str, Any]], n: int = 8) -> list[dict[str, Any]]:
-    """The first ``n`` units of a layer for a thumbnail row: ``unit`` and, when known, ``verdict``."""
-    return [{"unit": u["unit"], "verdict": u.get("verdict")} for u in list(units)[:n]]
-
-
 def image_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two images' pixels (any shape, same size); nan if either is flat."""
     x = np.asarray(a, np.float64).ravel()

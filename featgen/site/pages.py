@@ -26,7 +26,7 @@ from ..images import grid, load_image, save_image
 from .cache import RenderCache
 from .examples import jpeg_at
 from .jobs import RenderJob
-from .navigation import compare_units, layer_nav, shared_layers
+from .navigation import compare_units, layer_nav, shared_layers, unit_links
 from .plan import LayerPlan, ModelInfo, Plan
 from .reproduce import reproduction
 from .templating import slug, write_page
@@ -131,9 +131,9 @@ def _reproducible(lp: LayerPlan) -> dict[str, Any]:
 
 def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, photos: list[str],
                 rerender: Callable | None = None, stats: PageStats | None = None,
-                layer_names: list[str] | None = None) -> tuple[dict[str, Any], np.ndarray]:  # fmt: skip
+                layer_names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Write one layer's unit pages from the cache; return the layer page's context (the page itself
-    is written once the torch | TensorFlow pairs are known) and the regularized images."""
+    is written once the torch | TensorFlow pairs are known)."""
     from ..maps import kernel_tiles
 
     stats = stats or PageStats()
@@ -175,7 +175,7 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
             **({"naive_valid_final": stat["naive_valid_final"]} if "naive_valid_final" in stat else {}),
             "naive": naive is not None, "negative": neg is not None, "diversity": k, "examples": examples,
             "kernel": kernels is not None, "photos": photos if strip else [],
-            "prev": units[i - 1] if i else None, "next": units[i + 1] if i + 1 < len(units) else None,
+            **unit_links(units, u),
             "steps": g.steps, "size": g.size, "naive_steps": g.naive_steps, "stats": stat,
         }  # fmt: skip
         if naive is not None:  # the verdict compares the render with naive ascent
@@ -190,7 +190,7 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
             "reproduce": reproduction(_reproducible(lp), units, out="grid.png")}  # fmt: skip
     stats.layers += 1
     stats.units += len(units)
-    return lctx, reg["images"]
+    return lctx
 
 
 def write_compare_pages(root: Path, galleries: dict[str, list[dict[str, Any]]]) -> None:
@@ -270,7 +270,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             layers_ctx = []
             for lp in layers:
                 layer_dir = staging / slug(model) / slug(backend) / slug(lp.layer)
-                lctx, _ = write_layer(lp, info, cache, layer_dir, photos, rerender, stats, names)
+                lctx = write_layer(lp, info, cache, layer_dir, photos, rerender, stats, names)
                 layers_ctx.append(lctx)
                 layer_dirs.append((layer_dir, lctx))
             inverse = {native: alias for alias, native in info.aliases.items()}

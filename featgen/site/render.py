@@ -101,7 +101,7 @@ class Renderer:
         elif job.view == "diversity":
             k = int(o["diversity"])
             units = [u for u in job.units for _ in range(k)]
-            objective = objectives.channel(native, units) + DIVERSITY_WEIGHT * _diversity(objectives, native, units)
+            objective = objectives.channel(native, units) + DIVERSITY_WEIGHT * objectives.diversity(native, groups=units)
         kw = {name: o[name] for name in ("size", "steps", "seed", "lr") if name in o}
         if o.get("method") != "naive":
             kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
@@ -153,14 +153,3 @@ class Renderer:
                 raise FeatgenError(f"the examples ({o['examples']}) changed since the plan was made: run the build again.")
             out.update(scan(model, o["layer"], job.units, photos, int(o["top"]), int(o["crop"])))
         return out
-
-
-def _diversity(objectives, layer: str, units: list[int]):
-    """The diversity term, per unit group when the engine supports groups (so many units batch)."""
-    import inspect
-
-    if "groups" in inspect.signature(objectives.diversity).parameters:
-        return objectives.diversity(layer, groups=units)
-    if len(set(units)) > 1:
-        raise FeatgenError("this featgen version renders diversity one unit per job: set chunk to 1 for diversity.")
-    return objectives.diversity(layer)
