@@ -25,7 +25,7 @@ from .loop import Config, Randomness, draw, run
 from .transforms import TransformStack, get_transforms
 
 METHODS = ("naive", "octaves", "regularized", "maco")
-ALGORITHM_VERSION = "vis-3"  # bump when a change alters rendered pixels (render caches key on it)
+ALGORITHM_VERSION = "vis-4"  # bump when a change alters rendered pixels (render caches key on it)
 REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
 MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
