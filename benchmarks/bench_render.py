@@ -56,7 +56,7 @@ def lucent_model(model):
                 x = x.flip(1)
             return self.net((x - self.mean) / self.std)
 
-    return Normalized(model.module).eval()
+    return Normalized(model.module).to(next(model.module.parameters()).device).eval()
 
 
 def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, side: int):

@@ -24,6 +24,9 @@ def pytest_configure(config):
         if not torch.cuda.is_available():
             raise pytest.UsageError(f"--device {device}: torch sees no CUDA GPU here.")
         torch.use_deterministic_algorithms(True)
+        # references are compared at float32 tolerances: TF32 convolutions would round to 10 bits
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.benchmark = False
 
 

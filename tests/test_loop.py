@@ -102,3 +102,26 @@ def test_bfloat16_runs_the_network_only_and_keeps_the_verified_tail():
     r = visualize(model, LAYER, units=[0], size=32, steps=6, progress=False)
     assert r.settings["precision"] == "bfloat16" and r.images.dtype == np.float32
     assert r.final_activation[0] > r.start_activation[0]
+
+
+@pytest.mark.parametrize("padding", ["zeros", "reflection", "border"])
+def test_row_gather_warp_equals_grid_sample_with_its_gradient(padding):
+    """The warp used under deterministic algorithms on CUDA (four row gathers) is grid_sample."""
+    import torch
+    import torch.nn.functional as F
+
+    from featgen.backends.torch import _sample_rows
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 20, 24, 3, dtype=torch.float64, generator=gen).requires_grad_(True)
+    theta = torch.tensor([[1.3, 0.4, 0.3], [-0.3, 1.2, -0.4]], dtype=torch.float64).repeat(3, 1, 1)
+    theta[1] *= 0.7  # one image shrinks, so its samples land outside the input too
+    grid = F.affine_grid(theta, [3, 3, 17, 19], align_corners=False)
+    upstream = torch.rand(3, 17, 19, 3, dtype=torch.float64, generator=gen)
+    want = F.grid_sample(x.permute(0, 3, 1, 2), grid, padding_mode=padding, align_corners=False).permute(0, 2, 3, 1)
+    got = _sample_rows(x, grid, padding)
+    (grad_want,) = torch.autograd.grad(want, x, upstream)
+    (grad_got,) = torch.autograd.grad(got, x, upstream)
+    assert (want - got).abs().max() < 1e-12
+    assert (grad_want - grad_got).abs().max() < 1e-12
+    assert grad_got.abs().sum() > 0

@@ -158,6 +158,8 @@ def test_fused_transform_matrix_is_identity_without_randomness(lite0):
 def test_final_activation_not_below_lucent(lite0):
     """Same model, layer, channels, size and steps: featgen reaches at least Lucent's activation."""
     pytest.importorskip("lucent", reason="torch-lucent is installed by the nox test session")
+    import copy
+
     import torch
 
     from featgen.backends.torchvision_compat import import_torchvision
@@ -174,7 +176,7 @@ def test_final_activation_not_below_lucent(lite0):
         def forward(self, x):
             return self.net((x - 0.5) / 0.5)
 
-    net = Normalized(lite0.module).eval()
+    net = Normalized(copy.deepcopy(lite0.module)).eval()  # Lucent leaves a hook on every module it sees
     units, size, steps = [0, 1, 2, 3], 64, 16
     obj = lobj.channel("net_blocks_4", units[0], batch=0)
     for i, u in enumerate(units[1:], start=1):

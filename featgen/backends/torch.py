@@ -115,6 +115,42 @@ def _fold_batchnorms(head: nn.Module) -> nn.Module:
     return folded
 
 
+def _reflect(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """grid_sample's reflection (align_corners=False): mirror about -0.5 and size - 0.5."""
+    c = (coord + 0.5).abs()
+    flips = torch.floor(c / size)
+    extra = c - flips * size
+    return torch.where(flips.remainder(2) == 0, extra - 0.5, size - extra - 0.5)
+
+
+def _sample_rows(x: torch.Tensor, grid: torch.Tensor, padding: str) -> torch.Tensor:
+    """``F.grid_sample`` (bilinear, align_corners=False) on NHWC ``x`` as four row gathers.
+
+    Each output pixel is a weighted sum of four input pixels picked with ``index_select`` on the
+    ``(N·H·W, C)`` view, whose backward (``index_add_``) has a deterministic CUDA implementation;
+    grid_sample's backward does not. Used when deterministic algorithms are on."""
+    n, h, w, c = x.shape
+    ho, wo = grid.shape[1:3]
+    ix = ((grid[..., 0] + 1) * w - 1) / 2
+    iy = ((grid[..., 1] + 1) * h - 1) / 2
+    if padding == "reflection":
+        ix, iy = _reflect(ix, w), _reflect(iy, h)
+    if padding != "zeros":
+        ix, iy = ix.clamp(0, w - 1), iy.clamp(0, h - 1)
+    x0, y0 = ix.floor(), iy.floor()
+    fx, fy = ix - x0, iy - y0
+    rows = x.reshape(n * h * w, c)
+    base = (torch.arange(n, device=x.device) * (h * w)).view(n, 1, 1)
+    out = x.new_zeros(n, ho, wo, c)
+    for yy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
+        for xx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
+            inside = (xx >= 0) & (xx <= w - 1) & (yy >= 0) & (yy <= h - 1)
+            idx = base + (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long()
+            weight = (wx * wy * inside).unsqueeze(-1)
+            out = out + rows.index_select(0, idx.reshape(-1)).reshape(n, ho, wo, c) * weight
+    return out
+
+
 class TorchBackend:
     """Backend primitives on PyTorch."""
 
@@ -240,6 +276,8 @@ class TorchBackend:
         theta = torch.cat([theta_a, theta_b[..., None]], dim=2).expand(n, 2, 3)
         grid = F.affine_grid(theta, [n, x.shape[3], h_out, w_out], align_corners=False)
         pad = {"reflect": "reflection", "zeros": "zeros", "border": "border"}[mode]
+        if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+            return _sample_rows(x, grid, pad)  # grid_sample's CUDA backward adds atomically: bytes would vary
         out = F.grid_sample(x.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=pad, align_corners=False)
         return out.permute(0, 2, 3, 1)
 
