@@ -9,8 +9,11 @@ one channel at a time.
 **Equal resolution.** featgen's Lucid stack (pad 12, jitter 8, scale, rotate, jitter 4, no crop)
 feeds the network ``size + 24 - 7 - 3`` px (142 px for 128). Lucent, left alone, upsamples every
 image under 224 px to 224 px; with ``fixed_image_size`` it resizes its transformed image to that
-size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on the network
-records what each run actually feeds it; the script stops if the two differ.
+size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on each
+network's first convolution records what every run feeds it; the script stops unless every run
+optimizes at that side and none feeds more (featgen also scores the untransformed image before and
+after). Lucent renders on a copy of the model, and its hooks are removed after every call: left
+alone, ``render_vis`` keeps a hook on every module, holding that module's last output.
 
 Printed per run: seconds, unit-steps per second, the mean final activation of the images (all
 measured by the same featgen forward pass at the render size), activation reached per second of
@@ -26,6 +29,7 @@ Runs are interleaved and repeated (``--repeat``); the table shows the median tim
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import statistics
 import time
@@ -56,7 +60,8 @@ def lucent_model(model):
                 x = x.flip(1)
             return self.net((x - self.mean) / self.std)
 
-    return Normalized(model.module).to(next(model.module.parameters()).device).eval()
+    # a copy: Lucent hooks the modules it renders with, and featgen's runs must not meet those hooks
+    return Normalized(copy.deepcopy(model.module)).to(next(model.module.parameters()).device).eval()
 
 
 def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, side: int):
@@ -64,13 +69,20 @@ def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, sid
 
     lname = "net_" + layer.replace(".", "_")
     kw = dict(thresholds=(steps,), show_image=False, progress=False, preprocess=False, fixed_image_size=side)
+
+    def render_once(obj, param_f):
+        try:
+            return render.render_vis(net, obj, param_f, **kw)
+        finally:  # render_vis leaves a forward hook on every module, holding its last output
+            for m in net.modules():
+                m._forward_hooks.clear()
+
     if batched:
         obj = objectives.channel(lname, units[0], batch=0)
         for i, u in enumerate(units[1:], start=1):
             obj = obj + objectives.channel(lname, u, batch=i)
-        return np.concatenate(render.render_vis(net, obj, lambda: param.image(size, batch=len(units)), **kw))
-    return np.concatenate([render.render_vis(net, objectives.channel(lname, u), lambda: param.image(size), **kw)[0]
-                           for u in units])  # fmt: skip
+        return np.concatenate(render_once(obj, lambda: param.image(size, batch=len(units))))
+    return np.concatenate([render_once(objectives.channel(lname, u), lambda: param.image(size))[0] for u in units])
 
 
 def channel_means(model, layer: str, images: np.ndarray, units) -> np.ndarray:
@@ -85,12 +97,14 @@ def channel_means(model, layer: str, images: np.ndarray, units) -> np.ndarray:
 class Probe:
     """Counts device-to-host reads on torch tensors, and records the network's input sides."""
 
-    def __init__(self, module):
+    def __init__(self, modules):
         import torch
 
         self.torch, self.reads, self.sides = torch, 0, set()
         self.originals = {name: getattr(torch.Tensor, name) for name in READS}
-        module.register_forward_pre_hook(lambda _m, args: self.sides.add(tuple(args[0].shape[-2:])))
+        for module in modules:  # the first convolution of each network that runs
+            first = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+            first.register_forward_pre_hook(lambda _m, args: self.sides.add(tuple(args[0].shape[-2:])))
 
     def __enter__(self):
         for name, original in self.originals.items():
@@ -116,7 +130,9 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
     tname = model.resolve_layer(layer)  # VGG16-HED's Keras name → its torch module
     units = list(range(args.units))
     net = lucent_model(model)
-    probe = Probe(model.module)
+    # featgen runs the modules up to the layer as one chain, with BatchNorms folded (a copy of them)
+    head = model.backend._head(model, tname) or model.module
+    probe = Probe([head, net])
     side = PRESETS["lucid"].out_size(args.size)  # what featgen's stack feeds the network
     runs = {
         "featgen torch": lambda n, s: featgen.visualize(model, tname, units=units[:n], size=args.size, steps=s,
@@ -138,7 +154,9 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
         reads[run_name] = "n/a" if "keras" in run_name else probe.reads
         sides[run_name] = set(probe.sides)
     torch_sides = {r: s for r, s in sides.items() if "keras" not in r}
-    if len(set().union(*torch_sides.values())) != 1:
+    # every run optimizes at featgen's network input; featgen also scores the untransformed image
+    # (size px) before and after, and nothing may be larger (Lucent's default would be 224 px)
+    if any((side, side) not in s or max(s) != (side, side) for s in torch_sides.values()):
         raise SystemExit(f"unequal network inputs: {torch_sides}")
     times: dict[str, list[float]] = {r: [] for r in runs}
     acts = {}
@@ -158,7 +176,7 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
         a = acts[run_name]
         rows.append((key, tname, run_name, dt, work / dt, float(a.mean()), float(a.mean()) * len(units) / dt,
                      reads[run_name], a))  # fmt: skip
-    print(f"\n{name} {tname}: network input {sorted(set().union(*torch_sides.values()))[0]} px for every torch run")
+    print(f"\n{name} {tname}: network inputs {torch_sides}")
     return rows
 
 
