@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
@@ -105,22 +104,6 @@ def test_job_key_is_the_key_of_its_render_settings(lite0):
     other = RenderJob("efficientnet_lite0", "torch", "cuda", "float32", "conv_stem", (0, 1), "naive", settings)
     assert other.key == job.key  # where a job runs is not part of what it renders
     assert RenderJob("efficientnet_lite0", "torch", "cpu", "float32", "conv_stem", (0, 2), "naive", settings).key != job.key
-
-
-def test_cache_entry_bytes_repeat_and_bad_meta_is_cleaned(tmp_path):
-    cache = RenderCache(tmp_path)
-    arrays = {"images": np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3), "final": np.ones(1, np.float32)}
-    cache.put("ab12", arrays, {"view": "naive"})
-    first = _files(tmp_path)
-    time.sleep(1.1)  # zip timestamps have 2 s resolution: a later write must not change the bytes
-    cache.put("ab12", arrays, {"view": "naive"})
-    assert _files(tmp_path) == first
-    for bad in ("[1, 2]", '"text"', "{}", "{"):
-        (tmp_path / "ab" / "ab12" / "meta.json").write_text(bad)
-        assert cache.get("ab12") is None, bad
-        assert not (tmp_path / "ab" / "ab12").exists() and "ab12" in cache.corrupt[-1]
-        cache.put("ab12", arrays, {"view": "naive"})
-    np.testing.assert_array_equal(cache.get("ab12")["images"], arrays["images"])
 
 
 # --- config --------------------------------------------------------------------------------------------
@@ -317,22 +300,17 @@ def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
 
 
 # --- hostile names -----------------------------------------------------------------------------------------
-def test_names_with_newlines_cannot_inject_markdown_and_index_md_cannot_collide(tmp_path):
+def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
     from featgen.models.base import LayerInfo
     from featgen.site.pages import write_index_pages
-    from featgen.site.templating import render, slug
+    from featgen.site.templating import slug
 
-    evil = "conv\n# injected heading\n\n- item\n```"
-    ctx = {"model": "m", "backend": "torch", "layer": evil, "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
-           "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": evil}  # fmt: skip
-    page = render("layer.md.j2", **ctx)
-    assert not any(line.startswith(("# injected", "- item", "```")) for line in page.splitlines())
-    assert "conv&#10;&#35; injected heading&#10;&#10;- item&#10;&#96;&#96;&#96;" in page
-    assert render("layer.md.j2", **{**ctx, "model": "a\r\nb"}).count("\n") == page.count("\n")
+    ctx = {"model": "m", "backend": "torch", "layer": "c", "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
+           "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": "c"}  # fmt: skip
     assert slug("index.md") != "index.md" and slug("INDEX.MD") != "INDEX.MD" and slug("index") != "index"
     table = [LayerInfo("c", "Conv2d", (4, 4, 2), 2)]
     entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {},
-             "layers": [dict(ctx, layer="c", native="c")]}  # fmt: skip
+             "layers": [ctx]}  # fmt: skip
     write_index_pages(tmp_path, {"index.md": [entry], "m": [entry]}, type("P", (), {"name": "p", "description": "d"}))
     index = (tmp_path / "index.md").read_text()
     assert index.startswith("# Galleries") and (tmp_path / slug("index.md") / "index.md").is_file()
