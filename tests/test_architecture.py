@@ -29,6 +29,7 @@ def test_import_featgen_imports_no_framework():
     [("torch", {"torch"}, {"tensorflow", "keras"}),
      pytest.param("tensorflow", {"tensorflow", "keras"}, {"torch"}, marks=pytest.mark.tensorflow)],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_model_imports_only_its_own_framework(backend, used, unused):
     mods = _modules_after(f"import featgen; m = featgen.load_model('efficientnet_lite0', backend='{backend}'); m.layer_table")
     assert used <= mods and not unused & mods, (used & mods, unused & mods)
@@ -55,6 +56,7 @@ def test_exactly_one_copy_of_the_torchvision_fix():
     assert hits == ["featgen/backends/torchvision_compat.py"]
 
 
+@pytest.mark.slow
 def test_torchvision_and_timm_import_through_the_helper():
     code = (
         "from featgen.backends.torchvision_compat import import_torchvision\n"

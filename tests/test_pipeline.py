@@ -107,6 +107,7 @@ def test_job_key_is_the_key_of_its_render_settings(lite0):
 
 
 # --- config --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_config_one_line_each_before_any_render(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("""
@@ -130,6 +131,7 @@ profiles:
     assert not (tmp_path / "cache").exists()  # nothing loaded, nothing rendered
 
 
+@pytest.mark.slow
 def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path):
     from featgen.site.executors import run_jobs
     from featgen.site.plan import plan
@@ -176,6 +178,7 @@ def _run_without_frameworks(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("command", ["pages", "build"])
+@pytest.mark.slow
 def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled, tmp_path, command):
     root, config = filled
     cache = tmp_path / "elsewhere" / "cache"
@@ -192,6 +195,7 @@ def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled
     assert "diversity-1.png" in unit and "kernel.png" in unit
 
 
+@pytest.mark.slow
 def test_pages_say_which_render_is_missing(filled, tmp_path):
     root, config = filled
     cache = tmp_path / "cache"
@@ -210,6 +214,7 @@ def _entries(cache: Path, keys: list[str]) -> list[str]:
     return [k for k in keys if (cache / "renders" / k[:2] / k / "meta.json").exists()]
 
 
+@pytest.mark.slow
 def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(tmp_path):
     config = _config(tmp_path, chunk=1, units=4, views="[regularized, naive]")
     clean, killed = tmp_path / "clean", tmp_path / "killed"
@@ -237,6 +242,7 @@ def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(tmp_path)
 
 
 # --- locks, unusable caches, Ctrl-C ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_held_lock_stops_a_second_build_with_one_line(filled, tmp_path):
     root, config = filled
     cache = tmp_path / "cache"
@@ -248,6 +254,7 @@ def test_a_held_lock_stops_a_second_build_with_one_line(filled, tmp_path):
     assert _site("build", *_args(config, cache, tmp_path / "docs")).returncode == 0  # released
 
 
+@pytest.mark.slow
 def test_two_builds_at_once_leave_a_complete_site(filled, tmp_path):
     root, config = filled
     cache, docs = tmp_path / "cache", tmp_path / "docs"
@@ -263,6 +270,7 @@ def test_two_builds_at_once_leave_a_complete_site(filled, tmp_path):
     assert not list(docs.glob(".galleries*"))  # no staging or old tree left
 
 
+@pytest.mark.slow
 def test_unusable_cache_gives_one_line(tmp_path):
     config = _config(tmp_path)
     (tmp_path / "file").write_text("not a folder")
@@ -281,6 +289,7 @@ def test_unusable_cache_gives_one_line(tmp_path):
     assert len(res.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
     config = _config(tmp_path, chunk=1, units=6, views="[regularized, naive]")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
@@ -318,6 +327,7 @@ def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
 
 
 # --- plan and estimate ---------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
     from featgen.site.plan import parse_device, plan
 
@@ -335,6 +345,7 @@ def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
     assert {j.key for j in p.jobs} == set(_job_keys(config, root / "cache"))  # the device is not in the key
 
 
+@pytest.mark.slow
 def test_estimate_projects_the_plan_from_a_calibration(tmp_path):
     config = _config(tmp_path, chunk=2, units=4, views="[regularized]")
     res = _site("plan", *_args(config, tmp_path / "cache"), "--estimate", "--device", "cpu", check=True)

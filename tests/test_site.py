@@ -171,6 +171,7 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
     assert not (gallery / "plot_a.py.md5").exists()
 
 
+@pytest.mark.slow
 def test_full_profile_plan_counts_every_conv_layer(tmp_path):
     from featgen.site.plan import plan
 
@@ -255,6 +256,7 @@ def _mkdocs(project, tail: str):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_failing_tutorial_fails_the_build_names_its_line_and_leaves_no_page(tmp_path):
     pytest.importorskip("mkdocs_gallery")
     from pathlib import Path
