@@ -36,19 +36,19 @@ def reference(lite0):
     return run
 
 
-def eigencam_reference_with_fixed_sign(lite0, image, layer, theirs):
+def eigencam_reference_with_fixed_sign(lite0, image, layer, theirs, size):
     """Deliberate difference: an SVD's sign is arbitrary, and pytorch-grad-cam keeps whatever it gets,
     so its EigenCAM is sometimes the ReLU of the negated component (an empty or inverted map). We
     flip the component to correlate with the activation mean. The reference, sign-fixed the same way:"""
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-    acts = featgen.activations(lite0, image, layer)
+    acts = featgen.activations(lite0, image, layer, size=size)
     proj = get_2d_projection(np.transpose(acts, (2, 0, 1))[None])[0]
     mean = acts.mean(-1)
     if ((proj - proj.mean()) * (mean - mean.mean())).sum() < 0:
         proj = -proj
-    fixed = scale_cam_image(np.maximum(proj, 0)[None], (224, 224))[0]
+    fixed = scale_cam_image(np.maximum(proj, 0)[None], (size, size))[0]
     assert corr(fixed, theirs) >= 0.99 or np.allclose(theirs, 0) or corr(fixed, theirs) < 0  # same, or sign-flipped
     return fixed
 
@@ -62,13 +62,13 @@ def corr(a, b):
 @pytest.mark.parametrize("layer", ["bn2", "blocks.5"])
 @pytest.mark.parametrize("target", [285, 967])
 def test_gradient_methods_match_pytorch_grad_cam(lite0, reference, photo, layer, target):
-    image = featgen.sample_image(photo)
+    image, size = featgen.sample_image(photo), 160  # bn2 is 5 x 5 at 160 px, blocks.5 10 x 10
     for ref_name, ours in REFERENCE.items():
-        theirs = reference(ref_name, image, layer, target)
+        theirs = reference(ref_name, image, layer, target, size=size)
         if ref_name == "EigenCAM":
-            theirs = eigencam_reference_with_fixed_sign(lite0, image, layer, theirs)
-        mine = featgen.cam(lite0, image, ours, layer=layer, target=target)[0]
-        assert mine.shape == (224, 224)
+            theirs = eigencam_reference_with_fixed_sign(lite0, image, layer, theirs, size)
+        mine = featgen.cam(lite0, image, ours, layer=layer, target=target, size=size)[0]
+        assert mine.shape == (size, size)
         assert corr(theirs, mine) >= 0.99, (ref_name, photo, layer, target, corr(theirs, mine))
 
 
