@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,9 +24,15 @@ def test_import_featgen_imports_no_framework():
     assert "tensorflow" not in mods and "torch" not in mods and "keras" not in mods
 
 
-def test_torch_model_never_imports_tensorflow():
-    mods = _modules_after("import featgen; featgen.load_model('efficientnet_lite0')")
-    assert "torch" in mods and "tensorflow" not in mods and "keras" not in mods
+@pytest.mark.parametrize(
+    "backend,used,unused",
+    [("torch", {"torch"}, {"tensorflow", "keras"}),
+     pytest.param("tensorflow", {"tensorflow", "keras"}, {"torch"}, marks=pytest.mark.tensorflow)],
+)  # fmt: skip
+@pytest.mark.slow
+def test_a_model_imports_only_its_own_framework(backend, used, unused):
+    mods = _modules_after(f"import featgen; m = featgen.load_model('efficientnet_lite0', backend='{backend}'); m.layer_table")
+    assert used <= mods and not unused & mods, (used & mods, unused & mods)
 
 
 def test_only_backends_and_model_sources_import_frameworks():
@@ -48,6 +56,7 @@ def test_exactly_one_copy_of_the_torchvision_fix():
     assert hits == ["featgen/backends/torchvision_compat.py"]
 
 
+@pytest.mark.slow
 def test_torchvision_and_timm_import_through_the_helper():
     code = (
         "from featgen.backends.torchvision_compat import import_torchvision\n"

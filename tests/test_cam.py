@@ -36,19 +36,19 @@ def reference(lite0):
     return run
 
 
-def eigencam_reference_with_fixed_sign(lite0, image, layer, theirs):
+def eigencam_reference_with_fixed_sign(lite0, image, layer, theirs, size):
     """Deliberate difference: an SVD's sign is arbitrary, and pytorch-grad-cam keeps whatever it gets,
     so its EigenCAM is sometimes the ReLU of the negated component (an empty or inverted map). We
     flip the component to correlate with the activation mean. The reference, sign-fixed the same way:"""
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-    acts = featgen.activations(lite0, image, layer)
+    acts = featgen.activations(lite0, image, layer, size=size)
     proj = get_2d_projection(np.transpose(acts, (2, 0, 1))[None])[0]
     mean = acts.mean(-1)
     if ((proj - proj.mean()) * (mean - mean.mean())).sum() < 0:
         proj = -proj
-    fixed = scale_cam_image(np.maximum(proj, 0)[None], (224, 224))[0]
+    fixed = scale_cam_image(np.maximum(proj, 0)[None], (size, size))[0]
     assert corr(fixed, theirs) >= 0.99 or np.allclose(theirs, 0) or corr(fixed, theirs) < 0  # same, or sign-flipped
     return fixed
 
@@ -62,13 +62,13 @@ def corr(a, b):
 @pytest.mark.parametrize("layer", ["bn2", "blocks.5"])
 @pytest.mark.parametrize("target", [285, 967])
 def test_gradient_methods_match_pytorch_grad_cam(lite0, reference, photo, layer, target):
-    image = featgen.sample_image(photo)
+    image, size = featgen.sample_image(photo), 160  # bn2 is 5 x 5 at 160 px, blocks.5 10 x 10
     for ref_name, ours in REFERENCE.items():
-        theirs = reference(ref_name, image, layer, target)
+        theirs = reference(ref_name, image, layer, target, size=size)
         if ref_name == "EigenCAM":
-            theirs = eigencam_reference_with_fixed_sign(lite0, image, layer, theirs)
-        mine = featgen.cam(lite0, image, ours, layer=layer, target=target)[0]
-        assert mine.shape == (224, 224)
+            theirs = eigencam_reference_with_fixed_sign(lite0, image, layer, theirs, size)
+        mine = featgen.cam(lite0, image, ours, layer=layer, target=target, size=size)[0]
+        assert mine.shape == (size, size)
         assert corr(theirs, mine) >= 0.99, (ref_name, photo, layer, target, corr(theirs, mine))
 
 
@@ -104,16 +104,66 @@ def test_scorecam_matches_reference(lite0, reference, layer, photo, target):
     assert corr(reference("ScoreCAM", image, layer, target), featgen.cam(lite0, image, "scorecam", layer=layer, target=target)) >= 0.99
 
 
+@pytest.fixture(scope="module")
+def ablation_reference(lite0):
+    """pytorch-grad-cam's AblationCAM, given the network from ``layer``'s output on.
+
+    AblationCAM replaces the layer's output and runs the model once per channel; 1.5.7 reruns the
+    whole model for each, so on Lite0's bn2 (1280 channels) it made 1280 full forward passes. The
+    reference's math is the same when its model is the part after the layer (timm's own modules,
+    behind an identity it ablates) and its input the layer's activations, computed once here on the
+    same weights: the channel weights are identical. Its map then comes at the layer's resolution,
+    and pytorch-grad-cam's own ``scale_cam_image`` brings it to the image size, as it does inside."""
+    import torch
+
+    from featgen.backends.torchvision_compat import import_torchvision
+
+    import_torchvision()
+    from pytorch_grad_cam import AblationCAM
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    class After(torch.nn.Module):
+        def __init__(self, net, rest):
+            super().__init__()
+            self.ablated, self.rest, self.net = torch.nn.Identity(), torch.nn.Sequential(*rest), net
+
+        def forward(self, z):
+            return self.net.forward_head(self.rest(self.ablated(z)))
+
+    net = copy.deepcopy(lite0.module)
+    after = {"bn2": After(net, []), "blocks.3": After(net, [*net.blocks[4:], net.conv_head, net.bn2])}
+
+    def run(image, layer, target, size):
+        seen = {}
+
+        def keep(module, inputs, output):
+            seen["z"] = output
+
+        hook = dict(net.named_modules())[layer].register_forward_hook(keep)
+        with torch.no_grad():
+            full = net(lite0.preprocess(image, size).contiguous())
+        hook.remove()
+        model = after[layer].eval()
+        with torch.no_grad():  # the split model is the model: same logits
+            torch.testing.assert_close(model(seen["z"]), full, rtol=1e-4, atol=1e-4)
+        cam = AblationCAM(model=model, target_layers=[model.ablated])(input_tensor=seen["z"].contiguous(),
+                                                                      targets=[ClassifierOutputTarget(target)])  # fmt: skip
+        return scale_cam_image(cam, (size, size))[0]
+
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("photo,target", [("chelsea", 285), ("coffee", 967)])
-def test_ablationcam_matches_reference_on_a_post_relu_layer(lite0, reference, photo, target):
-    image = featgen.sample_image(photo)  # at 128 px: the reference runs the whole model 1280 times
-    theirs = reference("AblationCAM", image, "bn2", target, size=128)
-    assert corr(theirs, featgen.cam(lite0, image, "ablationcam", layer="bn2", target=target, size=128)) >= 0.99
+def test_ablationcam_matches_reference_on_a_post_relu_layer(lite0, ablation_reference, photo, target):
+    image = featgen.sample_image(photo)
+    theirs = ablation_reference(image, "bn2", target, 224)
+    assert corr(theirs, featgen.cam(lite0, image, "ablationcam", layer="bn2", target=target)) >= 0.99
 
 
 @pytest.mark.slow
-def test_ablationcam_zeroes_channels_where_the_reference_uses_minus_1e7(lite0, reference):
+def test_ablationcam_zeroes_channels_where_the_reference_uses_minus_1e7(lite0, ablation_reference):
     """Deliberate difference: on a layer with negative activations (blocks.3, a linear bottleneck)
     pytorch-grad-cam 1.5.7 ablates a channel to min(A) - 1e7 instead of 0, an input far outside what
     the network saw. We zero the channel, as the AblationCAM paper does, so the maps disagree there.
@@ -121,7 +171,7 @@ def test_ablationcam_zeroes_channels_where_the_reference_uses_minus_1e7(lite0, r
     from featgen.cam.scores import ablationcam
 
     image = featgen.sample_image("chelsea")
-    theirs = reference("AblationCAM", image, "blocks.3", 285, size=128)
+    theirs = ablation_reference(image, "blocks.3", 285, 128)
     ours = featgen.cam(lite0, image, "ablationcam", layer="blocks.3", target=285, size=128)[0]
     assert corr(theirs, ours) < 0.9
     be = lite0.backend

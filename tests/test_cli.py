@@ -40,30 +40,22 @@ def test_maps_writes_png(tmp_path, capsys):
     assert img.shape[0] > 100 and img.std() > 10
 
 
-def test_bad_image_files_exit_2_without_traceback(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("case,message", [("text", "not an image"), ("truncated", "truncated or corrupt"),
+                                          ("missing", "not found")])  # fmt: skip
+def test_bad_image_files_raise_from_the_api_and_exit_2_from_the_cli(tmp_path, monkeypatch, capsys, case, message):
+    from featgen.images import load_image
+
+    path = tmp_path / {"text": "a.txt", "truncated": "cut.png", "missing": "missing.png"}[case]
+    if case == "text":
+        path.write_text("not an image")
+    elif case == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(FeatgenError, match=message):
+        load_image(path)
     _no_work(monkeypatch)
-    txt = tmp_path / "a.txt"
-    txt.write_text("not an image")
-    png = tmp_path / "cut.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(png)
-    png.write_bytes(png.read_bytes()[:200])
-    for path, message in [(txt, "not an image"), (png, "truncated or corrupt"), (tmp_path / "missing.png", "not found")]:
-        assert main([*MAPS[:4], "--image", str(path)]) == 2
-        _one_line(capsys, message)
-
-
-@pytest.mark.slow
-def test_offline_model_exits_nonzero_without_traceback():
-    code = (
-        "import sys, featgen.models.torch_sources as ts, featgen.cli as cli;"
-        "ts.online = lambda *a, **k: False;"
-        "ts._hf_cache_dir = lambda: '/nonexistent/hf';"
-        "sys.exit(cli.main(['layers', 'timm:resnet18']))"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={"TORCH_HOME": "/nonexistent/th", "PATH": "/usr/bin:/bin", "FEATGEN_PROGRESS": "0"})  # fmt: skip
-    assert res.returncode == 2, res.stderr
-    assert "cannot download" in res.stderr and "Traceback" not in res.stderr
+    assert main([*MAPS[:4], "--image", str(path)]) == 2
+    _one_line(capsys, message)
 
 
 @pytest.mark.slow

@@ -35,27 +35,6 @@ def test_greyscale_and_rgba_are_converted():
     np.testing.assert_allclose(out[3, 0], [1, 1, 1])
 
 
-def test_missing_file():
-    with pytest.raises(FeatgenError, match="not found"):
-        load_image("does/not/exist.png")
-
-
-def test_non_image_file(tmp_path):
-    p = tmp_path / "notes.txt"
-    p.write_text("hello")
-    with pytest.raises(FeatgenError, match="not an image"):
-        load_image(p)
-
-
-def test_truncated_png(tmp_path, rng):
-    p = tmp_path / "cut.png"
-    Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(p)
-    data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(FeatgenError, match="truncated or corrupt"):
-        load_image(p)
-
-
 def test_float_out_of_range_is_rejected():
     with pytest.raises(FeatgenError, match=r"\[0, 1\]"):
         load_image(np.full((4, 4, 3), 200.0))

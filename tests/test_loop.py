@@ -86,12 +86,12 @@ def test_transform_draws_do_not_depend_on_batch_or_neighbours():
     assert len({m.tobytes() for m in both[:, 0]}) == 5  # a fresh draw every step
 
 
-def test_bfloat16_runs_the_network_only_and_keeps_the_verified_tail():
+def test_bfloat16_runs_the_network_only_and_keeps_the_verified_tail(device):
     """precision='bfloat16': autocast for the network (CPU autocast here, CUDA in use); parameters and
     results stay float32, and the tail check (1e-4) runs in full precision instead of failing."""
     import featgen
 
-    model = featgen.load_model("efficientnet_lite0", precision="bfloat16")
+    model = featgen.load_model("efficientnet_lite0", precision="bfloat16", device=device)
     be = model.backend
     assert (be.precision, be.dtype) == ("bfloat16", "float32")
     assert be.tail(model, LAYER) is not None

@@ -99,8 +99,10 @@ def test_unknown_label_suggests(lite0):
 
 
 @pytest.mark.parametrize("spec,host_source", [("torchvision:resnet18", "torchvision"), ("timm:resnet18", "timm")])
-def test_offline_download_gives_one_clear_error(monkeypatch, spec, host_source):
+def test_offline_download_gives_one_clear_error(monkeypatch, capsys, spec, host_source):
+    """The same line from the API and from the command line (exit 2, no traceback)."""
     import featgen.models.torch_sources as ts
+    from featgen.cli import main
 
     monkeypatch.setattr(ts, "online", lambda *a, **k: False)
     monkeypatch.setattr(ts, "_hf_cache_dir", lambda: "/nonexistent/hf-cache")
@@ -108,8 +110,11 @@ def test_offline_download_gives_one_clear_error(monkeypatch, spec, host_source):
     with pytest.raises(WeightsUnavailableError) as info:
         featgen.load_model(spec)
     msg = str(info.value)
-    assert "\n" not in msg
+    assert "\n" not in msg and msg.startswith("cannot download")
     assert spec in msg and "efficientnet_lite0" in msg and "/nonexistent/" in msg
+    assert main(["layers", spec]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and msg in err, err
 
 
 def test_vgg16_hed_torch_aliases(hed_torch):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # one cluster start serves every test
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = Path(__file__).with_name("ray_scenarios.py")
 

@@ -21,15 +21,6 @@ def test_slug_cannot_escape_or_inject(name, tmp_path):
     assert target.parent == tmp_path.resolve()
 
 
-def test_templates_escape_names():
-    evil = '<img src=x onerror="alert(1)">'
-    html = render(
-        "layer.md.j2", model="m", backend="torch", layer=evil, type="Conv2d", shape=(4, 4, 2), channels=2, native=evil,
-        units=[{"unit": 0, "start": 0.0, "final": 1.0}],
-    )  # fmt: skip
-    assert "<img src=x" not in html and "&#60;img src=x" in html
-
-
 EVIL = "</title><script>alert(1)</script>/../[x](javascript:y)"
 
 
@@ -45,6 +36,22 @@ def _unit_ctx(layer, **kw):
                          "bottom": [{"file": f"b/{j}.png", "activation": -j} for j in range(3)], "scanned": 9}, photos=["chelsea", "coffee"], prev=None, next=1,
                steps=48, size=96, naive_steps=30)  # fmt: skip
     return {**ctx, **kw}
+
+
+@pytest.mark.parametrize(
+    "field,name,escaped",
+    [("layer", '<img src=x onerror="alert(1)">', "&#60;img src=x"),
+     ("layer", "conv\n# injected heading\n\n- item\n```", "conv&#10;&#35; injected heading&#10;&#10;- item&#10;&#96;&#96;&#96;"),
+     ("model", "a\r\nb", "a&#13;&#10;b")],
+)  # fmt: skip
+def test_layer_page_escapes_hostile_names(field, name, escaped):
+    """Markup and line breaks in a name become entities: no tag, no new markdown block, no extra line."""
+    ctx = _layer_ctx("m", "torch", "conv", "conv")
+    page = render("layer.md.j2", **{**ctx, field: name, **({"native": name} if field == "layer" else {})})
+    assert escaped in page
+    assert "<img src=x" not in page
+    assert not any(line.startswith(("# injected", "- item", "```")) for line in page.splitlines())
+    assert page.count("\n") == render("layer.md.j2", **ctx).count("\n")
 
 
 def test_unit_page_shows_every_view():
@@ -103,43 +110,51 @@ def test_slugs_of_different_names_differ():
     assert len({slug(n) for n in ["a/b", "a_b", "a\\b", "a<b", "a..b", "a_.b"]}) == 6
 
 
-def test_cache_roundtrip_and_corruption_is_detected(tmp_path):
-    cache = RenderCache(tmp_path)
+def test_cache_keys_and_entry_bytes_repeat(tmp_path):
+    import time
+
     settings = {"model": "m", "layer": "l", "units": [0, 1], "steps": 3}
     key = cache_key(settings)
     assert key == cache_key(dict(reversed(list(settings.items()))))  # order-independent
     assert key != cache_key({**settings, "steps": 4})
+    cache = RenderCache(tmp_path)
+    arrays = {"images": np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3), "final": np.ones(1, np.float32)}
+    cache.put(key, arrays, settings)
+    first = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    time.sleep(1.1)  # zip timestamps have 2 s resolution: a later write must not change the bytes
+    cache.put(key, arrays, settings)
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == first
+
+
+@pytest.mark.parametrize(
+    "corruption,reason",
+    [("a flipped data byte", "checksum"), ("[1, 2]", "sha256"), ('"text"', "sha256"), ("{}", "sha256"), ("{", "Expecting")],
+)
+def test_a_corrupt_cache_entry_is_detected_removed_and_rewritten(tmp_path, corruption, reason):
+    """A flipped byte in data.npz fails the checksum; meta.json that is no object with a checksum
+    (a list, a string, an empty object, broken JSON) makes the entry corrupt too."""
+    cache = RenderCache(tmp_path)
+    key = cache_key({"model": "m", "layer": "l", "units": [0, 1]})
     data = {"images": np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)}
-    cache.put(key, data, settings)
+    cache.put(key, data, {"view": "naive"})
     np.testing.assert_array_equal(cache.get(key)["images"], data["images"])
-    npz = next(tmp_path.rglob("data.npz"))
-    raw = bytearray(npz.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    npz.write_bytes(bytes(raw))
+    entry = tmp_path / key[:2] / key
+    if corruption == "a flipped data byte":
+        raw = bytearray((entry / "data.npz").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (entry / "data.npz").write_bytes(bytes(raw))
+    else:
+        (entry / "meta.json").write_text(corruption)
     assert cache.get(key) is None
-    assert cache.corrupt and key in cache.corrupt[0] and "checksum" in cache.corrupt[0]
-    assert not npz.exists()  # removed, so the next build re-renders it
+    assert len(cache.corrupt) == 1 and key in cache.corrupt[0] and reason in cache.corrupt[0], cache.corrupt
+    assert not entry.exists()  # removed, so the next build renders it again
+    cache.put(key, data, {"view": "naive"})
+    np.testing.assert_array_equal(cache.get(key)["images"], data["images"])
 
 
 def test_unknown_profile_names_key_and_suggests():
     with pytest.raises(FeatgenError, match="unknown gallery profile 'quik'.*quick"):
         get_profile("quik")
-
-
-def test_unknown_model_in_config_names_key_and_suggests():
-    from featgen.site.config import parse_config
-
-    bad = {"profiles": {"mine": {"galleries": [{"model": "efficientnet_lit0", "layers": ["blocks.4"], "units": 2}]}}}
-    with pytest.raises(FeatgenError, match="unknown model 'efficientnet_lit0'.*efficientnet_lite0"):
-        parse_config(bad)
-
-
-def test_unknown_layer_in_config(lite0):
-    from featgen.site.plan import model_info, select_layers
-
-    info = model_info("efficientnet_lite0", "torch", "float32", None, loader=lambda *a: lite0)
-    with pytest.raises(FeatgenError, match="no layer 'blocks.44'.*blocks.4"):
-        select_layers(info, ("blocks.44",))
 
 
 def test_engine_change_invalidates_tutorial_checksums(tmp_path):
@@ -156,6 +171,7 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
     assert not (gallery / "plot_a.py.md5").exists()
 
 
+@pytest.mark.slow
 def test_full_profile_plan_counts_every_conv_layer(tmp_path):
     from featgen.site.plan import plan
 
@@ -240,6 +256,7 @@ def _mkdocs(project, tail: str):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_failing_tutorial_fails_the_build_names_its_line_and_leaves_no_page(tmp_path):
     pytest.importorskip("mkdocs_gallery")
     from pathlib import Path

@@ -104,12 +104,16 @@ def test_reproduction_says_when_the_command_line_cannot_express_a_setting():
         assert command is None and "no option for" in note and "python" in note.lower()
 
 
-def test_the_shown_python_call_gives_the_bytes_of_a_batch(lite0, tmp_path):
-    """Run the page's code for one unit; its PNG equals the one that unit got in a batch of four."""
+def test_the_shown_python_call_gives_the_bytes_of_a_batch(lite0, device, tmp_path, monkeypatch):
+    """Run the page's code for one unit; its PNG equals the one that unit got in a batch of four.
+    The page's code picks its own device: here it loads on the device under test, as the batch did."""
+    import functools
     import io
     from contextlib import redirect_stdout
 
     import featgen
+
+    monkeypatch.setattr(featgen, "load_model", functools.partial(featgen.load_model, device=device))
     from featgen.site.reproduce import python_call
 
     settings = {"model": "efficientnet_lite0", "backend": "torch", "layer": "blocks.1", "size": 32, "steps": 3,
@@ -169,6 +173,7 @@ def _naive_on_valid_image(model, layer, units, size, monkeypatch):
 
 
 @pytest.mark.parametrize(("fixture", "layer"), [("lite0", "conv_stem"), ("hed_torch", "block1_conv1")])
+@pytest.mark.slow
 def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monkeypatch):
     import featgen
 

@@ -25,6 +25,7 @@ def naive(lite0):
     return visualize(lite0, LAYER, units=range(6), method="naive", size=80, steps=30, seed=0, progress=False)
 
 
+@pytest.mark.slow
 def test_regularized_raises_every_channel(regularized):
     start, final = regularized.start_activation, regularized.final_activation
     assert regularized.images.shape == (6, 80, 80, 3)
@@ -35,6 +36,7 @@ def test_regularized_raises_every_channel(regularized):
     assert curves.shape == (6, 40) and (curves[:, -8:].mean(1) > curves[:, :8].mean(1)).all()
 
 
+@pytest.mark.slow
 def test_naive_raises_every_channel(naive):
     assert (naive.final_activation > naive.start_activation + 5).all()
     # deprocess: std 0.15 around 0.5 (before clipping), 25 px cropped from 80
@@ -42,6 +44,7 @@ def test_naive_raises_every_channel(naive):
     assert abs(float(naive.images.mean()) - 0.5) < 0.05
 
 
+@pytest.mark.slow
 def test_regularized_has_less_high_frequency_energy_than_naive(regularized, naive):
     hf_reg = high_frequency_share(regularized.images)
     hf_naive = high_frequency_share(naive.images)
@@ -55,6 +58,7 @@ def test_high_frequency_share_measures_frequency():
     assert high_frequency_share(slow)[0] < 0.01 and high_frequency_share(fast)[0] > 0.99
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_and_batch_independence(lite0):
     kw = dict(units=[3, 7], method="regularized", size=64, steps=6, progress=False)
     a = visualize(lite0, LAYER, seed=1, **kw)
@@ -67,18 +71,21 @@ def test_same_seed_same_bytes_and_batch_independence(lite0):
     assert diff.mean() < 2e-3 and diff.max() < 0.05
 
 
+@pytest.mark.slow
 def test_octaves_grow_the_image(lite0):
     r = visualize(lite0, LAYER, units=[0, 1], method="octaves", size=96, steps=5, octaves=3, progress=False)
     assert r.losses.shape == (2, 15) and r.settings["octaves"] == 3
     assert (r.final_activation > r.start_activation).all()
 
 
+@pytest.mark.slow
 def test_maco_returns_transparency(lite0):
     r = visualize(lite0, LAYER, units=[0, 1], method="maco", size=64, steps=16, progress=False)
     assert r.alpha.shape == (2, 64, 64) and r.alpha.max() == pytest.approx(1.0) and r.alpha.min() >= 0
     assert (r.final_activation > r.start_activation).all()
 
 
+@pytest.mark.slow
 def test_thresholds_keep_intermediate_images(lite0):
     r = visualize(lite0, LAYER, units=[0], size=64, steps=8, thresholds=(4, 8), progress=False)
     assert sorted(r.intermediate) == [4, 8]
@@ -100,12 +107,14 @@ def test_objectives_compose(lite0):
     assert (objectives.class_logit(3) + a).needs_logits
 
 
+@pytest.mark.slow
 def test_class_and_diversity_objectives_render(lite0):
     r = visualize(lite0, LAYER, units=[0, 1], size=64, steps=8, progress=False,
                   objective=objectives.class_logit([285, 967]) + 0.1 * objectives.diversity(LAYER))  # fmt: skip
     assert (r.final_activation > r.start_activation).all()
 
 
+@pytest.mark.slow
 def test_nan_in_one_unit_spares_the_others(lite0):
     base = objectives.channel(LAYER, [0, 1])
 
@@ -155,6 +164,7 @@ def test_fused_transform_matrix_is_identity_without_randomness(lite0):
     np.testing.assert_allclose(out, img, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_final_activation_not_below_lucent(lite0):
     """Same model, layer, channels, size and steps: featgen reaches at least Lucent's activation."""
     pytest.importorskip("lucent", reason="torch-lucent is installed by the nox test session")
@@ -192,6 +202,7 @@ def test_final_activation_not_below_lucent(lite0):
     assert ours.final_activation.mean() >= lucent_acts.mean(), (ours.final_activation, lucent_acts)
 
 
+@pytest.mark.slow
 def test_render_cli_writes_grid_units_and_sidecar(tmp_path, capsys):
     import json
 
@@ -219,6 +230,7 @@ def _gram_similarity(be, model, images: np.ndarray) -> float:
         return -float(be.to_numpy(objectives.diversity(LAYER)(be, out.activations)).mean())
 
 
+@pytest.mark.slow
 def test_repeated_unit_gets_distinct_images_and_diversity_pushes_them_apart(lite0):
     kw = dict(units=[2] * 4, size=64, steps=24, seed=0, progress=False)
     plain = visualize(lite0, LAYER, **kw)
