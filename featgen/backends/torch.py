@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -11,11 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import FeatgenError
 from .base import ForwardResult
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
+_RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
 
 
 class _Stop(Exception):
@@ -79,6 +82,15 @@ class _GuidedClamp(_Clamp):
         return grad * keep.to(grad.dtype), None, None
 
 
+def _conv_bn_pairs(parent: nn.Module) -> list[tuple[str, str]]:
+    """Names of the ``(conv, bn)`` children of ``parent`` where an eval-mode BatchNorm is registered
+    right after a convolution of as many channels."""
+    kids = list(parent.named_children())
+    return [(a, b) for (a, conv), (b, bn) in zip(kids, kids[1:])
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+            and bn.running_var is not None and bn.num_features == conv.out_channels]  # fmt: skip
+
+
 def _fold_batchnorms(head: nn.Module) -> nn.Module:
     """A copy of ``head`` with every eval-mode BatchNorm folded into the convolution registered
     just before it in the same parent (``conv → bn`` as timm's blocks and most CNNs declare them),
@@ -87,29 +99,15 @@ def _fold_batchnorms(head: nn.Module) -> nn.Module:
     A folded BatchNorm costs nothing: the convolution's weights and bias absorb its affine map,
     so a render step saves the norm's forward and backward passes over every activation (on
     EfficientNet-Lite0, a quarter of a CPU step). timm's ``BatchNormAct2d`` keeps its ``drop`` and
-    ``act``; activation modules are shared with the model, not copied, so swapping ReLU gradients
+    ``act``; ReLU modules are shared with the model, not copied, so swapping ReLU gradients
     (``redirected_relu``, ``guided_relu``) reaches them."""
-    import copy
-
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    def foldable(conv, bn):
-        return isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats \
-            and bn.running_var is not None and bn.num_features == conv.out_channels
-
-    pairs = [(parent, a, b) for parent in head.modules()
-             for (a, ca), (b, cb) in zip(list(parent.named_children()), list(parent.named_children())[1:])
-             if foldable(ca, cb)]  # fmt: skip
-    if not pairs:
+    if not any(_conv_bn_pairs(parent) for parent in head.modules()):
         return head
-    shared = {id(m): m for m in head.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.Hardtanh))}
-    folded = copy.deepcopy(head, dict(shared))
+    folded = copy.deepcopy(head, {id(m): m for m in head.modules() if isinstance(m, _RELUS)})
     for parent in folded.modules():
-        children = list(parent.named_children())
-        for (a, conv), (b, bn) in zip(children, children[1:]):
-            if not foldable(conv, bn):
-                continue
-            setattr(parent, a, fuse_conv_bn_eval(conv, bn))
+        for a, b in _conv_bn_pairs(parent):
+            bn = getattr(parent, b)
+            setattr(parent, a, fuse_conv_bn_eval(getattr(parent, a), bn))
             rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if isinstance(m, nn.Module)]
             setattr(parent, b, nn.Sequential(*rest) if rest else nn.Identity())
     return folded
@@ -556,7 +554,7 @@ class TorchBackend:
         originals = []
         self._relu_swapped += 1
         for module in model.module.modules():
-            if isinstance(module, (nn.ReLU, nn.ReLU6)):
+            if isinstance(module, _RELUS):
                 hi = 6.0 if isinstance(module, nn.ReLU6) else None
                 originals.append(module)
                 module.forward = lambda x, _hi=hi: fn.apply(x, 0.0, _hi)
