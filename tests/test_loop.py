@@ -125,3 +125,40 @@ def test_row_gather_warp_equals_grid_sample_with_its_gradient(padding):
     assert (want - got).abs().max() < 1e-12
     assert (grad_want - grad_got).abs().max() < 1e-12
     assert grad_got.abs().sum() > 0
+
+
+def _lucid_redirected(x: np.ndarray, grad: np.ndarray, hi: float | None) -> np.ndarray:
+    """Lucid's redirected ReLU/ReLU6 gradient (lucid.misc.redirected_relu_grad), per image."""
+    top = np.inf if hi is None else hi
+    passed = np.where((x > 0) & (x < top), grad, 0.0)
+    wrong_way = ((x < 0) & (grad > 0)) | ((x > top) & (grad < 0))
+    redirected = np.where(wrong_way, 0.0, grad)
+    alive = np.linalg.norm(passed.reshape(len(x), -1), axis=1) > 0
+    return np.where(alive[:, None, None, None], passed, redirected)
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["dead-images-only", "masked"])
+@pytest.mark.parametrize("hi", [None, 6.0], ids=["relu", "relu6"])
+def test_redirected_relu_is_lucids_rule(monkeypatch, sparse, hi):
+    """Both forms of the redirected backward (the CPU one indexes the dead images, the one used on
+    other devices masks every image) give Lucid's gradient, on images that are alive, dead below
+    the range, dead above it, and dead on both sides."""
+    import torch
+
+    from featgen.backends import torch as tb
+
+    monkeypatch.setattr(tb, "_SPARSE_REDIRECT", {"cpu"} if sparse else set())
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-3, 9, (5, 4, 6, 7))
+    x[1] = -np.abs(x[1]) - 0.1  # dead below
+    x[2] = np.abs(x[2]) + 6.1 if hi else x[2]  # dead above (ReLU6); alive for ReLU
+    x[3] = np.where(x[3] < 3, -1.0, 7.0) if hi else -1.0  # dead on both sides
+    grad = rng.normal(size=x.shape)
+    xt = torch.tensor(x).to(memory_format=torch.channels_last).requires_grad_(True)
+    out = tb._RedirectedClamp.apply(xt, 0.0, hi)
+    (got,) = torch.autograd.grad(out, xt, torch.tensor(grad).to(memory_format=torch.channels_last))
+    want = _lucid_redirected(x, grad, hi)
+    np.testing.assert_array_equal(got.numpy(), want)
+    dead = [1, 2, 3] if hi else [1, 3]
+    assert all(np.abs(want[i]).sum() > 0 for i in dead)  # the dead images do get a gradient
+    assert got.is_contiguous(memory_format=torch.channels_last)

@@ -19,6 +19,7 @@ from .base import ForwardResult
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 _RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
+_SPARSE_REDIRECT = {"cpu"}  # devices where the redirected ReLU may index the dead images (no sync)
 
 
 class _Stop(Exception):
@@ -49,24 +50,46 @@ class _RedirectedClamp(_Clamp):
 
     An image with no passing gradient has a zero gradient on every input inside (lo, hi), so its
     redirected gradient is ``min(grad, 0)`` below the range and ``max(grad, 0)`` above it, over
-    the whole activation. The rule is then the native clamp backward plus a few passes that keep
-    the activation's memory layout (this rule runs on every ReLU of every redirected step)."""
+    the whole activation. The rule is the native clamp backward, one read-only reduction that finds
+    the images with no passing gradient, and the redirected gradient for those images only.
+
+    This runs on every ReLU of every redirected step, and images with no passing gradient are rare.
+    On a CUDA device the redirected gradient is computed for every image and masked, so that the
+    backward never waits for the device; on the CPU, where the mask is already in host memory, it
+    is computed for the dead images alone (a redirected step then costs about a plain one)."""
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         (x,) = ctx.saved_tensors
         lo, hi = ctx.lo, ctx.hi
-        dims = tuple(range(1, grad.dim()))
         if hi is None:
             passed = torch.ops.aten.threshold_backward(grad, x, lo)
-            pull = grad.clamp(max=0.0)  # below lo, a negative gradient raises x (descent)
         else:
             passed = torch.ops.aten.hardtanh_backward(grad, x, lo, hi)
-            pull = torch.where(x < (lo + hi) / 2.0, grad.clamp(max=0.0), grad.clamp(min=0.0))
-        # two read-only reductions are cheaper than a masked count
-        alive = (passed.amax(dim=dims) > 0) | (passed.amin(dim=dims) < 0)
-        dead = (~alive).to(grad.dtype).view(-1, *([1] * len(dims)))
-        return passed.addcmul_(dead, pull), None, None
+        low, high = torch.aminmax(_rows(passed), dim=1)
+        dead = (low == 0) & (high == 0)  # a NaN row is not dead: the NaN passes on
+        if passed.device.type not in _SPARSE_REDIRECT:
+            mask = dead.to(grad.dtype).view(-1, *([1] * (grad.dim() - 1)))
+            return passed.addcmul_(mask, _pull(grad, x, lo, hi)), None, None
+        rows = dead.nonzero().squeeze(1)
+        if rows.numel():  # passed is zero on these rows: adding is writing
+            passed.index_add_(0, rows, _pull(grad.index_select(0, rows), x.index_select(0, rows), lo, hi))
+        return passed, None, None
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as (batch, -1), a view in memory order (channels_last activations are not copied)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(t.shape[0], -1)
+
+
+def _pull(grad: torch.Tensor, x: torch.Tensor, lo: float, hi: float | None) -> torch.Tensor:
+    """The descent direction that moves blocked inputs back into (lo, hi): ``min(grad, 0)`` below
+    the range, ``max(grad, 0)`` above it."""
+    if hi is None:
+        return grad.clamp(max=0.0)
+    return torch.where(x < (lo + hi) / 2.0, grad.clamp(max=0.0), grad.clamp(min=0.0))
 
 
 class _GuidedClamp(_Clamp):
