@@ -137,28 +137,74 @@ def _lucid_redirected(x: np.ndarray, grad: np.ndarray, hi: float | None) -> np.n
     return np.where(alive[:, None, None, None], passed, redirected)
 
 
-@pytest.mark.parametrize("sparse", [True, False], ids=["dead-images-only", "masked"])
-@pytest.mark.parametrize("hi", [None, 6.0], ids=["relu", "relu6"])
-def test_redirected_relu_is_lucids_rule(monkeypatch, sparse, hi):
-    """Both forms of the redirected backward (the CPU one indexes the dead images, the one used on
-    other devices masks every image) give Lucid's gradient, on images that are alive, dead below
-    the range, dead above it, and dead on both sides."""
+def _redirected_torch(x, grad, hi, sparse, monkeypatch):
     import torch
 
     from featgen.backends import torch as tb
 
     monkeypatch.setattr(tb, "_SPARSE_REDIRECT", {"cpu"} if sparse else set())
+    xt = torch.tensor(x).to(memory_format=torch.channels_last).requires_grad_(True)
+    out = tb._RedirectedClamp.apply(xt, 0.0, hi)
+    (got,) = torch.autograd.grad(out, xt, torch.tensor(grad).to(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    return got.numpy()
+
+
+def _redirected_tensorflow(x, grad, hi, sparse, monkeypatch):
+    tf = pytest.importorskip("tensorflow", reason="the TensorFlow backend needs TensorFlow")
+    from featgen.backends import tensorflow as tfb
+
+    @tf.function
+    def backward(t, g):  # traced, as render steps are
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = tfb._clamp(t, 0.0, hi, "redirect", sparse)
+        return tape.gradient(y, t, output_gradients=g)
+
+    return backward(tf.constant(x), tf.constant(grad)).numpy()
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["dead-images-only", "masked"])
+@pytest.mark.parametrize("hi", [None, 6.0], ids=["relu", "relu6"])
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_redirected_relu_is_lucids_rule(monkeypatch, backend, sparse, hi):
+    """Both forms of the redirected backward (the CPU one gathers the dead images, the one used on
+    GPUs masks every image) give Lucid's gradient, on images that are alive, dead below the range,
+    dead above it, and dead on both sides."""
     rng = np.random.default_rng(0)
     x = rng.uniform(-3, 9, (5, 4, 6, 7))
     x[1] = -np.abs(x[1]) - 0.1  # dead below
     x[2] = np.abs(x[2]) + 6.1 if hi else x[2]  # dead above (ReLU6); alive for ReLU
     x[3] = np.where(x[3] < 3, -1.0, 7.0) if hi else -1.0  # dead on both sides
     grad = rng.normal(size=x.shape)
-    xt = torch.tensor(x).to(memory_format=torch.channels_last).requires_grad_(True)
-    out = tb._RedirectedClamp.apply(xt, 0.0, hi)
-    (got,) = torch.autograd.grad(out, xt, torch.tensor(grad).to(memory_format=torch.channels_last))
+    run = _redirected_torch if backend == "torch" else _redirected_tensorflow
+    got = run(x, grad, hi, sparse, monkeypatch)
     want = _lucid_redirected(x, grad, hi)
-    np.testing.assert_array_equal(got.numpy(), want)
+    np.testing.assert_array_equal(got, want)
     dead = [1, 2, 3] if hi else [1, 3]
     assert all(np.abs(want[i]).sum() > 0 for i in dead)  # the dead images do get a gradient
-    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (4, 2)])
+def test_same_pad_conv_is_timms_conv2d_same(kernel, stride):
+    """The folded chain's Conv2dSame skips the padded copy only when the pad is symmetric, and
+    gives timm's values and input gradients at odd and even sizes."""
+    import torch
+
+    from featgen.backends.torch import _SamePadConv
+    from featgen.backends.torchvision_compat import import_torchvision
+
+    import_torchvision()
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    conv = Conv2dSame(6, 6, kernel, stride=stride, groups=3).double()
+    fast = _SamePadConv(conv)
+    for side in (17, 18, 71, 72):
+        x = torch.rand(2, 6, side, side + 1, dtype=torch.float64, requires_grad=True)
+        want, got = conv(x), fast(x)
+        assert got.shape == want.shape
+        up = torch.rand_like(want)
+        (g_want,) = torch.autograd.grad(want, x, up)
+        (g_got,) = torch.autograd.grad(got, x, up)
+        assert (want - got).abs().max() < 1e-12 and (g_want - g_got).abs().max() < 1e-12

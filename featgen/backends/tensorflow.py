@@ -58,23 +58,39 @@ def _is_subclassed(model) -> bool:
 
 
 # --- ReLU variants (Lucid's redirection, guided backprop) ------------------------------------------
-def _redirected_grad(t, g, lo: float, hi: float | None):
+def _redirected_grad(t, g, lo: float, hi: float | None, sparse: bool):
     """Lucid's redirected ReLU: for an image that no gradient would reach, let through the part
-    that pushes blocked inputs back towards the active range."""
-    blocked = t < lo
-    pushing_out = blocked & (g > 0)
-    if hi is not None:
-        over = t > hi
-        blocked = blocked | over
-        pushing_out = pushing_out | (over & (g < 0))
-    relu_grad = tf.where(blocked, tf.zeros_like(g), g)
-    redirected = tf.where(pushing_out, tf.zeros_like(g), g)
-    axes = list(range(1, len(g.shape)))
-    alive = tf.reduce_sum(relu_grad * relu_grad, axis=axes, keepdims=True) > 0
-    return tf.where(alive, relu_grad, redirected)
+    that pushes blocked inputs back towards the active range (``min(g, 0)`` below it, ``max(g, 0)``
+    above it).
+
+    The native ReLU gradient, one reduction that finds the images with no passing gradient, and
+    the redirected gradient for those images only when ``sparse`` (on the CPU: no device to wait
+    for); masked over every image otherwise. Such images are rare, and this runs on every ReLU of
+    every redirected step."""
+    if hi is None and lo == 0.0:
+        passed = tf.raw_ops.ReluGrad(gradients=g, features=t)
+    elif lo == 0.0 and hi == 6.0:
+        passed = tf.raw_ops.Relu6Grad(gradients=g, features=t)
+    else:
+        inside = (t > lo) if hi is None else (t > lo) & (t < hi)
+        passed = tf.where(inside, g, tf.zeros_like(g))
+    rows = tf.reshape(passed, [tf.shape(passed)[0], -1])
+    dead = tf.logical_and(tf.reduce_max(rows, axis=1) == 0, tf.reduce_min(rows, axis=1) == 0)  # NaN: not dead
+    if not sparse:
+        mask = tf.reshape(tf.cast(dead, g.dtype), [-1] + [1] * (len(g.shape) - 1))
+        return passed + mask * _pull(t, g, lo, hi)
+    idx = tf.where(dead)
+    return tf.tensor_scatter_nd_add(passed, idx, _pull(tf.gather_nd(t, idx), tf.gather_nd(g, idx), lo, hi))
 
 
-def _guided_grad(t, g, lo: float, hi: float | None):
+def _pull(t, g, lo: float, hi: float | None):
+    """The descent direction that moves blocked inputs back into (lo, hi)."""
+    if hi is None:
+        return tf.minimum(g, 0.0)
+    return tf.where(t < (lo + hi) / 2.0, tf.minimum(g, 0.0), tf.maximum(g, 0.0))
+
+
+def _guided_grad(t, g, lo: float, hi: float | None, sparse: bool):
     """Guided backpropagation: only positive gradients, and only where the input was active."""
     active = t > lo if hi is None else (t > lo) & (t < hi)
     return tf.where(active & (g > 0), g, tf.zeros_like(g))
@@ -83,13 +99,13 @@ def _guided_grad(t, g, lo: float, hi: float | None):
 _GRADS = {"redirect": _redirected_grad, "guided": _guided_grad}
 
 
-def _clamp(x, lo: float, hi: float | None, mode: str):
+def _clamp(x, lo: float, hi: float | None, mode: str, sparse: bool):
     """clamp(x, lo, hi) whose gradient follows ``mode`` (``"redirect"`` or ``"guided"``)."""
 
     @tf.custom_gradient
     def f(t):
         y = tf.clip_by_value(t, lo, hi) if hi is not None else tf.maximum(t, lo)
-        return y, lambda g: _GRADS[mode](t, g, lo, hi)
+        return y, lambda g: _GRADS[mode](t, g, lo, hi, sparse)
 
     return f(x)
 
@@ -117,6 +133,7 @@ class TensorFlowBackend:
         self.device = device
         self.dtype = self.precision = dtype
         self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
+        self._sparse = device != "gpu"  # the redirected ReLU may gather the dead images (no device to wait for)
         self._relu_mode: str | None = None
         self.xla = False  # compile traced render steps with XLA (jit_compile)
         self._norm_consts: dict = {}
@@ -290,7 +307,7 @@ class TensorFlowBackend:
             def patched(t, original=activation, bounds=bounds):
                 if pre in wanted:
                     store[pre] = t
-                return _clamp(t, *bounds, self._relu_mode) if bounds is not None else original(t)
+                return _clamp(t, *bounds, self._relu_mode, self._sparse and not self.xla) if bounds is not None else original(t)
 
             layer.activation = patched
             try:
@@ -299,7 +316,7 @@ class TensorFlowBackend:
                 layer.activation = activation
         elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
             hi = None if layer.max_value is None else float(layer.max_value)
-            out = _clamp(args[0], 0.0, hi, self._relu_mode)
+            out = _clamp(args[0], 0.0, hi, self._relu_mode, self._sparse and not self.xla)
         else:
             if isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer):
                 kwargs.setdefault("training", False)

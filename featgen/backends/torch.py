@@ -114,17 +114,47 @@ def _conv_bn_pairs(parent: nn.Module) -> list[tuple[str, str]]:
             and bn.running_var is not None and bn.num_features == conv.out_channels]  # fmt: skip
 
 
+def _is_same_pad_conv(m: nn.Module) -> bool:
+    """timm's ``Conv2dSame``: TensorFlow's "SAME" padding, worked out from each input's size."""
+    return isinstance(m, nn.Conv2d) and type(m).__name__ == "Conv2dSame"
+
+
+class _SamePadConv(nn.Module):
+    """A ``Conv2dSame`` that skips the padded copy when the padding comes out symmetric.
+
+    timm pads the input (a copy) and then convolves it; with an equal pad on both sides the
+    convolution pads by itself. On EfficientNet-Lite0 at a 142-px input, the stride-2 depthwise
+    convolution of ``blocks.1`` pads 71 → 73 on 96 channels, and the copy and its backward cost as
+    much as the convolution."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        c = self.conv
+        pads = []
+        for n, k, s, d in zip(x.shape[-2:], c.kernel_size, c.stride, c.dilation):
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        if top == bottom and left == right:
+            return F.conv2d(x, c.weight, c.bias, c.stride, (top, left), c.dilation, c.groups)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+
 def _fold_batchnorms(head: nn.Module) -> nn.Module:
     """A copy of ``head`` with every eval-mode BatchNorm folded into the convolution registered
     just before it in the same parent (``conv → bn`` as timm's blocks and most CNNs declare them),
-    or ``head`` itself when there is none. The caller checks the copy against the model.
+    and timm's ``Conv2dSame`` run as :class:`_SamePadConv`; or ``head`` itself when there is
+    neither. The caller checks the copy against the model.
 
     A folded BatchNorm costs nothing: the convolution's weights and bias absorb its affine map,
     so a render step saves the norm's forward and backward passes over every activation (on
     EfficientNet-Lite0, a quarter of a CPU step). timm's ``BatchNormAct2d`` keeps its ``drop`` and
     ``act``; ReLU modules are shared with the model, not copied, so swapping ReLU gradients
     (``redirected_relu``, ``guided_relu``) reaches them."""
-    if not any(_conv_bn_pairs(parent) for parent in head.modules()):
+    if not any(_conv_bn_pairs(parent) or _is_same_pad_conv(parent) for parent in head.modules()):
         return head
     folded = copy.deepcopy(head, {id(m): m for m in head.modules() if isinstance(m, _RELUS)})
     for parent in folded.modules():
@@ -133,6 +163,10 @@ def _fold_batchnorms(head: nn.Module) -> nn.Module:
             setattr(parent, a, fuse_conv_bn_eval(getattr(parent, a), bn))
             rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if isinstance(m, nn.Module)]
             setattr(parent, b, nn.Sequential(*rest) if rest else nn.Identity())
+    for parent in list(folded.modules()):
+        for name, child in list(parent.named_children()):
+            if _is_same_pad_conv(child):
+                setattr(parent, name, _SamePadConv(child))
     return folded
 
 
