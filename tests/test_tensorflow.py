@@ -321,3 +321,28 @@ def test_cam_options_agree_across_backends(lite0, lite0_tf, coffee):
         a = featgen.cam(lite0, coffee, "gradcam", target="espresso", size=160, **kw)
         b = featgen.cam(lite0_tf, coffee, "gradcam", target="espresso", size=160, **kw)
         assert corr(a, b) >= 0.99, kw
+
+
+def test_folded_batchnorms_give_keras_own_outputs(lite0_tf, chelsea):
+    """Every conv → BatchNorm pair of Lite0 is folded in featgen's forward pass, which still gives
+    Keras' own logits and BatchNorm outputs; a captured conv output is the conv's, unfolded."""
+    import keras
+    import tensorflow as tf
+
+    from featgen.backends.tensorflow import _bn_pairs
+
+    be, module = lite0_tf.backend, lite0_tf.module
+    pairs = _bn_pairs(module)
+    assert len(pairs) == 49  # 33 Conv2D and 16 DepthwiseConv2D, each followed by its BatchNorm
+    conv, _, bn, _ = pairs[5]
+    x = tf.constant(lite0_tf.prepare(chelsea))
+    inp = be._normalize(lite0_tf, x)
+    want_conv, want_bn, want_logits = keras.Model(module.inputs, [module.get_layer(conv).output,
+                                                  module.get_layer(bn).output, module.output])(inp)  # fmt: skip
+    out = be.forward(lite0_tf, x, capture=[bn], logits=True)
+    assert be._folds(lite0_tf, {bn})[bn] == "folded"
+    np.testing.assert_allclose(out.logits.numpy(), want_logits.numpy(), atol=2e-4 * np.abs(want_logits).max())
+    np.testing.assert_allclose(out.activations[bn].numpy(), want_bn.numpy(), atol=1e-4 * np.abs(want_bn).max())
+    raw = be.forward(lite0_tf, x, capture=[conv], logits=False).activations[conv]
+    np.testing.assert_allclose(raw.numpy(), want_conv.numpy(), atol=1e-5 * np.abs(want_conv).max())
+    assert np.abs(raw.numpy() - want_bn.numpy()).max() > 0.1 * np.abs(want_bn).max()  # the BN does change it
