@@ -189,6 +189,20 @@ def test_warp_matches_torch():
         a = bt.to_numpy(apply(bt, bt.asarray(x), mats, stack, 40))
         b = bk.to_numpy(apply(bk, bk.asarray(x), mats, stack, 40))
         assert a.shape == b.shape and np.abs(a - b).max() < 1e-5, preset
+    # the backward pass too (Keras: a sparse product's transpose), in float64, samples outside included
+    bt, bk = get_backend("torch", "cpu", "float64"), get_backend("tensorflow", "cpu", "float64")
+    for preset in ("lucid", "distill2017"):
+        stack = PRESETS[preset]
+        out = stack.out_size(40)
+        up = np.random.default_rng(3).random((3, out, out, 3))
+        mats = stack.sample(rngs, 40) * np.array([[[1.3], [1.3]]])  # zoomed out: some samples fall outside
+        grads = []
+        for be in (bt, bk):
+            def loss(t, be=be, mats=mats, stack=stack, up=up):
+                return be.sum(apply(be, t, mats, stack, 40) * be.asarray(up))
+
+            grads.append(be.to_numpy(be.value_and_grad(loss, be.asarray(x.astype(np.float64)))[1]))
+        assert np.abs(grads[0]).max() > 0.1 and np.abs(grads[0] - grads[1]).max() < 1e-12, preset
 
 
 def test_nested_keras_models_are_reachable():

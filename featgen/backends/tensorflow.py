@@ -233,25 +233,23 @@ class TensorFlowBackend:
             px, py = _reflect(px, w_in), _reflect(py, h_in)
         elif mode == "border":
             px, py = tf.clip_by_value(px, 0.0, w_in - 1.0), tf.clip_by_value(py, 0.0, h_in - 1.0)
+        # one pixel of zeros around the image (two after it): every corner of every sample then
+        # lands inside, and a sample wholly outside reads zeros with no per-corner masks
+        px, py = tf.clip_by_value(px, -1.0, float(w_in)), tf.clip_by_value(py, -1.0, float(h_in))
         x0, y0 = tf.floor(px), tf.floor(py)
         fx, fy = px - x0, py - y0
-        base = tf.range(n)[:, None, None] * h_in
-        idx, wts = [], []
-        for dy, wy in ((0.0, 1 - fy), (1.0, fy)):
-            for dx, wx in ((0.0, 1 - fx), (1.0, fx)):
-                xi, yi = x0 + dx, y0 + dy
-                inside = (xi >= 0) & (xi <= w_in - 1) & (yi >= 0) & (yi <= h_in - 1)
-                xi = tf.cast(tf.clip_by_value(xi, 0.0, w_in - 1.0), tf.int32)
-                yi = tf.cast(tf.clip_by_value(yi, 0.0, h_in - 1.0), tf.int32)
-                idx.append((base + yi) * w_in + xi)
-                wts.append(wx * wy * tf.cast(inside, x.dtype))
+        w_pad, h_pad = w_in + 3, h_in + 3
+        rows0 = (tf.range(n)[:, None, None] * h_pad + tf.cast(y0, tf.int32) + 1) * w_pad + tf.cast(x0, tf.int32) + 1
+        idx = [rows0, rows0 + 1, rows0 + w_pad, rows0 + w_pad + 1]
+        wts = [(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx]
         # the warp as one sparse matrix (4 weights per output pixel) times the pixels: its backward
         # is the transposed product, several times faster on a CPU than a gather's scatter-add
         cols = tf.cast(tf.reshape(tf.stack(idx, -1), [-1]), tf.int64)
         rows = tf.repeat(tf.range(n * h_out * w_out, dtype=tf.int64), 4)
         warp = tf.sparse.SparseTensor(tf.stack([rows, cols], 1), tf.reshape(tf.stack(wts, -1), [-1]),
-                                      [n * h_out * w_out, n * h_in * w_in])  # fmt: skip
-        out = tf.sparse.sparse_dense_matmul(warp, tf.reshape(x, [n * h_in * w_in, c]))
+                                      [n * h_out * w_out, n * h_pad * w_pad])  # fmt: skip
+        padded = tf.pad(x, [[0, 0], [1, 2], [1, 2], [0, 0]])
+        out = tf.sparse.sparse_dense_matmul(warp, tf.reshape(padded, [n * h_pad * w_pad, c]))
         return tf.reshape(out, [n, h_out, w_out, c])
 
     def resize(self, x, size):
