@@ -214,14 +214,14 @@ def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: 
                   examples: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """A view's job settings, named as ``Render.settings`` names them (plus the view's own);
     ``examples`` is :func:`examples_settings` of the profile (listed once per plan)."""
-    from ..vis import ALGORITHM_VERSION
+    from ..vis import algorithm_version
 
     base = {"model": info.name, "backend": info.backend, "precision": info.precision, "layer": native,
             "weights_digest": info.weights_digest}  # fmt: skip
     if view == "photos":
         return {**base, "kind": PHOTOS_VERSION, "photos": list(profile.photos), "crop": profile.crop, "top": profile.top,
                 **(examples if examples is not None else examples_settings(profile))}  # fmt: skip
-    base["algorithm"] = ALGORITHM_VERSION
+    base["algorithm"] = algorithm_version(info.backend)
     if view == "naive":
         return {**base, "method": "naive", "size": g.size, "steps": g.naive_steps, "seed": g.seed, "lr": float(g.naive_lr),
                 "param": None, "decorrelate": None, "transforms": None, "objective": "channel", "start": "noise"}  # fmt: skip

@@ -26,6 +26,16 @@ from .transforms import TransformStack, get_transforms
 
 METHODS = ("naive", "octaves", "regularized", "maco")
 ALGORITHM_VERSION = "vis-4"  # bump when a change alters rendered pixels (render caches key on it)
+# a change that alters pixels on one backend only: that backend's renders get a new key, the rest keep theirs
+BACKEND_REVISIONS = {"tensorflow": "keras-2"}  # keras-2: conv → BatchNorm pairs folded
+
+
+def algorithm_version(backend: str) -> str:
+    """The render-cache key of the algorithm that renders on ``backend`` (a backend name)."""
+    from ..backends import canonical_name
+
+    revision = BACKEND_REVISIONS.get(canonical_name(backend))
+    return f"{ALGORITHM_VERSION}+{revision}" if revision else ALGORITHM_VERSION
 REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
 MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
@@ -296,7 +306,7 @@ def visualize(
         "octaves": n_oct if method == "octaves" else None, "octave_scale": octave_scale if method == "octaves" else None,
         "objective": "custom" if objective is not None else "channel", "batch_size": batch,
         "start": start if isinstance(start, str) else "image",
-        "weights_digest": model.weights_digest, "algorithm": ALGORITHM_VERSION,
+        "weights_digest": model.weights_digest, "algorithm": algorithm_version(be.name),
     }  # fmt: skip
     return Render(
         images=np.concatenate([p.images for p in parts]).astype(np.float32),
