@@ -10,7 +10,7 @@ one channel at a time.
 feeds the network ``size + 24 - 7 - 3`` px (142 px for 128). Lucent, left alone, upsamples every
 image under 224 px to 224 px; with ``fixed_image_size`` it resizes its transformed image to that
 size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on each
-network's first convolution records what every run feeds it; the script stops unless every run
+network (featgen's module chain, Lucent's model) records what every run feeds it; the script stops unless every run
 optimizes at that side and none feeds more (featgen also scores the untransformed image before and
 after). Lucent renders on a copy of the model, and its hooks are removed after every call: left
 alone, ``render_vis`` keeps a hook on every module, holding that module's last output.
@@ -102,9 +102,8 @@ class Probe:
 
         self.torch, self.reads, self.sides = torch, 0, set()
         self.originals = {name: getattr(torch.Tensor, name) for name in READS}
-        for module in modules:  # the first convolution of each network that runs
-            first = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
-            first.register_forward_pre_hook(lambda _m, args: self.sides.add(tuple(args[0].shape[-2:])))
+        for module in modules:  # each network as it is called (featgen's chain, Lucent's wrapper)
+            module.register_forward_pre_hook(lambda _m, args: self.sides.add(tuple(args[0].shape[-2:])))
 
     def __enter__(self):
         for name, original in self.originals.items():
