@@ -68,14 +68,15 @@ def test_ray_cluster_uses_loopback_only(found):
 
 
 def test_ray_entries_match_local_executor(found):
+    """One Ray run serves this test and the next: its entries are the local executor's, byte for byte."""
     r = found["ray"]
-    assert r["rendered"] == r["entries"] == r["identical"] == found["jobs"] == 10
+    assert r["stored"] == r["entries"] == r["identical"] == found["jobs"] == 10
     assert sorted(r["workers"]) == ["w0", "w1"]  # both actors ran jobs
     assert r["max_writes"] == 1
 
 
 def test_ray_worker_killed_mid_job_run_completes_once(found):
-    r = found["worker_kill"]
+    r = found["ray"]
     assert r["killed"], "no worker was caught mid-job"
     assert r["entries"] == r["identical"] == r["stored"] == found["jobs"]
     assert r["writes"] == found["jobs"] and r["max_writes"] == 1

@@ -172,10 +172,17 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_profile_plan_counts_every_conv_layer(tmp_path):
+def test_full_profile_plan_counts_every_conv_layer(tmp_path, request):
     from featgen.site.plan import plan
 
-    p = plan("full", RenderCache(tmp_path))
+    shared = {("efficientnet_lite0", "torch"): "lite0", ("vgg16_hed", "torch"): "hed_torch",
+              ("efficientnet_lite0", "tensorflow"): "lite0_tf", ("vgg16_hed", "tensorflow"): "hed_tf"}  # fmt: skip
+
+    def loader(spec, backend, device, precision):  # the session's models: layer shapes do not depend on the device
+        assert precision == "float32", precision
+        return request.getfixturevalue(shared[spec, backend])
+
+    p = plan("full", RenderCache(tmp_path), loader=loader)
     rows = [(lp.model, lp.backend, len(lp.units), lp.info.channels) for lp in p.layers]
     lite = [r for r in rows if r[0] == "efficientnet_lite0"]
     assert len(lite) > 40 and all(n == c for _, _, n, c in rows)
