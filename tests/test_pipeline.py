@@ -300,11 +300,15 @@ def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
     config = _config(tmp_path, chunk=1, units=6, views="[regularized, naive]")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     cache, docs = tmp_path / "cache", tmp_path / "docs"
+    # a terminal's Ctrl-C: the build must not inherit an ignored SIGINT (as a test run started in the
+    # background of a non-interactive shell would pass on), or Python never raises KeyboardInterrupt
     proc = subprocess.Popen([sys.executable, "-m", "featgen.site", "build", *_args(config, cache, docs)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300
     while not list((cache / "renders").rglob("meta.json"))[1:] and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)  # the model info and a first render are in: rendering is under way
+    assert proc.poll() is None, "the build ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
