@@ -2,7 +2,8 @@
 
 Run inside a private network namespace (``unshare -n``): the script brings ``lo`` up, checks that it
 is the only interface, starts one Ray cluster on 127.0.0.1 and writes its findings to
-``WORKDIR/result.json``:
+``WORKDIR/result.json``. The reference entries come from the local executor (``prepare``: the tests
+call it in their own process before they start this script):
 
 - ``ray``: the plan rendered by Ray, compared with the local executor's entries, while a worker is
   SIGKILLed mid-job (and restarted); writes counted;
@@ -190,6 +191,18 @@ def dying_driver(work: Path, address: str, k: int) -> None:
     ray_executor.execute(jobs, CountingCache(work / "resume"), DieAfter(k), address=address, workers=2)
 
 
+def prepare(work: Path) -> None:
+    """The plan's jobs, pickled to ``WORKDIR/jobs.pickle``, and their entries from the local executor
+    in ``WORKDIR/local``: the reference of every scenario. The driver itself then needs no framework."""
+    from featgen.site.executors import run_jobs
+    from featgen.site.render import Renderer
+
+    renderer = Renderer()
+    jobs = tiny_plan(renderer)
+    (work / "jobs.pickle").write_bytes(pickle.dumps(jobs))
+    run_jobs(jobs, CountingCache(work / "local"), executor="local", quiet=True, renderer=renderer)
+
+
 def main(work: Path) -> dict:
     out: dict = {"interfaces": loopback_up(), "seconds": {}}
     t = time.perf_counter()
@@ -200,15 +213,13 @@ def main(work: Path) -> dict:
         t = time.perf_counter()
 
     from featgen.site.executors import missing_jobs, run_jobs
-    from featgen.site.render import Renderer
 
-    renderer = Renderer()
-    jobs = tiny_plan(renderer)
-    (work / "jobs.pickle").write_bytes(pickle.dumps(jobs))
+    if not (work / "jobs.pickle").exists():
+        prepare(work)  # run alone; the tests prepare in their own process, where torch is loaded already
+        lap("local")
+    jobs = pickle.loads((work / "jobs.pickle").read_bytes())
     out["jobs"] = len(jobs)
     local = CountingCache(work / "local")
-    run_jobs(jobs, local, executor="local", quiet=True, renderer=renderer)
-    lap("local")
 
     import ray
 

@@ -50,6 +50,9 @@ def found(tmp_path_factory) -> dict:
     if reason:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("ray")
+    from ray_scenarios import prepare
+
+    prepare(work)  # the local executor's reference entries, in this process (torch is imported already)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "FEATGEN_PROGRESS": "0"}  # fmt: skip
     proc = subprocess.run([*_namespace_command(), sys.executable, str(SCENARIOS), str(work)], env=env,
