@@ -133,7 +133,6 @@ class TensorFlowBackend:
         self.device = device
         self.dtype = self.precision = dtype
         self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
-        self._sparse = device != "gpu"  # the redirected ReLU may gather the dead images (no device to wait for)
         self._relu_mode: str | None = None
         self.xla = False  # compile traced render steps with XLA (jit_compile)
         self._norm_consts: dict = {}
@@ -297,6 +296,12 @@ class TensorFlowBackend:
         mean, std = self._norm_consts[key]
         return (x - mean) / std
 
+    @property
+    def _gather_dead(self) -> bool:
+        """The redirected ReLU may gather the dead images: on the CPU (no device to wait for), and
+        outside XLA (which needs static shapes)."""
+        return self.device != "gpu" and not self.xla
+
     def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict,
                     *args, **kwargs):  # fmt: skip
         name = prefix + layer.name
@@ -321,7 +326,7 @@ class TensorFlowBackend:
             def patched(t, original=activation, bounds=bounds):
                 if pre in wanted:
                     store[pre] = t
-                return _clamp(t, *bounds, self._relu_mode, self._sparse and not self.xla) if bounds is not None else original(t)
+                return _clamp(t, *bounds, self._relu_mode, self._gather_dead) if bounds is not None else original(t)
 
             layer.activation = patched
             try:
@@ -330,7 +335,7 @@ class TensorFlowBackend:
                 layer.activation = activation
         elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
             hi = None if layer.max_value is None else float(layer.max_value)
-            out = _clamp(args[0], 0.0, hi, self._relu_mode, self._sparse and not self.xla)
+            out = _clamp(args[0], 0.0, hi, self._relu_mode, self._gather_dead)
         else:
             if isinstance(layer, keras.layers.Layer) and not isinstance(layer, keras.layers.InputLayer):
                 kwargs.setdefault("training", False)
@@ -443,12 +448,7 @@ class TensorFlowBackend:
         sites = []
         for name, layer in self.iter_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
-                var = layer.moving_variance.numpy()
-                scale = 1.0 / np.sqrt(var + layer.epsilon)
-                if layer.scale:
-                    scale = scale * layer.gamma.numpy()
-                bias = -layer.moving_mean.numpy() * scale + (layer.beta.numpy() if layer.center else 0.0)
-                sites.append((name, bias.astype(np.float32)))
+                sites.append((name, _bn_affine(layer)[1].astype(np.float32)))
             elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)) and getattr(layer, "use_bias", False):
                 fused = getattr(layer.activation, "__name__", "linear") != "linear"
                 sites.append((name + PRE_ACTIVATION if fused else name, layer.bias.numpy().astype(np.float32)))
@@ -544,14 +544,19 @@ def _bn_pairs(model) -> list[tuple[str, Any, str, Any]]:
     return pairs
 
 
-def _folded_weights(conv, bn, dtype) -> tuple[Any, Any]:
-    """The conv's kernel and bias with the BatchNorm's inference affine map folded in."""
-    var = bn.moving_variance.numpy().astype(np.float64)
-    scale = 1.0 / np.sqrt(var + bn.epsilon)
+def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
+    """An inference BatchNormalization as ``x * scale + shift`` (float64), with
+    ``shift = beta - mean * gamma / sqrt(var + eps)``."""
+    scale = 1.0 / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
     if bn.scale:
         scale = scale * bn.gamma.numpy()
-    bias = conv.bias.numpy() if conv.use_bias else 0.0
-    bias = (bias - bn.moving_mean.numpy()) * scale + (bn.beta.numpy() if bn.center else 0.0)
+    return scale, -bn.moving_mean.numpy() * scale + (bn.beta.numpy() if bn.center else 0.0)
+
+
+def _folded_weights(conv, bn, dtype) -> tuple[Any, Any]:
+    """The conv's kernel and bias with the BatchNorm's inference affine map folded in."""
+    scale, shift = _bn_affine(bn)
+    bias = (conv.bias.numpy() * scale if conv.use_bias else 0.0) + shift
     kernel = conv.kernel.numpy().astype(np.float64)
     if isinstance(conv, keras.layers.DepthwiseConv2D):  # (kh, kw, in, multiplier): output in * m + j
         kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
