@@ -185,6 +185,23 @@ def test_redirected_relu_is_lucids_rule(monkeypatch, backend, sparse, hi):
     assert all(np.abs(want[i]).sum() > 0 for i in dead)  # the dead images do get a gradient
 
 
+def test_dead_rows_reads_past_the_probe():
+    """The CPU's dead-image search probes each row's first entries and reads in full only the rows
+    that look dead: a row whose gradient starts late, or a NaN late in the row, is not dead."""
+    import torch
+
+    from featgen.backends.torch import _dead_rows
+
+    rows = torch.zeros(6, 50)
+    rows[0, 1] = 0.5  # alive early
+    rows[2, 40] = -1e-30  # alive only past the probe
+    rows[4, 49] = float("nan")  # a NaN passes on: not dead
+    rows[5, 3], rows[5, 30] = -0.0, 2.0
+    for probe in (8, 50, 64):
+        assert _dead_rows(rows, probe=probe).tolist() == [1, 3]
+    assert _dead_rows(rows[:, :8], probe=8).tolist() == [1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (4, 2)])
 def test_same_pad_conv_is_timms_conv2d_same(kernel, stride):
     """The folded chain's Conv2dSame skips the padded copy only when the pad is symmetric, and
