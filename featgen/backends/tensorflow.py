@@ -158,24 +158,14 @@ class TensorFlowBackend:
 
     # --- math --------------------------------------------------------------------------------
     sigmoid = staticmethod(tf.sigmoid)
-    relu = staticmethod(tf.nn.relu)
-    exp = staticmethod(tf.exp)
-    log = staticmethod(tf.math.log)
     sqrt = staticmethod(tf.sqrt)
     abs = staticmethod(tf.abs)
-    tanh = staticmethod(tf.tanh)
     cos = staticmethod(tf.cos)
     sin = staticmethod(tf.sin)
     isfinite = staticmethod(tf.math.is_finite)
 
     def clip(self, x, lo, hi):
         return tf.clip_by_value(x, lo, hi)
-
-    def maximum(self, a, b):
-        return tf.maximum(a, b)
-
-    def minimum(self, a, b):
-        return tf.minimum(a, b)
 
     def where(self, cond, a, b):
         return tf.where(cond, a, b)
@@ -191,9 +181,6 @@ class TensorFlowBackend:
 
     def min(self, x, axis=None, keepdims=False):
         return tf.reduce_min(x, axis=_axis(axis), keepdims=keepdims)
-
-    def softmax(self, x, axis=-1):
-        return tf.nn.softmax(x, axis=axis)
 
     def reshape(self, x, shape):
         return tf.reshape(x, list(shape))
@@ -211,9 +198,6 @@ class TensorFlowBackend:
         return tf.einsum(eq, *xs)
 
     # --- Fourier -----------------------------------------------------------------------------
-    def rfft2(self, x):
-        return tf.signal.rfft2d(x)
-
     def irfft2(self, re, im, size):
         return tf.signal.irfft2d(tf.complex(re, im), fft_length=list(size))
 

@@ -269,24 +269,14 @@ class TorchBackend:
 
     # --- math --------------------------------------------------------------------------------
     sigmoid = staticmethod(torch.sigmoid)
-    relu = staticmethod(torch.relu)
-    exp = staticmethod(torch.exp)
-    log = staticmethod(torch.log)
     sqrt = staticmethod(torch.sqrt)
     abs = staticmethod(torch.abs)
-    tanh = staticmethod(torch.tanh)
     cos = staticmethod(torch.cos)
     sin = staticmethod(torch.sin)
     isfinite = staticmethod(torch.isfinite)
 
     def clip(self, x, lo, hi):
         return torch.clamp(x, lo, hi)
-
-    def maximum(self, a, b):
-        return torch.maximum(a, b) if isinstance(b, torch.Tensor) else torch.clamp_min(a, b)
-
-    def minimum(self, a, b):
-        return torch.minimum(a, b) if isinstance(b, torch.Tensor) else torch.clamp_max(a, b)
 
     def where(self, cond, a, b):
         return torch.where(cond, a, b)
@@ -302,9 +292,6 @@ class TorchBackend:
 
     def min(self, x, axis=None, keepdims=False):
         return x.amin() if axis is None else x.amin(dim=_axis(axis), keepdim=keepdims)
-
-    def softmax(self, x, axis=-1):
-        return torch.softmax(x, dim=axis)
 
     def reshape(self, x, shape):
         return x.reshape(tuple(shape))
@@ -322,9 +309,6 @@ class TorchBackend:
         return torch.einsum(eq, *xs)
 
     # --- Fourier -----------------------------------------------------------------------------
-    def rfft2(self, x):
-        return torch.fft.rfft2(x)
-
     def irfft2(self, re, im, size):
         return torch.fft.irfft2(torch.complex(re, im), s=tuple(size))
 

@@ -300,7 +300,7 @@ def visualize(
                       "its update was skipped and the other units went on.", RuntimeWarning, stacklevel=2)  # fmt: skip
     inter_keys = sorted(set().union(*[p.intermediate.keys() for p in parts]))
     settings = {
-        "model": model.name, "backend": be.name, "precision": getattr(be, "precision", be.dtype), "layer": name, "method": method, "size": size,
+        "model": model.name, "backend": be.name, "precision": be.precision, "layer": name, "method": method, "size": size,
         "steps": steps, "seed": seed, "lr": lr, "param": "maco" if method == "maco" else (None if naive else param),
         "decorrelate": None if naive else decorrelate, "transforms": None if naive else stack.name,
         "octaves": n_oct if method == "octaves" else None, "octave_scale": octave_scale if method == "octaves" else None,
