@@ -40,8 +40,12 @@ MODELS = {"lite0": ("efficientnet_lite0", "blocks.4"), "vgg": ("vgg16_hed", "blo
 READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__")
 
 
-def lucent_model(model):
-    """Lucent calls model(images in [0, 1]); wrap the native model with the model's own normalization."""
+def lucent_model(model, as_loaded: bool = False):
+    """Lucent calls model(images in [0, 1]); wrap the native model with the model's own normalization.
+
+    By default Lucent gets featgen's prepared module (channels_last memory, frozen parameters).
+    ``as_loaded``: the module as PyTorch loads it and Lucent's README runs it instead (default
+    contiguous memory, trainable parameters, so each backward also computes weight gradients)."""
     import torch
     from torch import nn
 
@@ -61,7 +65,10 @@ def lucent_model(model):
             return self.net((x - self.mean) / self.std)
 
     # a copy: Lucent hooks the modules it renders with, and featgen's runs must not meet those hooks
-    return Normalized(copy.deepcopy(model.module)).to(next(model.module.parameters()).device).eval()
+    net = Normalized(copy.deepcopy(model.module)).to(next(model.module.parameters()).device).eval()
+    if as_loaded:
+        net.to(memory_format=torch.contiguous_format).requires_grad_(True)
+    return net
 
 
 def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, side: int):
@@ -131,7 +138,8 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
     net = lucent_model(model)
     # featgen runs the modules up to the layer as one chain, with BatchNorms folded (a copy of them)
     head = model.backend._head(model, tname) or model.module
-    probe = Probe([head, net])
+    loaded = lucent_model(model, as_loaded=True) if args.lucent_as_loaded else None
+    probe = Probe([head, net] + ([loaded] if loaded is not None else []))
     side = PRESETS["lucid"].out_size(args.size)  # what featgen's stack feeds the network
     runs = {
         "featgen torch": lambda n, s: featgen.visualize(model, tname, units=units[:n], size=args.size, steps=s,
@@ -139,6 +147,10 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
         "lucent batched": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, True, side),
         "lucent one-at-a-time": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, False, side),
     }  # fmt: skip
+    if loaded is not None:
+        runs["lucent batched, as loaded"] = lambda n, s: run_lucent(loaded, tname, units[:n], args.size, s, True, side)
+        runs["lucent one-at-a-time, as loaded"] = lambda n, s: run_lucent(loaded, tname, units[:n], args.size, s,
+                                                                          False, side)  # fmt: skip
     if args.keras:
         kmodel = featgen.load_model(name, backend="tensorflow")
         runs["featgen keras"] = lambda n, s: featgen.visualize(kmodel, layer, units=units[:n], size=args.size,
@@ -189,6 +201,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--keras", action="store_true", help="also time featgen's TensorFlow backend (same weights)")
     ap.add_argument("--compile", action="store_true", help="featgen torch with torch.compile")
+    ap.add_argument("--lucent-as-loaded", action="store_true",
+                    help="also time Lucent on the model as PyTorch loads it (contiguous memory, trainable "
+                         "parameters), besides featgen's prepared module")  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -211,8 +226,8 @@ def main() -> None:
     for key, layer, run_name, _, speed, act, _, _, a in rows:
         if not run_name.startswith("featgen"):
             continue
-        for peer in ("lucent batched", "lucent one-at-a-time"):
-            p = next(r for r in rows if r[0] == key and r[2] == peer)
+        for p in (r for r in rows if r[0] == key and r[2].startswith("lucent")):
+            peer = p[2]
             wins = int((a >= p[8]).sum())
             print(f"{MODELS[key][0]} {layer}: {run_name} / {peer}: speed x{speed / p[4]:.2f}; final activation "
                   f"{act:.2f} vs {p[5]:.2f} (featgen higher on {wins}/{len(a)} channels)")  # fmt: skip
