@@ -185,21 +185,33 @@ def test_redirected_relu_is_lucids_rule(monkeypatch, backend, sparse, hi):
     assert all(np.abs(want[i]).sum() > 0 for i in dead)  # the dead images do get a gradient
 
 
-def test_dead_rows_reads_past_the_probe():
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_dead_rows_reads_past_the_probe(backend):
     """The CPU's dead-image search probes each row's first entries and reads in full only the rows
     that look dead: a row whose gradient starts late, or a NaN late in the row, is not dead."""
-    import torch
-
-    from featgen.backends.torch import _dead_rows
-
-    rows = torch.zeros(6, 50)
+    rows = np.zeros((6, 50), np.float32)
     rows[0, 1] = 0.5  # alive early
     rows[2, 40] = -1e-30  # alive only past the probe
-    rows[4, 49] = float("nan")  # a NaN passes on: not dead
+    rows[4, 49] = np.nan  # a NaN passes on: not dead
     rows[5, 3], rows[5, 30] = -0.0, 2.0
+    if backend == "torch":
+        import torch
+
+        from featgen.backends.torch import _dead_rows
+
+        def dead(a, probe):
+            return _dead_rows(torch.from_numpy(np.ascontiguousarray(a)), probe=probe).tolist()
+    else:
+        import tensorflow as tf
+
+        from featgen.backends.tensorflow import _dead_rows
+
+        def dead(a, probe):
+            return _dead_rows(tf.constant(a), probe=probe).numpy().tolist()
+
     for probe in (8, 50, 64):
-        assert _dead_rows(rows, probe=probe).tolist() == [1, 3]
-    assert _dead_rows(rows[:, :8], probe=8).tolist() == [1, 2, 3, 4, 5]
+        assert dead(rows, probe) == [1, 3]
+    assert dead(rows[:, :8], 8) == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (5, 2), (3, 1), (4, 2)])

@@ -50,12 +50,13 @@ class _RedirectedClamp(_Clamp):
 
     An image with no passing gradient has a zero gradient on every input inside (lo, hi), so its
     redirected gradient is ``min(grad, 0)`` below the range and ``max(grad, 0)`` above it, over
-    the whole activation. The rule is the native clamp backward, one read-only reduction that finds
-    the images with no passing gradient, and the redirected gradient for those images only.
+    the whole activation. The rule is the native clamp backward, a search for the images with no
+    passing gradient, and the redirected gradient for those images only.
 
     This runs on every ReLU of every redirected step, and images with no passing gradient are rare.
     On a CUDA device the redirected gradient is computed for every image and masked, so that the
-    backward never waits for the device; on the CPU, where the mask is already in host memory, it
+    backward never waits for the device (the search is one reduction over every entry); on the CPU
+    the search probes each image's first entries (:func:`_dead_rows`) and the redirected gradient
     is computed for the dead images alone (a redirected step then costs about a plain one)."""
 
     @staticmethod
