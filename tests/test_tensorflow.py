@@ -94,13 +94,14 @@ def naive64():
     return render
 
 
-@pytest.mark.parametrize("name,layers", [("vgg16_hed", ["block1_conv2", "block3_conv1", "block5_conv3"]),
-                                         ("efficientnet_lite0", ["conv_stem", "blocks.3", "blocks.6"])])  # fmt: skip
+@pytest.mark.parametrize("name,layers", [("vgg16_hed", ["block5_conv3"]),
+                                         ("efficientnet_lite0", ["blocks.3", "blocks.6"])])  # fmt: skip
 @pytest.mark.slow
 def test_naive_render_is_the_same_picture_in_float64(pairs64, naive64, name, layers):
     """15 steps of naive ascent (lr 10) from the same noise give the same images in both backends,
-    early, middle and last, on both built-in models. float64, because in float32 naive ascent on deep
-    Lite0 layers is chaotic within those 15 steps (next tests); measured here: per-pixel r = 1.0.
+    on both built-in models: Lite0's middle and last blocks, VGG16's last layer (in float32, the
+    next test, VGG16 and Lite0's stem already agree). float64, because in float32 naive ascent on
+    deep Lite0 layers is chaotic within those 15 steps (next tests); measured here: per-pixel r = 1.0.
     One unit per layer (unit 0, which rises on each) and half the tutorial's 30 steps, since float64
     convolutions are slow on a CPU (torch's grouped ones above all)."""
     torch_model, keras_model = pairs64[name]
