@@ -10,8 +10,8 @@ one channel at a time.
 feeds the network ``size + 24 - 7 - 3`` px (142 px for 128). Lucent, left alone, upsamples every
 image under 224 px to 224 px; with ``fixed_image_size`` it resizes its transformed image to that
 size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on each
-network (featgen's module chain, Lucent's model) records what every run feeds it; the script stops unless every run
-optimizes at that side and none feeds more (featgen also scores the untransformed image before and
+network (featgen's module chain, Lucent's model) records what every run feeds it; the script stops
+unless every run optimizes at that side and none feeds more (featgen also scores the untransformed image before and
 after). Lucent renders on a copy of the model, and its hooks are removed after every call: left
 alone, ``render_vis`` keeps a hook on every module, holding that module's last output.
 
@@ -135,22 +135,21 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
     model.compile = args.compile
     tname = model.resolve_layer(layer)  # VGG16-HED's Keras name → its torch module
     units = list(range(args.units))
-    net = lucent_model(model)
     # featgen runs the modules up to the layer as one chain, with BatchNorms folded (a copy of them)
     head = model.backend._head(model, tname) or model.module
-    loaded = lucent_model(model, as_loaded=True) if args.lucent_as_loaded else None
-    probe = Probe([head, net] + ([loaded] if loaded is not None else []))
+    lucents = {"": lucent_model(model)}  # run-name suffix → the network Lucent renders with
+    if args.lucent_as_loaded:
+        lucents[", as loaded"] = lucent_model(model, as_loaded=True)
+    probe = Probe([head, *lucents.values()])
     side = PRESETS["lucid"].out_size(args.size)  # what featgen's stack feeds the network
     runs = {
         "featgen torch": lambda n, s: featgen.visualize(model, tname, units=units[:n], size=args.size, steps=s,
                                                          progress=False).images,
-        "lucent batched": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, True, side),
-        "lucent one-at-a-time": lambda n, s: run_lucent(net, tname, units[:n], args.size, s, False, side),
     }  # fmt: skip
-    if loaded is not None:
-        runs["lucent batched, as loaded"] = lambda n, s: run_lucent(loaded, tname, units[:n], args.size, s, True, side)
-        runs["lucent one-at-a-time, as loaded"] = lambda n, s: run_lucent(loaded, tname, units[:n], args.size, s,
-                                                                          False, side)  # fmt: skip
+    for suffix, net in lucents.items():
+        for mode, batched in (("batched", True), ("one-at-a-time", False)):
+            runs[f"lucent {mode}{suffix}"] = lambda n, s, net=net, b=batched: run_lucent(net, tname, units[:n],
+                                                                                       args.size, s, b, side)  # fmt: skip
     if args.keras:
         kmodel = featgen.load_model(name, backend="tensorflow")
         runs["featgen keras"] = lambda n, s: featgen.visualize(kmodel, layer, units=units[:n], size=args.size,

@@ -17,7 +17,7 @@ HALVES = (TensorOps, ModelRunner)
 
 
 def _members(proto) -> set[str]:
-    return set(typing._get_protocol_attrs(proto))  # noqa: SLF001 (the same set isinstance checks)
+    return set(typing._get_protocol_attrs(proto))  # the members isinstance checks
 
 
 def _engine_uses() -> set[str]:
@@ -44,8 +44,8 @@ def test_the_protocol_is_its_two_halves_and_both_backends_implement_it():
     tensor_ops, runner = (_members(h) for h in HALVES)
     assert not tensor_ops & runner, tensor_ops & runner
     assert _members(Backend) == tensor_ops | runner
+    instance_attrs = {"name", "device", "dtype", "precision"}  # set in __init__
     for cls in (TorchBackend, TensorFlowBackend):
-        instance_attrs = {"name", "device", "dtype", "precision"}  # set in __init__
         missing = {m for m in tensor_ops | runner if m not in instance_attrs and not hasattr(cls, m)}
         assert not missing, (cls.__name__, missing)
 
@@ -72,9 +72,8 @@ def test_renders_maps_and_cams_read_only_declared_primitives(lite0, chelsea):
     """At run time too: a render of each method, feature maps, kernels and every CAM family read
     nothing off the backend that the protocol does not declare. (What the engine reads does not
     depend on the backend, so one backend shows it; torch is the faster to run.)"""
-    model = lite0
     seen: set[str] = set()
-    rec = dataclasses.replace(model, backend=Recording(model.backend, seen))
+    rec = dataclasses.replace(lite0, backend=Recording(lite0.backend, seen))
     for method in ("regularized", "naive", "maco"):
         r = featgen.visualize(rec, "blocks.4", units=[0, 1], method=method, size=32, steps=2, progress=False)
         assert r.images.shape[0] == 2

@@ -29,6 +29,10 @@ import numpy as np
 
 Tensor = Any  # a torch.Tensor or a tf.Tensor; algorithms never look inside
 
+# Lucid's redirected ReLU on the CPU: how many leading gradient entries of each image are read before
+# an image that shows no gradient there is read in full (an image with a gradient shows one early)
+DEAD_ROW_PROBE = 4096
+
 
 @dataclass
 class ForwardResult:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import FeatgenError
-from .base import ForwardResult
+from .base import DEAD_ROW_PROBE, ForwardResult
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 _RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
@@ -78,7 +78,7 @@ class _RedirectedClamp(_Clamp):
         return passed, None, None
 
 
-def _dead_rows(rows: torch.Tensor, probe: int = 4096) -> torch.Tensor:
+def _dead_rows(rows: torch.Tensor, probe: int = DEAD_ROW_PROBE) -> torch.Tensor:
     """Indices of the all-zero rows of a CPU ``(batch, n)`` tensor (a NaN is not zero).
 
     A row with a gradient almost always has a nonzero among its first entries, so those are read

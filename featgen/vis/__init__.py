@@ -2,13 +2,13 @@
 
 from . import objectives
 from .render import (
-           ALGORITHM_VERSION,
-           METHODS,
-           Render,
-           algorithm_version,
-           deprocess,
-           high_frequency_share,
-           visualize,
+    ALGORITHM_VERSION,
+    METHODS,
+    Render,
+    algorithm_version,
+    deprocess,
+    high_frequency_share,
+    visualize,
 )
 from .transforms import PRESETS, TransformStack
 

@@ -28,6 +28,8 @@ METHODS = ("naive", "octaves", "regularized", "maco")
 ALGORITHM_VERSION = "vis-4"  # bump when a change alters rendered pixels (render caches key on it)
 # a change that alters pixels on one backend only: that backend's renders get a new key, the rest keep theirs
 BACKEND_REVISIONS = {"tensorflow": "keras-2"}  # keras-2: conv → BatchNorm pairs folded
+REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
+MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
 
 def algorithm_version(backend: str) -> str:
@@ -36,8 +38,6 @@ def algorithm_version(backend: str) -> str:
 
     revision = BACKEND_REVISIONS.get(canonical_name(backend))
     return f"{ALGORITHM_VERSION}+{revision}" if revision else ALGORITHM_VERSION
-REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
-MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
 
 @dataclass
