@@ -1,13 +1,16 @@
-"""The backend protocol holds what the engine calls, and the engine calls nothing it does not hold."""
+"""The backend protocol holds what the engine calls, and the engine calls nothing it does not hold;
+what both backends share (input normalization, a batch norm's affine map) is written once."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import types
 import typing
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import featgen
 from featgen.backends.base import Backend, ModelRunner, TensorOps
@@ -83,3 +86,46 @@ def test_renders_maps_and_cams_read_only_declared_primitives(lite0, chelsea):
         assert np.isfinite(featgen.cam(rec, chelsea, method, target=285, size=64)).all()
     assert seen, "nothing was read off the backend"
     assert seen <= _members(Backend), sorted(seen - _members(Backend))
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_normalization_in_the_graph_matches_numpy(backend, dtype):
+    """Both backends run the one shared normalization; it gives NumPy's bytes, caffe-style (×255,
+    BGR, means) and [-1, 1] alike, and its constants are made once."""
+    from featgen.backends import get_backend
+    from featgen.models.base import Normalization
+
+    be = get_backend(backend, "cpu", dtype)
+    x = np.random.default_rng(0).random((2, 5, 7, 3)).astype(dtype)
+    for norm in (Normalization(mean=(103.939, 116.779, 123.68), scale=255.0, bgr=True),
+                 Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))):  # fmt: skip
+        model = types.SimpleNamespace(norm=norm)
+        got = be._normalize(model, be.asarray(x)).numpy()  # not to_numpy, which gives float32
+        mean, std = np.asarray(norm.mean, dtype), np.asarray(norm.std, dtype)
+        want = ((x * norm.scale)[..., ::-1] if norm.bgr else x * norm.scale) - mean
+        np.testing.assert_array_equal(got, want / std)
+        consts = be._norm_consts[norm]
+        be._normalize(model, be.asarray(x))
+        assert be._norm_consts[norm] is consts
+
+
+def test_bn_affine_is_the_batch_norm_in_eval_mode():
+    import torch
+
+    from featgen.backends.base import bn_affine
+
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.normal(size=(2, 6, 3, 3)), dtype=torch.float64)
+    for affine in (True, False):
+        bn = torch.nn.BatchNorm2d(6, eps=1e-3, affine=affine).double().eval()
+        bn.running_mean.copy_(torch.tensor(rng.normal(size=6)))
+        bn.running_var.copy_(torch.tensor(rng.uniform(0.1, 2.0, size=6)))
+        if affine:
+            bn.weight.data.copy_(torch.tensor(rng.normal(size=6)))
+            bn.bias.data.copy_(torch.tensor(rng.normal(size=6)))
+        params = [None if t is None else t.detach().numpy() for t in (bn.weight, bn.bias)]
+        scale, shift = bn_affine(bn.running_mean.numpy(), bn.running_var.numpy(), bn.eps, *params)
+        want = bn(x).detach().numpy()
+        got = x.numpy() * scale[:, None, None] + shift[:, None, None]
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

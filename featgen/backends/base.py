@@ -34,12 +34,47 @@ Tensor = Any  # a torch.Tensor or a tf.Tensor; algorithms never look inside
 DEAD_ROW_PROBE = 4096
 
 
+def bn_affine(mean: np.ndarray, var: np.ndarray, eps: float, gamma: np.ndarray | None = None,
+              beta: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """An inference-mode batch norm as ``x * scale + shift`` in float64: ``scale = gamma / sqrt(var +
+    eps)`` and the effective bias ``shift = beta - mean * scale`` (``gamma``, ``beta``: None when the
+    norm has none). Used for FullGrad's bias sites and for folding a norm into the convolution before it."""
+    scale = 1.0 / np.sqrt(np.asarray(var, np.float64) + eps)
+    if gamma is not None:
+        scale = scale * np.asarray(gamma, np.float64)
+    offset = 0.0 if beta is None else np.asarray(beta, np.float64)
+    return scale, offset - np.asarray(mean, np.float64) * scale
+
+
 @dataclass
 class ForwardResult:
     """What :meth:`Backend.forward` returns: captured activations (channels-last) and logits."""
 
     activations: dict[str, Tensor] = field(default_factory=dict)
     logits: Tensor | None = None
+
+
+class InputNormalization:
+    """The model's input normalization, written once on :class:`TensorOps` for both backends."""
+
+    def _normalize(self, model: Any, x: Tensor) -> Tensor:
+        """``((x * scale)[order] - mean) / std`` (the model's
+        :class:`~featgen.models.base.Normalization`) on NHWC ``x`` of the backend's dtype, inside the
+        graph. Mean and std are made once per backend: an upload per call would be a host-to-device
+        copy on a GPU. Inside a trace they are made as the trace's own constants, and not kept."""
+        norm = model.norm
+        if norm.scale != 1.0:
+            x = x * norm.scale
+        if norm.bgr:
+            x = self.concat([x[..., 2:3], x[..., 1:2], x[..., :1]], axis=-1)
+        consts = self.__dict__.setdefault("_norm_consts", {})
+        if norm not in consts:
+            mean, std = self.asarray(norm.mean), self.asarray(norm.std)
+            if not self.eager():
+                return (x - mean) / std
+            consts[norm] = mean, std
+        mean, std = consts[norm]
+        return (x - mean) / std
 
 
 class TensorOps(Protocol):
@@ -55,7 +90,11 @@ class TensorOps(Protocol):
         """A tensor on the backend's device, of ``dtype`` (default: the backend's :attr:`dtype`)."""
         ...
 
-    def to_numpy(self, t: Tensor) -> np.ndarray: ...
+    def to_numpy(self, t: Tensor) -> np.ndarray:
+        """A host copy: float32 for any floating tensor (what images and maps are), whatever the
+        backend's dtype."""
+        ...
+
     def shape(self, t: Tensor) -> tuple[int, ...]: ...
     def native_input(self, batch: np.ndarray) -> Tensor:
         """A normalized NHWC NumPy batch in the framework's own input layout (torch: NCHW)."""

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ..errors import FeatgenError  # noqa: E402
-from .base import DEAD_ROW_PROBE, ForwardResult  # noqa: E402
+from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, bn_affine  # noqa: E402
 
 
 class _ExpectedRetracing:
@@ -126,7 +126,7 @@ def _relu_bounds(fn) -> tuple[float, float | None] | None:
     return {"relu": (0.0, None), "relu6": (0.0, 6.0)}.get(name)
 
 
-class TensorFlowBackend:
+class TensorFlowBackend(InputNormalization):
     """Backend primitives on TensorFlow 2 / Keras 3."""
 
     name = "tensorflow"
@@ -145,7 +145,6 @@ class TensorFlowBackend:
         self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
         self._relu_mode: str | None = None
         self.xla = False  # compile traced render steps with XLA (jit_compile)
-        self._norm_consts: dict = {}
 
     # --- tensors -----------------------------------------------------------------------------
     def asarray(self, a, dtype: str | None = None):
@@ -274,22 +273,6 @@ class TensorFlowBackend:
         return tf.function(fn, jit_compile=self.xla or None, reduce_retracing=True, autograph=False)
 
     # --- models ------------------------------------------------------------------------------
-    def _normalize(self, model, x):
-        norm = model.norm
-        x = x * norm.scale if norm.scale != 1.0 else x
-        if norm.bgr:
-            x = x[..., ::-1]
-        key = (norm, x.dtype.name)  # built once, not per step
-        if key not in self._norm_consts:
-            with tf.device(self._tf_device):
-                consts = (tf.constant(norm.mean, x.dtype), tf.constant(norm.std, x.dtype))
-            if not tf.executing_eagerly():  # inside a trace: a graph constant, not kept
-                mean, std = consts
-                return (x - mean) / std
-            self._norm_consts[key] = consts
-        mean, std = self._norm_consts[key]
-        return (x - mean) / std
-
     @property
     def _gather_dead(self) -> bool:
         """The redirected ReLU may gather the dead images: on the CPU (no device to wait for), and
@@ -539,12 +522,9 @@ def _bn_pairs(model) -> list[tuple[str, Any, str, Any]]:
 
 
 def _bn_affine(bn) -> tuple[np.ndarray, np.ndarray]:
-    """An inference BatchNormalization as ``x * scale + shift`` (float64), with
-    ``shift = beta - mean * gamma / sqrt(var + eps)``."""
-    scale = 1.0 / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
-    if bn.scale:
-        scale = scale * bn.gamma.numpy()
-    return scale, -bn.moving_mean.numpy() * scale + (bn.beta.numpy() if bn.center else 0.0)
+    """An inference BatchNormalization as ``x * scale + shift`` (float64, see :func:`.base.bn_affine`)."""
+    return bn_affine(bn.moving_mean.numpy(), bn.moving_variance.numpy(), bn.epsilon,
+                     bn.gamma.numpy() if bn.scale else None, bn.beta.numpy() if bn.center else None)  # fmt: skip
 
 
 def _folded_weights(conv, bn, dtype) -> tuple[Any, Any]:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import FeatgenError
-from .base import DEAD_ROW_PROBE, ForwardResult
+from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, bn_affine
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 _RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
@@ -219,7 +219,7 @@ def _sample_rows(x: torch.Tensor, grid: torch.Tensor, padding: str) -> torch.Ten
     return out
 
 
-class TorchBackend:
+class TorchBackend(InputNormalization):
     """Backend primitives on PyTorch."""
 
     name = "torch"
@@ -367,19 +367,6 @@ class TorchBackend:
         return fn
 
     # --- models ------------------------------------------------------------------------------
-    def _normalize(self, model, x):
-        norm = model.norm
-        x = x * norm.scale if norm.scale != 1.0 else x
-        if norm.bgr:
-            x = x.flip(-1)
-        key = (norm, x.dtype, x.device)  # built once: an upload per step would be a sync on a GPU
-        consts = self.__dict__.setdefault("_norm_consts", {})
-        if key not in consts:
-            consts[key] = (torch.as_tensor(norm.mean, dtype=x.dtype, device=x.device),
-                           torch.as_tensor(norm.std, dtype=x.dtype, device=x.device))  # fmt: skip
-        mean, std = consts[key]
-        return (x - mean) / std
-
     @contextlib.contextmanager
     def _capture(self, model, names: Sequence[str], stop: bool, store: dict, replace: dict | None = None):
         # every named module, not only iter_layers': bias_sites may name a hidden Identity
@@ -588,10 +575,9 @@ class TorchBackend:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
                 sites.append((name, m.bias.detach().float().cpu().numpy()))
             elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None:
-                scale = torch.rsqrt(m.running_var.float() + m.eps)
-                if m.weight is not None:
-                    scale = scale * m.weight.float()
-                bias = -m.running_mean.float() * scale + (m.bias.float() if m.bias is not None else 0.0)
+                mean, var, gamma, beta = (None if t is None else self.to_numpy(t)
+                                          for t in (m.running_mean, m.running_var, m.weight, m.bias))  # fmt: skip
+                _, bias = bn_affine(mean, var, m.eps, gamma, beta)
                 act = getattr(m, "act", None)
                 if act is not None and not isinstance(act, nn.Identity):
                     drop = getattr(m, "drop", None)
@@ -599,7 +585,7 @@ class TorchBackend:
                         raise FeatgenError(f"{name} ({type(m).__name__}) applies its activation inside its forward "
                                            "with no hookable pre-activation point; FullGrad cannot use this model.")  # fmt: skip
                     name = f"{name}.drop"
-                sites.append((name, bias.detach().cpu().numpy()))
+                sites.append((name, bias.astype(np.float32)))
         return sites
 
     @contextlib.contextmanager
