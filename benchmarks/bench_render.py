@@ -11,9 +11,10 @@ feeds the network ``size + 24 - 7 - 3`` px (142 px for 128). Lucent, left alone,
 image under 224 px to 224 px; with ``fixed_image_size`` it resizes its transformed image to that
 size. Lucent is given ``fixed_image_size`` = featgen's network input, and a pre-hook on each
 network (featgen's module chain, Lucent's model) records what every run feeds it; the script stops
-unless every run optimizes at that side and none feeds more (featgen also scores the untransformed image before and
-after). Lucent renders on a copy of the model, and its hooks are removed after every call: left
-alone, ``render_vis`` keeps a hook on every module, holding that module's last output.
+unless every run optimizes at that side and none feeds more (featgen also scores the untransformed
+image before and after). Lucent renders on a copy of the model, and its hooks are removed after
+every call: left alone, ``render_vis`` keeps a hook on every module, holding that module's last
+output.
 
 Printed per run: seconds, unit-steps per second, the mean final activation of the images (all
 measured by the same featgen forward pass at the render size), activation reached per second of

@@ -68,12 +68,12 @@ class InputNormalization:
         if norm.bgr:
             x = self.concat([x[..., 2:3], x[..., 1:2], x[..., :1]], axis=-1)
         consts = self.__dict__.setdefault("_norm_consts", {})
-        if norm not in consts:
-            mean, std = self.asarray(norm.mean), self.asarray(norm.std)
-            if not self.eager():
-                return (x - mean) / std
-            consts[norm] = mean, std
-        mean, std = consts[norm]
+        mean_std = consts.get(norm)
+        if mean_std is None:
+            mean_std = self.asarray(norm.mean), self.asarray(norm.std)
+            if self.eager():
+                consts[norm] = mean_std
+        mean, std = mean_std
         return (x - mean) / std
 
 

@@ -573,7 +573,7 @@ class TorchBackend(InputNormalization):
         sites = []
         for name, m in model.module.named_modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None:
-                sites.append((name, m.bias.detach().float().cpu().numpy()))
+                sites.append((name, self.to_numpy(m.bias)))
             elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.running_mean is not None:
                 mean, var, gamma, beta = (None if t is None else self.to_numpy(t)
                                           for t in (m.running_mean, m.running_var, m.weight, m.bias))  # fmt: skip

@@ -68,9 +68,8 @@ def keep_freed_memory() -> bool:
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) or "malloc" in os.environ.get(
-        "GLIBC_TUNABLES", ""
-    ):
+    user_set = any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ)
+    if user_set or "malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     libc = ctypes.CDLL(None)  # the C library this process runs on
     return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30))
