@@ -35,7 +35,8 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
 
     ``pages=False`` only fills the cache (a GPU machine); ``render=False`` only writes pages, from the
     cache alone (it loads no model and fails with one line if an entry is missing). Returns counts:
-    ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries, ``units`` rendered and ``seconds``.
+    ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries, ``units`` rendered, ``seconds``, and
+    ``numerics``: the entries the pages show, per numerics they were rendered with.
     """
     t0 = time.perf_counter()
     cache_root = check_writable_dir(cache_dir, "cache folder", "--cache")
@@ -46,13 +47,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             docs = check_writable_dir(docs, "docs folder", "--docs")
             locks.enter_context(BuildLock(docs))
             clean_staging(Path(docs))
-        renderer = None
-        if render and executor == "local":
-            from .render import Renderer
-
-            renderer = Renderer(threads=executor_options.pop("threads", None))
-            executor_options["renderer"] = renderer
-        loader = renderer.model if renderer is not None else (None if render else _no_loading)
+        loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU
         p = plan(profile, cache, device=device, config=config, chunk=chunk, loader=loader)
         run = RunStats(jobs=len({j.key for j in p.jobs}))
         if render:
@@ -64,11 +59,12 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             again = run_jobs(jobs, cache, executor, quiet=True, **executor_options)
             run.rendered += again.rendered
 
+        numerics: dict[str, int] = {}
         if pages:
-            write_pages(p, cache, docs, rerender)
+            numerics = write_pages(p, cache, docs, rerender).numerics
         stats = {"profile": p.profile.name, "jobs": run.jobs, "rendered": run.rendered,
                  "cached": run.jobs - run.rendered, "units": run.units, "unit_steps": run.unit_steps,
-                 "workers": run.workers, "corrupt": list(cache.corrupt),
+                 "workers": run.workers, "corrupt": list(cache.corrupt), "numerics": numerics,
                  "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
         _record(cache_root, stats, p)
     return stats

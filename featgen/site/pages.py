@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,16 @@ class PageStats:
     layers: int = 0
     units: int = 0
     rerendered: int = 0  # entries found corrupt while writing, rendered again through ``rerender``
+    numerics: dict[str, int] = field(default_factory=dict)  # entries per numerics they were rendered with
+
+
+def numerics_label(numerics: dict[str, Any] | None) -> str:
+    """``"torch 2.13.0 on cpu (1 thread, avx512)"``: what an entry's float rounding came from."""
+    if not numerics:
+        return "unrecorded"
+    threads = numerics.get("threads")
+    cpu = f" ({threads} thread{'s' * (threads != 1)}, {numerics.get('isa')})" if threads is not None else ""
+    return f"{numerics.get('framework')} on {numerics.get('device')}{cpu}"
 
 
 class _CurvePlot:
@@ -110,6 +120,8 @@ def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Call
         if arrays is None:
             raise FeatgenError(f"the cache has no render of {job.label()}: run `python -m featgen.site render` "
                                "(or build) with this profile first, or copy the cache that has it.")  # fmt: skip
+        label = numerics_label((cache.meta(job.key) or {}).get("numerics"))
+        stats.numerics[label] = stats.numerics.get(label, 0) + 1
         parts.append(arrays)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
