@@ -213,6 +213,29 @@ def test_pages_say_which_render_is_missing(filled, tmp_path):
     assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folder went with the error
 
 
+@pytest.mark.slow
+def test_pages_say_when_entries_come_from_different_numerics(filled, tmp_path):
+    """Entries record what their rounding came from; pages that mix two kinds say so (one GPU entry
+    among CPU ones here), and pages of one kind say nothing."""
+    import json
+
+    root, config = filled
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    metas = [cache / "renders" / k[:2] / k / "meta.json" for k in _job_keys(config, cache)]
+    kinds = {json.dumps(json.loads(m.read_text())["meta"]["numerics"], sort_keys=True) for m in metas}
+    assert len(kinds) == 1 and '"threads": 1' in kinds.pop()  # the build's workers: one thread each
+    res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 0 and "note:" not in res.stdout
+    entry = json.loads(metas[0].read_text())
+    entry["meta"]["numerics"] = {"framework": "torch 2.11.0", "device": "cuda"}
+    metas[0].write_text(json.dumps(entry))
+    res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 0, res.stderr
+    note = next(line for line in res.stdout.splitlines() if line.startswith("note:"))
+    assert "1 under torch 2.11.0 on cuda" in note and f"{len(metas) - 1} under torch " in note
+
+
 # --- resume ----------------------------------------------------------------------------------------------
 def _entries(cache: Path, keys: list[str]) -> list[str]:
     return [k for k in keys if (cache / "renders" / k[:2] / k / "meta.json").exists()]

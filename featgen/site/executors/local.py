@@ -50,11 +50,16 @@ def _serve(conn: Connection, threads: int | None, device: str | None) -> None:
             return
 
 
-def _available_memory() -> int | None:
+def available_memory() -> int | None:
+    """Bytes of memory new processes can take (Linux's MemAvailable), or None where it is not known."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def worker_slots(jobs: list[RenderJob], workers: int | None, threads: int | None,
@@ -73,7 +78,7 @@ def worker_slots(jobs: list[RenderJob], workers: int | None, threads: int | None
         return workers or 1, threads
     if workers is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        memory = _available_memory()
+        memory = available_memory()
         fit = max(1, memory // WORKER_MEMORY) if memory else cores
         workers = max(1, min(cores // (threads or RENDER_THREADS), len(jobs), fit))
     return workers, threads or RENDER_THREADS
@@ -127,14 +132,15 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, procs: list
         ready = set(wait([conns[i] for i in busy] + [procs[i].sentinel for i in busy]))
         for i in list(busy):
             job = busy[i]
-            if conns[i] in ready and conns[i].poll():
+            if conns[i] not in ready and procs[i].sentinel not in ready:
+                continue
+            try:
                 status, *rest = conns[i].recv()
-            elif procs[i].sentinel in ready:
+            except (EOFError, OSError):  # it ended without a reply
+                procs[i].join()
                 raise FeatgenError(f"{job.label()}: its render worker died (exit code {procs[i].exitcode}; out of "
                                    "memory?); finished renders stay in the cache: run again, with --workers 1 if "
-                                   "memory is short.")  # fmt: skip
-            else:
-                continue
+                                   "memory is short.") from None  # fmt: skip
             del busy[i]
             if status == "error":
                 exc, trace = rest
