@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# isort: off
+from ..backends import tensorflow as _backend  # noqa: F401  (first: it sets TensorFlow's log level before keras starts)
+# isort: on
 import keras
 import numpy as np
 
