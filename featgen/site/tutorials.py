@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -22,12 +23,14 @@ def invalidate_stale_tutorials(gallery_dir: Path) -> bool:
     deleting its stored checksums when featgen's source changed. Returns True if it did."""
     stamp = gallery_dir / ".featgen-engine-hash"
     current = engine_hash()
-    if stamp.exists() and stamp.read_text() == current:
+    if stamp.is_file() and not stamp.is_symlink() and stamp.read_bytes()[:64] == current.encode():
         return False
-    for md5 in gallery_dir.rglob("*.md5"):
+    for md5 in gallery_dir.rglob("*.md5"):  # links to folders are not followed
         md5.unlink()
     gallery_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(current)
+    tmp = stamp.with_name(f"{stamp.name}.tmp{os.getpid()}")
+    tmp.write_text(current)
+    os.replace(tmp, stamp)  # replaces a link planted there, never writes through it
     return True
 
 

@@ -1,0 +1,48 @@
+"""Checks on a path a user names, made before anything opens it."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import FeatgenError
+
+_KINDS = ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"))  # fmt: skip
+
+
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words: ``"regular file"``, ``"named pipe (FIFO)"``, ``"directory"``..."""
+    if stat.S_ISREG(mode):
+        return "regular file"
+    return next((name for test, name in _KINDS if test(mode)), "special file")
+
+
+def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` if it is a regular file (or a link to one); else one line naming what it is.
+
+    A named pipe or a device is refused before it is opened: reading one can block forever, or
+    never end. ``what`` names the file in the message (``"image file"``, ``"model file"``).
+    """
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise FeatgenError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise FeatgenError(f"cannot read the {what} {p}: {exc.strerror}.") from None
+    if stat.S_ISDIR(mode):
+        raise FeatgenError(f"expected {'an' if what[:1] in 'aeiou' else 'a'} {what}, got a directory: {p}")
+    if not stat.S_ISREG(mode):
+        raise FeatgenError(f"{p} is a {file_kind(mode)}, not a regular file: featgen reads a {what} only from a regular file.")
+    return p
+
+
+def is_filesystem_root(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the root of its filesystem tree (``/``, ``C:\\``), links resolved."""
+    real = Path(path).expanduser().resolve()
+    return real == Path(real.anchor)
+
+
+__all__ = ["regular_file", "file_kind", "is_filesystem_root"]
