@@ -32,10 +32,11 @@ def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
         raise FeatgenError(f"{what} not found: {p}") from None
     except OSError as exc:
         raise FeatgenError(f"cannot read the {what} {p}: {exc.strerror}.") from None
+    a = "an" if what[:1] in "aeiou" else "a"
     if stat.S_ISDIR(mode):
-        raise FeatgenError(f"expected {'an' if what[:1] in 'aeiou' else 'a'} {what}, got a directory: {p}")
+        raise FeatgenError(f"expected {a} {what}, got a directory: {p}")
     if not stat.S_ISREG(mode):
-        raise FeatgenError(f"{p} is a {file_kind(mode)}, not a regular file: featgen reads a {what} only from a regular file.")
+        raise FeatgenError(f"{p} is a {file_kind(mode)}, not a regular file: featgen reads {a} {what} only from a regular file.")
     return p
 
 

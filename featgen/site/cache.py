@@ -128,11 +128,11 @@ def _plain(path: Path, folder: bool) -> bool:
 
 
 def _read(path: Path, most: int) -> bytes:
+    """The bytes of a plain file of at most ``most`` bytes (its size checked before reading)."""
     with path.open("rb") as f:
-        raw = f.read(most + 1)
-    if len(raw) > most:
-        raise _Bad(f"{path.name} is over {most:,} bytes")
-    return raw
+        if os.fstat(f.fileno()).st_size > most:
+            raise _Bad(f"{path.name} is over {most:,} bytes")
+        return f.read()  # read() sizes its buffer by the file; read(n) would allocate n
 
 
 def read_npz(raw: bytes, expect: Expected | None = None, most: int = MAX_ENTRY_BYTES) -> dict[str, np.ndarray]:

@@ -260,7 +260,7 @@ def _gallery(errors: _Errors, where: str, data: Any, defaults: dict, check_model
         errors.add(where, f"views must be a list of {', '.join(VIEWS)}, got {short(views)}.")
         views = list(VIEWS)
     kw["views"] = tuple(v for v in views if _choice(errors, where, "view", v, VIEWS))
-    if check_model and "regularized" not in views:  # every page shows it: the grid, the verdicts, the reproduction
+    if check_model and len(kw["views"]) == len(views) and "regularized" not in views:  # every page shows it: the grid, the verdicts, the reproduction
         errors.add(where, f"views {short(views)} lacks regularized, which every gallery page shows: add it.")
     if "device" in kw and str(kw["device"]).split(":")[0] not in DEVICES:  # cuda:1 and the like pass
         _choice(errors, where, "device", kw["device"], DEVICES)
@@ -278,7 +278,7 @@ def _gallery(errors: _Errors, where: str, data: Any, defaults: dict, check_model
         per_layer = {}
     opts = []
     for layer, o in per_layer.items():
-        w = f"{where}.layer_options.{short(layer)}"
+        w = f"{where}.layer_options.{cut(str(layer))}"
         if not isinstance(o, dict):
             errors.add(w, f"expected a mapping of {', '.join(LAYER_OPTIONS)}, got {short(o)}.")
             continue
@@ -368,7 +368,7 @@ def read_config_text(p: Path) -> str:
     """The text of a config file: at most ``MAX_CONFIG_BYTES``, UTF-8; else one line."""
     try:
         with p.open("rb") as f:
-            raw = f.read(limits.MAX_CONFIG_BYTES + 1)
+            raw = f.read(limits.MAX_CONFIG_BYTES + 1)  # a regular file (find_config): no FIFO blocks here
     except OSError as exc:
         raise FeatgenError(f"cannot read {str(p)!r}: {exc.strerror}.") from None
     if len(raw) > limits.MAX_CONFIG_BYTES:

@@ -43,7 +43,7 @@ class Array:
         if not kind:
             return f"dtype {dtype.str}, expected {self.dtype}"
         if len(shape) != len(self.shape) or any(d is not None and d != s for d, s in zip(self.shape, shape)):
-            want = "(" + ", ".join("N" if d is None else str(d) for d in self.shape) + ")"
+            want = str(tuple("N" if d is None else d for d in self.shape)).replace("'", "")
             return f"shape {tuple(shape)}, expected {want}"
         if None in self.shape and math.prod(shape) * dtype.itemsize > self.most:
             return f"shape {tuple(shape)}, over {self.most:,} bytes"

@@ -249,6 +249,7 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
 
 MANIFEST = ".featgen-manifest.json"  # in DOCS/galleries: the files featgen wrote there
 MANIFEST_KIND = "featgen-galleries-1"
+MAX_MANIFEST_BYTES = 64 << 20  # the full profile's pages list in a few MB
 FEATGEN_NAMES = (".featgen-build.lock", GALLERIES, "tutorials")  # what featgen itself puts in a docs folder
 
 
@@ -299,7 +300,9 @@ def read_manifest(out: Path) -> list[str]:
         if not stat.S_ISREG(mode):
             raise ValueError("it is not a regular file")
         with path.open("rb") as f:
-            data = json.loads(f.read(64 << 20))
+            if os.fstat(f.fileno()).st_size > MAX_MANIFEST_BYTES:
+                raise ValueError(f"it is over {MAX_MANIFEST_BYTES >> 20} MB")
+            data = json.loads(f.read())
         if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND or not isinstance(data.get("files"), list):
             raise ValueError(f"not an object of kind {MANIFEST_KIND}")
         return [_relative(f) for f in data["files"]]
