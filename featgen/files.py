@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import FeatgenError
@@ -46,4 +47,18 @@ def is_filesystem_root(path: str | os.PathLike) -> bool:
     return real == Path(real.anchor)
 
 
-__all__ = ["regular_file", "file_kind", "is_filesystem_root"]
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` at once: into a new temporary file beside it (``O_EXCL``: never
+    through a link planted there), then renamed over it (which replaces a link, not its target)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["regular_file", "file_kind", "is_filesystem_root", "atomic_write"]

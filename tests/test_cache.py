@@ -122,7 +122,7 @@ def test_a_failed_write_leaves_no_entry_folder(tmp_path, monkeypatch):
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(cache_module, "_atomic_write", full)
+    monkeypatch.setattr(cache_module, "atomic_write", full)
     with pytest.raises(FeatgenError, match="No space left on device; free some space, or pass --cache"):
         RenderCache(tmp_path / "renders").put(KEY, ARRAYS, {})
     assert list((tmp_path / "renders").iterdir()) == []

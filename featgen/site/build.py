@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import limits
 from ..errors import FeatgenError
+from ..files import atomic_write
 from .cache import WRITE_ERRORS, BuildLock, RenderCache, check_cache_folder, check_writable_dir, write_error
 from .config import get_profile
 from .executors import RunStats, run_jobs
@@ -97,12 +98,9 @@ def _record(cache_root: Path, stats: dict[str, Any], p: Plan) -> None:
              "channels": lp.info.channels} for lp in p.layers]  # fmt: skip
     profile = asdict(p.profile)
     text = json.dumps({**stats, "plan": rows, "config": profile}, indent=1, default=str)
-    tmp = cache_root / f".last-build.{os.getpid()}.json"
     try:
-        tmp.write_text(text)
-        os.replace(tmp, cache_root / "last-build.json")
+        atomic_write(cache_root / "last-build.json", text.encode())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         if exc.errno not in WRITE_ERRORS:
             raise
         raise write_error(exc, f"the cache {str(cache_root)!r}", "--cache") from None

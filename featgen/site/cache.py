@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatgenError
-from ..files import is_filesystem_root
+from ..files import atomic_write, is_filesystem_root
 from .entries import Expected
 from .jobs import cache_key
 
@@ -59,17 +59,6 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             np.lib.format.write_array(body, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             z.writestr(info, body.getvalue())
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_writable_dir(path: str | os.PathLike, what: str, flag: str) -> Path:
@@ -270,9 +259,9 @@ class RenderCache:
             for stale in d.glob(".*.tmp"):  # a killed writer's; under the build lock, no one else writes here
                 stale.unlink(missing_ok=True)
             raw = npz_bytes(arrays)
-            _atomic_write(d / "data.npz", raw)
+            atomic_write(d / "data.npz", raw)
             text = json.dumps({"sha256": hashlib.sha256(raw).hexdigest(), "meta": meta}, indent=1, sort_keys=True, default=str)
-            _atomic_write(d / "meta.json", text.encode())  # last: an entry without it does not exist
+            atomic_write(d / "meta.json", text.encode())  # last: an entry without it does not exist
         except OSError as exc:
             if d in made:  # ours, just made: no half entry stays
                 shutil.rmtree(d, ignore_errors=True)

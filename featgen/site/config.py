@@ -13,6 +13,7 @@ Shape of the file::
         description: ...
         photos: [chelsea, coffee]     # sample photos of the activation strip
         examples: offline             # the example scan: offline photos of installed packages, or a folder
+        examples_limit: 100000        # files and folders a walk of an examples folder may visit
         chunk: 64                     # at most this many units per job
         galleries:
           - model: efficientnet_lite0 # any spec featgen loads: timm:..., torchvision:..., keras:..., file:...
@@ -23,6 +24,11 @@ Shape of the file::
             steps: 48
             views: [regularized, naive, negative, diversity, photos]
             layer_options: {conv_stem: *early}    # a layer-specific recipe (lr, transforms, param, ...)
+          - model: file:weights.pth   # a torch state dict, with its architecture
+            arch: timm:resnet18
+
+Numbers have the command line's limits (:mod:`featgen.limits`); the text must be UTF-8, at most
+4 MB, and its aliases may not expand it past 200,000 values.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatgenError
-from ..files import is_filesystem_root
+from ..files import atomic_write, is_filesystem_root
 from ..images import grid, load_image, save_image
 from .cache import WRITE_ERRORS, RenderCache, write_error
 from .entries import job_arrays
@@ -312,9 +312,7 @@ def read_manifest(out: Path) -> list[str]:
 
 
 def _write_manifest(out: Path, files: list[str]) -> None:
-    tmp = out / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"kind": MANIFEST_KIND, "files": sorted(files)}, indent=0))
-    os.replace(tmp, out / MANIFEST)
+    atomic_write(out / MANIFEST, json.dumps({"kind": MANIFEST_KIND, "files": sorted(files)}, indent=0).encode())
 
 
 def _plain_parents(out: Path, rel: str) -> bool:

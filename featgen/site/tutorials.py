@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
+
+from ..files import atomic_write
 
 
 def engine_hash() -> str:
@@ -28,9 +29,7 @@ def invalidate_stale_tutorials(gallery_dir: Path) -> bool:
     for md5 in gallery_dir.rglob("*.md5"):  # links to folders are not followed
         md5.unlink()
     gallery_dir.mkdir(parents=True, exist_ok=True)
-    tmp = stamp.with_name(f"{stamp.name}.tmp{os.getpid()}")
-    tmp.write_text(current)
-    os.replace(tmp, stamp)  # replaces a link planted there, never writes through it
+    atomic_write(stamp, current.encode())  # replaces a link planted there, never writes through it
     return True
 
 
