@@ -61,4 +61,16 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-__all__ = ["regular_file", "file_kind", "is_filesystem_root", "atomic_write"]
+def check_own_folder(path: str | os.PathLike, what: str, flag: str, instead: str) -> Path:
+    """``path`` unless it is a file, the filesystem root or the home folder, which no command may
+    take as a folder of its own: then one line (``instead``: what to pass ``flag`` with)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FeatgenError(f"the {what} {str(path)!r} is a file, not a folder: pass {flag} with a folder path.")
+    which = "root" if is_filesystem_root(path) else "home" if path.exists() and path.resolve() == Path.home().resolve() else None
+    if which is not None:
+        raise FeatgenError(f"{str(path)!r} is not a {what} (it is the {which} folder): pass {flag} with {instead}.")
+    return path
+
+
+__all__ = ["regular_file", "file_kind", "is_filesystem_root", "atomic_write", "check_own_folder"]

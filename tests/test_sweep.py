@@ -217,23 +217,22 @@ def docs_is_root(w: Path, filled: Path, monkeypatch) -> Case:
                 check=check, cleanup=cleanup)  # fmt: skip
 
 
-def docs_is_home(w: Path, filled: Path, monkeypatch) -> Case:
+def _users_folder_as_docs(w: Path, filled: Path, name: str, command: str, line: str) -> Case:
+    """A folder of a user's (with a galleries folder of their own) given as --docs."""
     config, cache, _ = _world(w, filled)
-    home = w / "home"
-    (home / "galleries").mkdir(parents=True)
-    (home / ".bashrc").write_text("export PATH\n")
-    (home / "galleries" / "holiday.jpg").write_bytes(b"a user's photo")
-    monkeypatch.setenv("HOME", str(home))
-    return Case(["pages", *site_args(config, cache, home)], "(it is the home folder)")
+    (w / name / "galleries").mkdir(parents=True)
+    (w / name / ".bashrc").write_text("export PATH\n")
+    (w / name / "galleries" / "holiday.jpg").write_bytes(b"a user's photo")
+    return Case([command, *site_args(config, cache, w / name)], line)
+
+
+def docs_is_home(w: Path, filled: Path, monkeypatch) -> Case:
+    monkeypatch.setenv("HOME", str(w / "home"))
+    return _users_folder_as_docs(w, filled, "home", "pages", "(it is the home folder)")
 
 
 def docs_without_a_project(w: Path, filled: Path, monkeypatch) -> Case:
-    config, cache, _ = _world(w, filled)
-    folder = w / "papers"
-    (folder / "galleries").mkdir(parents=True)
-    (folder / "thesis.tex").write_text("\\documentclass{article}")
-    (folder / "galleries" / "figure.png").write_bytes(b"not featgen's")
-    return Case(["build", *site_args(config, cache, folder)], "no index.md in it, no mkdocs.yml beside it")
+    return _users_folder_as_docs(w, filled, "papers", "build", "no index.md in it, no mkdocs.yml beside it")
 
 
 def users_file_in_galleries_survives(w: Path, filled: Path, monkeypatch) -> Case:

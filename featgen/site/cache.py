@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatgenError
-from ..files import atomic_write, is_filesystem_root
+from ..files import atomic_write, check_own_folder
 from .entries import Expected
 from .jobs import cache_key
 
@@ -83,12 +83,7 @@ def check_cache_folder(path: str | os.PathLike, flag: str = "--cache") -> Path:
     """``path`` if it can be a cache folder, creating nothing: a new or empty folder, or one that holds
     a featgen cache (``renders/``, ``last-build.json``); never the filesystem root or the home folder,
     and its ``renders`` no link out of it. Else one line."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FeatgenError(f"the cache folder {str(path)!r} is a file, not a folder: pass {flag} with a folder path.")
-    if is_filesystem_root(path) or (path.exists() and path.resolve() == Path.home().resolve()):
-        raise FeatgenError(f"{str(path)!r} is not a cache folder (it is the {'root' if is_filesystem_root(path) else 'home'} "
-                           f"folder): pass {flag} with a folder of its own, such as .featgen-cache.")  # fmt: skip
+    path = check_own_folder(path, "cache folder", flag, "a folder of its own, such as .featgen-cache")
     if path.is_dir() and any(True for _ in path.iterdir()) and not any((path / m).exists() for m in CACHE_MARKS):
         raise FeatgenError(f"{str(path)!r} holds files but no featgen cache: pass {flag} with a new or empty folder, "
                            "or with a cache folder that featgen made.")  # fmt: skip

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import FeatgenError
-from ..files import atomic_write, is_filesystem_root
+from ..files import atomic_write, check_own_folder
 from ..images import grid, load_image, save_image
 from .cache import WRITE_ERRORS, RenderCache, write_error
 from .entries import job_arrays
@@ -261,12 +261,7 @@ def check_docs(docs: str | os.PathLike, flag: str = "--docs") -> Path:
     docs folder: one with an ``index.md``, or with a ``mkdocs.yml`` beside it. ``DOCS/galleries`` must
     be a plain folder, not a link out of it.
     """
-    path = Path(docs)
-    if path.exists() and not path.is_dir():
-        raise FeatgenError(f"the docs folder {str(path)!r} is a file, not a folder: pass {flag} with a folder path.")
-    if is_filesystem_root(path) or (path.exists() and path.resolve() == Path.home().resolve()):
-        raise FeatgenError(f"{str(path)!r} is not a project's docs folder (it is the {'root' if is_filesystem_root(path) else 'home'} "
-                           f"folder): pass {flag} with your mkdocs docs folder.")  # fmt: skip
+    path = check_own_folder(docs, "project's docs folder", flag, "your mkdocs docs folder")
     if path.is_dir():
         names = [e.name for e in path.iterdir()]
         ours = all(n in FEATGEN_NAMES or n.startswith(f".{GALLERIES}.") for n in names)
