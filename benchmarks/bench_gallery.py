@@ -1,8 +1,8 @@
 """Gallery rendering through the executors: the local executor against Ray, and full layers on a GPU.
 
-``cpu``: the same plan with the local executor (in-process, the frameworks' default threads) and with
-Ray at 2 single-threaded workers, plus the local executor at 1 thread (the work each Ray worker
-does). Prints the ratio and Ray's per-job overhead. The Ray cluster binds to 127.0.0.1; run it in a
+``cpu``: the same plan with the local executor (one single-threaded worker process per core, its
+default; then one worker with every core; then one worker with one thread, the work each Ray worker
+does) and with Ray at 2 single-threaded workers. Prints the ratio and Ray's per-job overhead. The Ray cluster binds to 127.0.0.1; run it in a
 private network namespace so it reaches nothing else::
 
     unshare -n python benchmarks/bench_gallery.py cpu [--units 8] [--steps 24] [--size 64]
@@ -99,7 +99,6 @@ class Budget(Exception):
 # --- cpu: local executor against Ray -----------------------------------------------------------------
 def cpu(args: argparse.Namespace) -> dict:
     from featgen.site.executors import ray as ray_executor
-    from featgen.site.render import Renderer
 
     config = {"profiles": {"bench": {"chunk": args.chunk, "photos": ["chelsea", "coffee"], "examples": None, "galleries": [
         {"model": m, "backend": "torch", "layers": list(layers), "units": args.units, "size": args.size,
@@ -107,20 +106,18 @@ def cpu(args: argparse.Namespace) -> dict:
          "views": ["regularized", "naive", "negative", "diversity", "photos"]}
         for m, layers in (("vgg16_hed", ("block2_conv1", "block4_conv1")), ("efficientnet_lite0", ("blocks.2", "blocks.4")))
     ]}}}  # fmt: skip
-    renderer = Renderer()
-    jobs = plan(parse_config(config)["bench"], None, loader=renderer.model).jobs
+    jobs = plan(parse_config(config)["bench"], None).jobs
     found: dict = {"conditions": conditions(), "jobs": len(jobs), "units": sum(len(j.units) for j in jobs),
                    "unit_steps": sum(j.unit_steps for j in jobs), "plan": config["profiles"]["bench"]}  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        run_jobs(jobs, RenderCache(Path(tmp) / "local"), "local", quiet=True, renderer=renderer)
-        found["local_s"] = time.perf_counter() - t0
-        one = Renderer(threads=1)
-        for j in {(j.model, j.backend): j for j in jobs}.values():  # models loaded before the clock starts
-            one.model(j.model, j.backend, j.device, j.precision)
-        t0 = time.perf_counter()
-        run_jobs(jobs, RenderCache(Path(tmp) / "local1"), "local", quiet=True, renderer=one)
-        found["local_1_thread_s"] = time.perf_counter() - t0
+        # the local executor as it runs by default (one single-threaded worker per core), then one
+        # worker with every core, then one worker with one thread; each starts its workers anew
+        for name, options in (("local_s", {}), ("local_1_worker_s", {"workers": 1, "threads": cores}),
+                              ("local_1_thread_s", {"workers": 1, "threads": 1})):  # fmt: skip
+            t0 = time.perf_counter()
+            run_jobs(jobs, RenderCache(Path(tmp) / name), "local", quiet=True, **options)
+            found[name] = time.perf_counter() - t0
         t0 = time.perf_counter()
         start_ray(local_only=True, num_cpus=2, object_store_memory=200 * 2**20)
         found["ray_cluster_start_s"] = time.perf_counter() - t0
@@ -151,8 +148,9 @@ def print_cpu(f: dict) -> None:
     print(f"plan: {f['jobs']} jobs, {f['units']} units, {f['unit_steps']:,} unit-steps "
           f"(HED-VGG16 block2_conv1, block4_conv1; Lite0 blocks.2, blocks.4; 5 views)")  # fmt: skip
     print(f"machine: {c['cpus']} CPUs, torch {c['torch']}, load average {c['load_average']} -> {c['load_average_after']}")
-    print(f"local executor ({os.cpu_count()} threads)   {f['local_s']:8.1f} s")
-    print(f"local executor (1 thread)    {f['local_1_thread_s']:8.1f} s")
+    print(f"local executor ({c['cpus']} workers x 1 thread)  {f['local_s']:8.1f} s")
+    print(f"local, 1 worker x {c['cpus']} threads       {f['local_1_worker_s']:8.1f} s")
+    print(f"local, 1 worker x 1 thread        {f['local_1_thread_s']:8.1f} s")
     print(f"Ray, 2 workers x 1 thread    {f['ray_s']:8.1f} s  (+ {f['ray_cluster_start_s']:.1f} s cluster start; "
           f"actor start with model load {f['ray_actor_start_s']:.1f} s)")  # fmt: skip
     print(f"ratio local / Ray: x{f['ratio']:.2f} (x{f['ratio_with_cluster_start']:.2f} counting the cluster start)")

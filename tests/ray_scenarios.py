@@ -6,7 +6,8 @@ is the only interface, starts one Ray cluster on 127.0.0.1 and writes its findin
 call it in their own process before they start this script):
 
 - ``ray``: the plan rendered by Ray, compared with the local executor's entries, while a worker is
-  SIGKILLed mid-job (and restarted); writes counted;
+  SIGKILLed mid-job (and restarted): it stops in its first job and announces itself through a named
+  pipe, and the driver kills it once the first entry is stored; writes counted;
 - ``driver_kill``: a second driver joins the cluster, dies by SIGKILL after ``K`` entries, and a
   rerun renders what is missing, its workers writing the entries themselves (``shared_cache``).
 
@@ -20,6 +21,7 @@ import ipaddress
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
@@ -47,13 +49,13 @@ TINY = {"profiles": {"tiny": {
 }}}  # fmt: skip
 
 
-def tiny_plan(renderer=None) -> list[RenderJob]:
+def tiny_plan() -> list[RenderJob]:
     """Ten small jobs of HED-VGG16 (torch): two layers; two chunks of two units each for two optimized
     views, and the photos view (activation strips over two photos) of each layer."""
     from featgen.site.config import parse_config
     from featgen.site.plan import plan
 
-    return plan(parse_config(TINY)["tiny"], None, loader=renderer.model if renderer else None).jobs
+    return plan(parse_config(TINY)["tiny"], None).jobs
 
 
 class CountingCache(RenderCache):
@@ -127,48 +129,68 @@ def is_loopback(addr: str) -> bool:
 
 
 # --- killing a worker mid-job ------------------------------------------------------------------------
-def running_workers() -> list[int]:
-    """This process's descendants whose title says they are running a ``RenderWorker.run`` call."""
-    parent: dict[int, int] = {}
-    title: dict[int, str] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+class Handshake:
+    """A named pipe between a worker that is mid-job and the driver: the worker writes its pid and
+    then waits to be killed; the driver's read returns once the worker is there (an event, not a poll)."""
+
+    def __init__(self, work: Path):
+        self.fifo, self.once = work / "busy.fifo", work / "blocked-once"
+
+    def create(self) -> None:
+        os.mkfifo(self.fifo)
+
+    def block_once(self) -> None:
+        """In a worker: on the first call only, announce this process and wait until it is killed."""
         try:
-            stat = (d / "stat").read_text()
-            parent[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            title[int(d.name)] = (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-    me = os.getpid()
+            os.close(os.open(self.once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # the job's second run, after the kill: render as usual
+        with open(self.fifo, "w") as f:  # blocks until the driver opens its end
+            f.write(str(os.getpid()))
+        while True:
+            signal.pause()
 
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parent.get(pid, 0)
-            if pid == me:
-                return True
-        return False
+    def kill_the_waiting_worker(self, limit_s: float = 300) -> int:
+        """In the driver: read the worker's pid (waiting for it to arrive, at most ``limit_s``) and SIGKILL it."""
+        fd = os.open(self.fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            data = b""
+            while not data:
+                if not select.select([fd], [], [], limit_s)[0]:
+                    raise TimeoutError("no worker reached the blocking job")
+                data = os.read(fd, 32)  # b"" while no writer has opened the pipe yet
+        finally:
+            os.close(fd)
+        pid = int(data)
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
-    return [p for p, t in title.items() if t.startswith("ray::RenderWorker.run") and descends(p)]
+
+def blocking_worker(work: Path, key: str):
+    """A ``RenderWorker`` whose first run of job ``key`` stops mid-job and waits to be killed."""
+    from featgen.site.executors import ray as ray_executor
+
+    class BlockingWorker(ray_executor.RenderWorker):
+        def run(self, job):
+            if job.key == key:
+                Handshake(work).block_once()
+            return super().run(job)
+
+    return BlockingWorker
 
 
 class KillWorkerAfterFirst:
-    """Progress that, when the first job is stored, SIGKILLs a worker that is mid-job."""
+    """Progress that, when the first job is stored, SIGKILLs the worker waiting mid-job."""
 
-    def __init__(self):
+    def __init__(self, work: Path):
+        self.work = work
         self.killed: int | None = None
         self.workers: dict[str, int] = {}
 
     def advance(self, job, worker=None):
         self.workers[worker] = self.workers.get(worker, 0) + 1
         if self.killed is None:
-            deadline = time.monotonic() + 10
-            while self.killed is None and time.monotonic() < deadline:
-                busy = running_workers()
-                if busy:
-                    os.kill(busy[0], signal.SIGKILL)
-                    self.killed = busy[0]
-                time.sleep(0.01)
+            self.killed = Handshake(self.work).kill_the_waiting_worker()
 
 
 class DieAfter:
@@ -195,12 +217,10 @@ def prepare(work: Path) -> None:
     """The plan's jobs, pickled to ``WORKDIR/jobs.pickle``, and their entries from the local executor
     in ``WORKDIR/local``: the reference of every scenario. The driver itself then needs no framework."""
     from featgen.site.executors import run_jobs
-    from featgen.site.render import Renderer
 
-    renderer = Renderer()
-    jobs = tiny_plan(renderer)
+    jobs = tiny_plan()
     (work / "jobs.pickle").write_bytes(pickle.dumps(jobs))
-    run_jobs(jobs, CountingCache(work / "local"), executor="local", quiet=True, renderer=renderer)
+    run_jobs(jobs, CountingCache(work / "local"), executor="local", quiet=True)
 
 
 def main(work: Path) -> dict:
@@ -234,8 +254,14 @@ def main(work: Path) -> dict:
         out["node_ip"] = ray.util.get_node_ip_address()
 
         cache = CountingCache(work / "ray")
-        progress = KillWorkerAfterFirst()
-        ray_executor.execute(jobs, cache, progress, workers=2, max_in_flight=2)
+        Handshake(work).create()
+        progress = KillWorkerAfterFirst(work)
+        # the first job of the second actor (the driver queues two on each) stops mid-job until killed
+        plain, ray_executor.RenderWorker = ray_executor.RenderWorker, blocking_worker(work, jobs[2].key)
+        try:
+            ray_executor.execute(jobs, cache, progress, workers=2, max_in_flight=2)
+        finally:
+            ray_executor.RenderWorker = plain
         writes = cache.writes()
         out["ray"] = {**compare(cache, local, jobs), "killed": progress.killed, "workers": progress.workers,
                       "stored": sum(progress.workers.values()), "writes": sum(writes.values()),

@@ -45,12 +45,12 @@ def eigencam_reference_with_fixed_sign(lite0, image, layer, theirs, size):
 
     acts = featgen.activations(lite0, image, layer, size=size)
     proj = get_2d_projection(np.transpose(acts, (2, 0, 1))[None])[0]
+    # on featgen's activations the same SVD gives the reference's own sign: its map, reproduced
+    np.testing.assert_allclose(scale_cam_image(np.maximum(proj, 0)[None], (size, size))[0], theirs, atol=0.02)
     mean = acts.mean(-1)
     if ((proj - proj.mean()) * (mean - mean.mean())).sum() < 0:
         proj = -proj
-    fixed = scale_cam_image(np.maximum(proj, 0)[None], (size, size))[0]
-    assert corr(fixed, theirs) >= 0.99 or np.allclose(theirs, 0) or corr(fixed, theirs) < 0  # same, or sign-flipped
-    return fixed
+    return scale_cam_image(np.maximum(proj, 0)[None], (size, size))[0]
 
 
 def corr(a, b):

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -214,32 +213,96 @@ def test_pages_say_which_render_is_missing(filled, tmp_path):
     assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folder went with the error
 
 
+@pytest.mark.slow
+def test_pages_say_when_entries_come_from_different_numerics(filled, tmp_path):
+    """Entries record what their rounding came from; pages that mix two kinds say so (one GPU entry
+    among CPU ones here), and pages of one kind say nothing."""
+    import json
+
+    root, config = filled
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    metas = [cache / "renders" / k[:2] / k / "meta.json" for k in _job_keys(config, cache)]
+    kinds = {json.dumps(json.loads(m.read_text())["meta"]["numerics"], sort_keys=True) for m in metas}
+    assert len(kinds) == 1 and '"threads": 1' in kinds.pop()  # the build's workers: one thread each
+    res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 0 and "note:" not in res.stdout
+    entry = json.loads(metas[0].read_text())
+    entry["meta"]["numerics"] = {"framework": "torch 2.11.0", "device": "cuda"}
+    metas[0].write_text(json.dumps(entry))
+    res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
+    assert res.returncode == 0, res.stderr
+    note = next(line for line in res.stdout.splitlines() if line.startswith("note:"))
+    assert "1 under torch 2.11.0 on cuda" in note and f"{len(metas) - 1} under torch " in note
+
+
 # --- resume ----------------------------------------------------------------------------------------------
 def _entries(cache: Path, keys: list[str]) -> list[str]:
     return [k for k in keys if (cache / "renders" / k[:2] / k / "meta.json").exists()]
 
 
+# A render that stops at a chosen point: the driver, ``main`` here, runs with RenderCache.put wrapped.
+# ``die K``: SIGKILL the build while it writes its (K+1)-th job entry (a temporary file is down, no
+# entry yet). ``wait K``: after the K-th job entry, write one byte to the file descriptor given as
+# the first argument and wait for a signal: SIGINT (the test's Ctrl-C) or SIGUSR1 (go on). Model-info
+# entries do not count.
+STOPPING = """
+import os, signal, sys, tempfile
+from featgen.site import cache
+from featgen.site.__main__ import main
+fd, mode, k = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+put, stored = cache.RenderCache.put, []
+def stopping_put(self, key, arrays, meta):
+    if "view" in meta and mode == "die" and len(stored) == k:
+        folder = self.root / key[:2] / key
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp, _ = tempfile.mkstemp(dir=folder, prefix=".data.npz.", suffix=".tmp")
+        os.write(tmp, b"PK half an npz")
+        os.kill(os.getpid(), signal.SIGKILL)
+    put(self, key, arrays, meta)
+    if "view" in meta:
+        stored.append(key)
+        if mode == "wait" and len(stored) == k:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1})  # none is lost before the wait
+            os.write(fd, b"x")
+            got = signal.sigwait({signal.SIGINT, signal.SIGUSR1})
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGUSR1})
+            if got == signal.SIGINT:
+                raise KeyboardInterrupt  # what Python's SIGINT handler raises wherever the build is
+cache.RenderCache.put = stopping_put
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _stopping(mode: str, k: int, *args: str) -> tuple[subprocess.Popen, int]:
+    """The build or render ``args``, stopping as ``STOPPING`` says; returns it and the read end of its pipe."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "MPLBACKEND": "Agg"}
+    r, w = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", STOPPING, str(w), mode, str(k), *args], env=env, pass_fds=(w,),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a terminal's Ctrl-C: the build must not inherit an ignored SIGINT (as a test run
+                            # started in the background of a non-interactive shell would pass on)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    os.close(w)
+    return proc, r
+
+
 @pytest.mark.slow
 def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(filled, tmp_path, capsys):
-    """The uninterrupted run is the ``filled`` build (same plan, same renderer); this render is killed
-    after a few jobs, and a rerun renders only the missing ones, byte for byte as the build did."""
+    """The uninterrupted run is the ``filled`` build; this render is killed while it writes its third
+    entry, and a rerun renders only the missing ones, byte for byte as the build did."""
     root, config = filled
     clean, killed = root / "cache", tmp_path / "killed"
     keys = _job_keys(config, clean)
     n = len(keys)
     assert n == 9 and len(_entries(clean, keys)) == n
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "featgen.site", "render", *_args(config, killed)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while len(_entries(killed, keys)) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(_entries(killed, keys))
-    assert 2 <= done < n, done
+    proc, r = _stopping("die", 2, "render", *_args(config, killed))
+    proc.communicate(timeout=300)
+    os.close(r)
+    assert proc.returncode == -signal.SIGKILL
+    assert len(_entries(killed, keys)) == 2 and len(list((killed / "renders").rglob(".data.npz.*.tmp"))) == 1
     res = _site("render", *_args(config, killed), check=True)
-    assert f"{n - done} jobs rendered; {done} of {n} jobs cached" in res.stdout, res.stdout
+    assert f"{n - 2} jobs rendered; 2 of {n} jobs cached" in res.stdout, res.stdout
     for k in keys:  # every entry, byte for byte, as the uninterrupted run wrote it
         for name in ("data.npz", "meta.json"):
             assert (killed / "renders" / k[:2] / k / name).read_bytes() == (clean / "renders" / k[:2] / k / name).read_bytes()
@@ -265,17 +328,27 @@ def test_a_held_lock_stops_a_second_build_with_one_line(filled, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_builds_at_once_leave_a_complete_site(filled, tmp_path):
+def test_a_second_build_while_one_runs_stops_and_the_first_completes(filled, tmp_path):
+    """The first build holds the locks and waits (after its first entry) while a second one starts:
+    the second stops with one line and changes nothing; the first, let go, leaves a complete site."""
     root, config = filled
     cache, docs = tmp_path / "cache", tmp_path / "docs"
     shutil.copytree(root / "cache", cache)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "MPLBACKEND": "Agg"}
-    cmd = [sys.executable, "-m", "featgen.site", "build", *_args(config, cache, docs)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    for rc, err in results:
-        assert rc == 0 or (rc == 2 and "lock" in err and len(err.splitlines()) == 1), (rc, err)
-    assert any(rc == 0 for rc, _ in results)
+    victim = _job_keys(config, cache)[0]
+    shutil.rmtree(cache / "renders" / victim[:2] / victim)  # one job for the first build to render
+    first, r = _stopping("wait", 1, "build", *_args(config, cache, docs))
+    try:
+        assert os.read(r, 1) == b"x"  # the first build has stored its entry and holds both locks
+        before = _files(cache)
+        second = _site("build", *_args(config, cache, docs))
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert len(second.stderr.splitlines()) == 1 and "lock" in second.stderr
+        assert _files(cache) == before and not (docs / "galleries").exists()
+        first.send_signal(signal.SIGUSR1)  # go on
+    finally:
+        os.close(r)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
     assert _files(docs / "galleries") == _files(root / "docs" / "galleries")  # complete and identical
     assert not list(docs.glob(".galleries*"))  # no staging or old tree left
 
@@ -301,24 +374,22 @@ def test_unusable_cache_gives_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
+    """Ctrl-C while the build renders (it has stored its second entry and waits for the signal): exit
+    130 with one line, no traceback from the build or its workers, and no pages."""
     config = _config(tmp_path, chunk=1, units=6, views="[regularized, naive]")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FEATGEN_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
     cache, docs = tmp_path / "cache", tmp_path / "docs"
-    # a terminal's Ctrl-C: the build must not inherit an ignored SIGINT (as a test run started in the
-    # background of a non-interactive shell would pass on), or Python never raises KeyboardInterrupt
-    proc = subprocess.Popen([sys.executable, "-m", "featgen.site", "build", *_args(config, cache, docs)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not list((cache / "renders").rglob("meta.json"))[1:] and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # the model info and a first render are in: rendering is under way
-    assert proc.poll() is None, "the build ended before it could be interrupted"
+    proc, r = _stopping("wait", 2, "build", *_args(config, cache, docs))
+    try:
+        assert os.read(r, 1) == b"x"
+    finally:
+        os.close(r)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (proc.returncode, err[-2000:])
     assert "Traceback" not in err and err.strip().splitlines() == [
         "featgen.site: interrupted; finished renders stay in the cache, and a rerun resumes from them."
     ]
+    assert len(list((cache / "renders").rglob("meta.json"))) == 3  # the model info and the two entries
     assert not list(docs.glob(".galleries*")) and not (docs / "galleries").exists()
 
 

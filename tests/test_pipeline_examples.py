@@ -60,10 +60,22 @@ def test_jpeg_blobs_roundtrip_and_repeat():
         assert back.shape == im.shape and np.abs(back.astype(int) - im).mean() < 3
 
 
-def test_offline_photos_and_folder_digest(tmp_path):
-    names = [n for n, _ in offline_photos()]
-    assert "skimage/chelsea.png" in names and "matplotlib/grace_hopper.jpg" in names
-    assert all(n.split("/")[0] in ("skimage", "matplotlib", "sklearn") for n in names)
+def test_offline_photos_are_a_fixed_list_whatever_is_installed(monkeypatch):
+    """The same 29 photos in every environment: scikit-learn's samples (installed here for the tests,
+    absent from the site's environment) never join the set."""
+    import featgen.site.examples as ex
+
+    pytest.importorskip("sklearn", reason="shows that an installed scikit-learn adds nothing")
+    photos = offline_photos()
+    assert [n for n, _ in photos] == list(ex.OFFLINE_PHOTOS) and len(photos) == 29
+    assert all(p.is_file() for _, p in photos) and not any(n.startswith("sklearn/") for n, _ in photos)
+    real = ex._package_dir
+    monkeypatch.setattr(ex, "_package_dir", lambda package: None if package == "skimage" else real(package))
+    with pytest.raises(FeatgenError, match=r"need scikit-image \(missing skimage/astronaut.png and 25 more\)"):
+        offline_photos()
+
+
+def test_folder_digest(tmp_path):
     folder = _folder(tmp_path)
     d1 = set_digest(folder_photos(folder))
     Image.new("RGB", (70, 70)).save(folder / "new.png")

@@ -75,6 +75,6 @@ def test_worker_slots_that_do_not_fit_say_what_does(cluster):
 def test_ray_options_without_the_ray_executor_are_one_line(capsys):
     from featgen.site.__main__ import main
 
-    assert main(["render", "--profile", "quick", "--workers", "2", "--cache", "unused"]) == 2
+    assert main(["render", "--profile", "quick", "--max-in-flight", "2", "--cache", "unused"]) == 2
     err = capsys.readouterr().err
-    assert err == "featgen.site: error: --workers is an option of the ray executor: add --executor ray.\n"
+    assert err == "featgen.site: error: --max-in-flight is an option of the ray executor: add --executor ray.\n"

@@ -110,7 +110,7 @@ def test_slugs_of_different_names_differ():
     assert len({slug(n) for n in ["a/b", "a_b", "a\\b", "a<b", "a..b", "a_.b"]}) == 6
 
 
-def test_cache_keys_and_entry_bytes_repeat(tmp_path):
+def test_cache_keys_and_entry_bytes_repeat(tmp_path, monkeypatch):
     import time
 
     settings = {"model": "m", "layer": "l", "units": [0, 1], "steps": 3}
@@ -121,7 +121,9 @@ def test_cache_keys_and_entry_bytes_repeat(tmp_path):
     arrays = {"images": np.arange(48, dtype=np.uint8).reshape(1, 4, 4, 3), "final": np.ones(1, np.float32)}
     cache.put(key, arrays, settings)
     first = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
-    time.sleep(1.1)  # zip timestamps have 2 s resolution: a later write must not change the bytes
+    now, localtime = time.time, time.localtime  # a write a day later must not change the bytes (zip timestamps)
+    monkeypatch.setattr(time, "time", lambda: now() + 86400)
+    monkeypatch.setattr(time, "localtime", lambda secs=None: localtime(now() + 86400 if secs is None else secs))
     cache.put(key, arrays, settings)
     assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == first
 

@@ -100,7 +100,7 @@ def naive64():
 def test_naive_render_is_the_same_picture_in_float64(pairs64, naive64, name, layers):
     """15 steps of naive ascent (lr 10) from the same noise give the same images in both backends,
     on both built-in models: Lite0's middle and last blocks, VGG16's last layer (in float32, the
-    next test, VGG16 and Lite0's stem already agree). float64, because in float32 naive ascent on
+    next test, VGG16's early layers and Lite0's stem already agree). float64, because in float32 naive ascent on
     deep Lite0 layers is chaotic within those 15 steps (next tests); measured here: per-pixel r = 1.0.
     One unit per layer (unit 0, which rises on each) and half the tutorial's 30 steps, since float64
     convolutions are slow on a CPU (torch's grouped ones above all)."""
@@ -116,12 +116,14 @@ def test_naive_render_is_the_same_picture_in_float64(pairs64, naive64, name, lay
 
 
 @pytest.mark.parametrize("name,layer", [("vgg16_hed", "block1_conv2"), ("vgg16_hed", "block3_conv1"),
-                                        ("vgg16_hed", "block5_conv3"), ("efficientnet_lite0", "conv_stem")])  # fmt: skip
+                                        ("efficientnet_lite0", "conv_stem")])  # fmt: skip
 @pytest.mark.slow
 def test_naive_render_is_the_same_picture_in_float32(pairs, name, layer):
-    """In float32 (the default) the same holds where the trajectory is stable: VGG's ReLUs and
-    Lite0's first conv.
+    """In float32 (the default) the same holds where the trajectory is stable: VGG's early and
+    middle ReLUs and Lite0's first conv.
 
+    VGG16's last layer is left out: on an AVX2-only CPU its float32 pictures came out at r = 0.69
+    (0.95 and more with AVX-512), so the instruction set decides there; the float64 test covers it.
     Deeper EfficientNet-Lite0 layers are left out on purpose: ReLU6 units saturate during naive
     ascent, and float differences of 1e-6 decide on which side of a kink (0 or 6) a unit sits, so
     lr-10 trajectories diverge after a few steps (measured on blocks.3: per-unit correlations

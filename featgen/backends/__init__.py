@@ -12,7 +12,7 @@ from .base import Backend, ForwardResult
 BACKENDS = {"torch": "featgen.backends.torch", "tensorflow": "featgen.backends.tensorflow"}
 ALIASES = {"pytorch": "torch", "tf": "tensorflow", "keras": "tensorflow"}
 
-__all__ = ["Backend", "ForwardResult", "get_backend", "BACKENDS", "PRECISIONS"]
+__all__ = ["Backend", "ForwardResult", "get_backend", "resolve_device", "BACKENDS", "PRECISIONS"]
 
 
 def canonical_name(name: str) -> str:
@@ -24,6 +24,19 @@ def canonical_name(name: str) -> str:
 
 
 PRECISIONS = ("float32", "float64", "bfloat16")
+
+
+def resolve_device(name: str, device: str | None) -> str:
+    """The device a backend named ``name`` runs on for ``device``: ``"auto"`` (or None) becomes its
+    GPU if it sees one, else ``"cpu"``; any other name is returned as it is. Imports the framework."""
+    if device not in (None, "auto"):
+        return device
+    key = canonical_name(name)
+    try:
+        module = importlib.import_module(BACKENDS[key])
+    except ImportError:
+        return "cpu"  # the render itself will say what to install
+    return module.default_device()
 
 
 @cache

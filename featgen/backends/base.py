@@ -233,6 +233,11 @@ class ModelRunner(Protocol):
         """A short, stable digest of the model's parameters (for render caches)."""
         ...
 
+    def numerics(self) -> dict[str, Any]:
+        """What float rounding depends on besides the inputs: the framework and its version, the
+        device and, on a CPU, the intra-op thread count and the instruction set its kernels use."""
+        ...
+
 
 @runtime_checkable
 class Backend(TensorOps, ModelRunner, Protocol):

@@ -158,7 +158,7 @@ class TensorFlowBackend(InputNormalization):
     def __init__(self, device: str | None = None, dtype: str = "float32"):
         gpus = tf.config.list_physical_devices("GPU")
         if device in (None, "auto"):
-            device = "gpu" if gpus else "cpu"
+            device = default_device()
         index = device.split(":")[1] if ":" in device else "0"
         device = "gpu" if device.startswith(("cuda", "gpu")) else device
         if device == "gpu" and not gpus:
@@ -511,6 +511,14 @@ class TensorFlowBackend(InputNormalization):
             h.update(np.ascontiguousarray(w.numpy()).tobytes())
         return h.hexdigest()[:16]
 
+    def numerics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"framework": f"tensorflow {tf.__version__}", "device": self.device}
+        if self.device == "cpu":
+            # 0 means TensorFlow's default: one thread per core; oneDNN's kernels follow ONEDNN_MAX_CPU_ISA
+            threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+            out.update(threads=threads, isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "all").lower())
+        return out
+
 
 def _iter(model, prefix: str) -> Iterator[tuple[str, Any]]:
     for layer in model.layers:
@@ -579,6 +587,11 @@ def _subclassed_message(model) -> str:
         "cannot reach their outputs. Its logits work (classify, CAM-free uses); to capture layers, build "
         "it with the functional API (keras.Model(inputs, outputs)) or as keras.Sequential."
     )
+
+
+def default_device() -> str:
+    """Where ``"auto"`` runs: the GPU if TensorFlow sees one."""
+    return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
 def make_backend(device: str | None = None, dtype: str = "float32") -> TensorFlowBackend:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -226,7 +227,7 @@ class TorchBackend(InputNormalization):
 
     def __init__(self, device: str | None = None, dtype: str = "float32"):
         if device in (None, "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = default_device()
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
         self.device = device
@@ -637,6 +638,15 @@ class TorchBackend(InputNormalization):
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def numerics(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"framework": f"torch {torch.__version__}", "device": self.device}
+        if self.device == "cpu":
+            # ATen's vector kernels follow ATEN_CPU_CAPABILITY; oneDNN's convolutions ONEDNN_MAX_CPU_ISA
+            isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").lower()
+            out.update(threads=torch.get_num_threads(), isa=torch.backends.cpu.get_cpu_capability().lower()
+                       + (f", onednn {isa}" if isa and isa != "all" else ""))  # fmt: skip
+        return out
+
     # --- model preparation (used by the torch model sources) ---------------------------------
     def prepare_module(self, module: nn.Module) -> nn.Module:
         """Eval mode, frozen weights, no in-place activations (hooks must see unmodified outputs)."""
@@ -646,6 +656,11 @@ class TorchBackend(InputNormalization):
         module.eval().requires_grad_(False)
         module.to(self.device, memory_format=torch.channels_last)
         return module
+
+
+def default_device() -> str:
+    """Where ``"auto"`` runs: the GPU if torch sees one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def make_backend(device: str | None = None, dtype: str = "float32") -> TorchBackend:

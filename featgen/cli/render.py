@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 
+from ..errors import FeatgenError
 from .common import (
     MAX_SIZE,
     add_model_args,
@@ -28,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=128, help=f"image side in pixels, 16..{MAX_SIZE} (default 128)")
     p.add_argument("--steps", type=int, default=None, help="optimization steps (default: 30 naive, 512 regularized)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 10 naive, 0.05 regularized)")
+    p.add_argument("--param", default="fourier", choices=("fourier", "pixel"),
+                   help="image parameterization of the regularized method (default fourier)")
+    p.add_argument("--decorrelate", action=argparse.BooleanOptionalAction, default=True,
+                   help="optimize in decorrelated colour (regularized; default on)")
     p.add_argument("--transforms", default="lucid", help="lucid, distill2017 or none (regularized and maco)")
     p.add_argument("--batch-size", type=int, default=None, help="images per optimization (default: fit memory)")
     p.add_argument("--out", default=None, help="output folder (default: render-<model>-<layer>-<method>)")
@@ -50,8 +57,11 @@ def run(args: argparse.Namespace) -> int:
     info = model.layer_info(layer)
     units = parse_units(args.units, info.channels)
     out = check_out_dir(args.out or f"render-{model.name}-{layer.replace('/', '_')}-{args.method}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise FeatgenError(f"--lr must be a positive number, got {args.lr}.")
     render = visualize(model, layer, units=units, method=args.method, size=args.size, steps=args.steps,
-                       seed=args.seed, transforms=args.transforms, batch_size=args.batch_size)  # fmt: skip
+                       seed=args.seed, lr=args.lr, param=args.param, decorrelate=args.decorrelate,
+                       transforms=args.transforms, batch_size=args.batch_size)  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     save_image(grid(render.images, margin=5), out / "grid.png")
     for unit, img in zip(render.units, render.images):

@@ -20,9 +20,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local", choices=("local", "ray"), help="where jobs run (default: local)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads per worker")
+    p.add_argument("--workers", type=int, default=None,
+                   help="render workers: processes (local) or actors (ray) (default: one per GPU, else one per core)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker (default 1 on a CPU: other counts round differently)")
     p.add_argument("--address", default=None, help="ray: a cluster to join (auto, ray://host:port)")
-    p.add_argument("--workers", type=int, default=None, help="ray: worker actors (default: one per GPU, else per core)")
     p.add_argument("--gpus-per-worker", type=float, default=None, help="ray: GPUs per actor (fractions allowed)")
 
 
@@ -41,7 +43,7 @@ def _options(args: argparse.Namespace) -> dict:
 
 
 # --- the ray executor's flow control and shared cache, and its options' check ----------------------------
-RAY_ONLY = ("address", "workers", "gpus_per_worker", "max_in_flight", "shared_cache")
+RAY_ONLY = ("address", "gpus_per_worker", "max_in_flight", "shared_cache")
 
 
 def _ray_executor(p: argparse.ArgumentParser) -> None:
@@ -64,13 +66,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     root = Path(args.cache)
     cache = RenderCache(check_cache_folder(root) / "renders") if root.is_dir() else None
-    renderer = None
-    if args.estimate:
-        from .render import Renderer
-
-        renderer = Renderer()
-    loader = renderer.model if renderer is not None else None
-    p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk, loader=loader)
+    p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk)
     jobs = p.jobs
     for lp in p.layers:
         n = sum(len(js) for js in lp.jobs.values())
@@ -83,7 +79,7 @@ def _plan(args: argparse.Namespace) -> int:
     if args.estimate:
         from .estimate import estimate
 
-        e = estimate(p, device=args.device, cache=cache, renderer=renderer)
+        e = estimate(p, device=args.device, cache=cache)
         for line in e.lines():
             print(line)
     return 0
@@ -121,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             print("featgen changed since the tutorials last ran: they will re-run")
         for entry in stats["corrupt"]:
             print(f"bad cache entry quarantined and rendered again: {entry}")
+        if len(stats["numerics"]) > 1:  # the pictures repeat across these, the bytes do not
+            kinds = "; ".join(f"{n} under {label}" for label, n in sorted(stats["numerics"].items()))
+            print(f"note: the pages show renders of different numerics ({kinds}): see 'What repeats' in How it works")
         what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
         print(f"galleries ({stats['profile']}): {what}; {stats['cached']} of {stats['jobs']} jobs cached; {stats['seconds']} s")
         return 0

@@ -44,7 +44,8 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     cache alone (it loads no model and fails with one line if an entry is missing). ``tutorials``:
     with pages, make the tutorials under ``docs/tutorials`` re-run if featgen changed since they ran.
     Returns counts: ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries (each quarantined and
-    rendered again), ``units`` rendered, ``seconds``, and ``tutorials`` (whether they will re-run).
+    rendered again), ``units`` rendered, ``seconds``, ``tutorials`` (whether they will re-run), and
+    ``numerics``: the entries the pages show, per numerics they were rendered with.
     """
     t0 = time.perf_counter()
     prof = get_profile(profile, config)  # the config, the options and the folders, before anything is made
@@ -64,13 +65,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 from .tutorials import invalidate_stale_tutorials
 
                 rerun_tutorials = invalidate_stale_tutorials(docs / "tutorials")
-        renderer = None
-        if render and executor == "local":
-            from .render import Renderer
-
-            renderer = Renderer(threads=executor_options.pop("threads", None))
-            executor_options["renderer"] = renderer
-        loader = renderer.model if renderer is not None else (None if render else _no_loading)
+        loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU
         p = plan(prof, cache, device=device, chunk=chunk, loader=loader)
         run = RunStats(jobs=len({j.key for j in p.jobs}))
         if render:
@@ -82,12 +77,13 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             again = run_jobs(jobs, cache, executor, quiet=True, **executor_options)
             run.rendered += again.rendered
 
+        numerics: dict[str, int] = {}
         if pages:
-            write_pages(p, cache, docs, rerender)
+            numerics = write_pages(p, cache, docs, rerender).numerics
         stats = {"profile": p.profile.name, "jobs": run.jobs, "rendered": run.rendered,
                  "cached": run.jobs - run.rendered, "units": run.units, "unit_steps": run.unit_steps,
-                 "workers": run.workers, "corrupt": list(cache.corrupt), "tutorials": rerun_tutorials,
-                 "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                 "workers": run.workers, "corrupt": list(cache.corrupt), "numerics": numerics,
+                 "tutorials": rerun_tutorials, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
         _record(cache_root, stats, p)
     return stats
 

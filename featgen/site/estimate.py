@@ -1,10 +1,11 @@
 """``plan --estimate``: time a short calibration on the chosen device and project the plan's duration.
 
 For each gallery and view, the first chunk of the gallery's middle layer is rendered twice, with a
-few and with more steps (on a CPU, with at most 16 units). The difference gives the cost of one
-unit-step, the rest a per-job overhead (start and final evaluations, transfers); the projection is
-``Σ jobs (overhead + unit-steps × cost)``. Deeper layers cost more than the middle one and shallower
-less, so the projection is a rough figure, and batching on a GPU makes bigger chunks cheaper per unit.
+few and with more steps (on a CPU, with at most 16 units, by one thread as a local worker renders).
+The difference gives the cost of one unit-step, the rest a per-job overhead (start and final
+evaluations, transfers); the projection is ``Σ jobs (overhead + unit-steps × cost)``, shared among
+the local executor's workers. Deeper layers cost more than the middle one and shallower less, so the
+projection is a rough figure, and batching on a GPU makes bigger chunks cheaper per unit.
 """
 
 from __future__ import annotations
@@ -24,16 +25,18 @@ class Estimate:
     rows: list[tuple[str, str, int, float, float]] = field(default_factory=list)  # gallery, view, jobs, rate, seconds
     device: str = "auto"
     missing_only: bool = False
+    workers: int = 1  # local workers that share the jobs
 
     @property
     def seconds(self) -> float:
-        return sum(r[4] for r in self.rows)
+        return sum(r[4] for r in self.rows) / self.workers
 
     def lines(self) -> list[str]:
         out = [f"{g:<34} {v:<12} {n:>6} jobs {f'{rate:,.0f} unit-steps/s' if rate else '':>20}  {_hms(s):>9}"
                for g, v, n, rate, s in self.rows]  # fmt: skip
         what = "the jobs not in the cache" if self.missing_only else "the whole plan"
-        out.append(f"estimate on {self.device}: {_hms(self.seconds)} for {what} with one local worker "
+        who = "one local worker" if self.workers == 1 else f"{self.workers} local workers"
+        out.append(f"estimate on {self.device}: {_hms(self.seconds)} for {what} with {who} "
                    "(calibrated on each gallery's middle layer)")  # fmt: skip
         return out
 
@@ -52,18 +55,23 @@ def _timed(renderer, job: RenderJob) -> float:
 def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = None, renderer=None) -> Estimate:
     """Calibrate each (gallery, view) of ``plan`` and project the duration of its jobs (those missing
     from ``cache`` if given) on ``device``, with ``renderer`` (a new one by default)."""
+    from ..backends import resolve_device
+    from .executors.local import worker_slots
     from .render import Renderer
 
-    renderer = renderer or Renderer()
     devices = parse_device(device)
-    est = Estimate(device=device or "each gallery's device", missing_only=cache is not None)
+    todo = [j for j in plan.jobs if cache is None or not cache.has(j.key)]
+    for_device = [replace(j, device=devices.get(j.backend, devices.get("*", j.device))) for j in todo]
+    workers, threads = worker_slots(for_device, None, None, None) if todo else (1, None)
+    renderer = renderer or Renderer(threads=threads)
+    est = Estimate(device=device or "each gallery's device", missing_only=cache is not None, workers=workers)
     galleries: dict[tuple[str, str], list] = {}
     for lp in plan.layers:
         galleries.setdefault((lp.model, lp.backend), []).append(lp)
     for (model, backend), layers in galleries.items():
         mid = layers[len(layers) // 2]
         dev = devices.get(backend, devices.get("*", mid.gallery.device))
-        cap = 16 if dev == "cpu" or (dev == "auto" and not _has_gpu(renderer, model, backend, mid)) else 64
+        cap = 16 if resolve_device(backend, dev) == "cpu" else 64
         for view, jobs in mid.jobs.items():
             first = jobs[0]
             base = replace(first, units=first.units[:cap], device=dev)
@@ -88,8 +96,3 @@ def _with_steps(job: RenderJob, steps: int) -> RenderJob:
     if job.view == "photos":
         return job
     return replace(job, settings={**job.options, "steps": steps})
-
-
-def _has_gpu(renderer, model: str, backend: str, lp) -> bool:
-    m = renderer.model(model, backend, None, lp.gallery.precision)
-    return str(getattr(m.backend, "device", "cpu")).startswith(("cuda", "gpu"))

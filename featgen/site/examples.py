@@ -1,7 +1,7 @@
 """Dataset examples: which photos a unit fires on most and least, from a forward-only scan.
 
-The scanned set is either ``offline`` (every photo that ships with the installed packages:
-scikit-image's data, matplotlib's sample data, scikit-learn's sample images) or a folder of images
+The scanned set is either ``offline`` (a fixed list of photos that ship with scikit-image and
+matplotlib, :data:`OFFLINE_PHOTOS`, the same wherever featgen is installed) or a folder of images
 (e.g. an ImageNet validation set). A set is identified by a digest of its file names and sizes, so a
 changed folder makes new jobs. Crops and strips travel as JPEG bytes (``encode_jpegs``): a page
 writes them as they are, and a unit page stays small.
@@ -23,43 +23,48 @@ from ..limits import short
 OFFLINE = "offline"
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 JPEG_QUALITY = 88
-MIN_SIDE = 64  # smaller files (icons, test patterns) are not photos
 
 
-def _package_dir(module: str, *parts: str) -> Path | None:
+# The offline set: files that ship inside scikit-image and matplotlib, named as ``package/file``.
+# A fixed list, not whatever is installed, so the same config gives the same photo jobs everywhere.
+OFFLINE_PHOTOS = tuple(f"skimage/{n}" for n in (
+    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "chessboard_GRAY.png",
+    "chessboard_RGB.png", "clock_motion.png", "coffee.png", "coins.png", "color.png", "grass.png", "gravel.png",
+    "horse.png", "hubble_deep_field.jpg", "ihc.png", "logo.png", "microaneurysms.png", "moon.png",
+    "motorcycle_left.png", "motorcycle_right.png", "page.png", "phantom.png", "retina.jpg", "rocket.jpg",
+    "text.png",
+)) + ("matplotlib/Minduka_Present_Blue_Pack.png", "matplotlib/grace_hopper.jpg", "matplotlib/logo2.png")  # fmt: skip
+
+
+def _package_dir(package: str) -> Path | None:
+    """The folder of ``package``'s shipped data files, or None if it is not installed."""
     import importlib.util
 
-    spec = importlib.util.find_spec(module)
+    if package == "matplotlib":
+        import matplotlib
+
+        return Path(matplotlib.get_data_path(), "sample_data")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0], *parts)
+    return Path(list(spec.submodule_search_locations)[0], "data")
 
 
 def offline_photos() -> list[tuple[str, Path]]:
-    """``(name, path)`` of every photo shipped with the installed scikit-image, matplotlib and
-    scikit-learn (no download), sorted by name. Names read ``package/file``."""
-    import matplotlib
-
-    found = []
-    for package, folder in [("skimage", _package_dir("skimage", "data")),
-                            ("matplotlib", Path(matplotlib.get_data_path(), "sample_data")),
-                            ("sklearn", _package_dir("sklearn", "datasets", "images"))]:  # fmt: skip
-        if folder is None or not folder.is_dir():
-            continue
-        for p in sorted(folder.iterdir()):
-            if p.suffix.lower() in SUFFIXES and p.is_file():
-                found.append((f"{package}/{p.name}", p))
-    return [(n, p) for n, p in found if _big_enough(p)]
-
-
-def _big_enough(path: Path) -> bool:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return min(im.size) >= MIN_SIDE
-    except OSError:
-        return False
+    """``(name, path)`` of every photo of :data:`OFFLINE_PHOTOS`, in that order; one line naming the
+    package to install if any is missing."""
+    folders = {package: _package_dir(package) for package in ("skimage", "matplotlib")}
+    found, missing = [], []
+    for name in OFFLINE_PHOTOS:
+        package, file = name.split("/")
+        path = folders[package] / file if folders[package] is not None else None
+        (found if path is not None and path.is_file() else missing).append((name, path))
+    if missing:
+        install = " ".join(sorted({"scikit-image" if n.startswith("skimage/") else "matplotlib" for n, _ in missing}))
+        raise FeatgenError(f"the offline example photos need {install} (missing {missing[0][0]}"
+                           f"{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}): pip install {install}, "
+                           "or set examples: to a folder of images.")  # fmt: skip
+    return found
 
 
 def folder_photos(folder: str | os.PathLike, limit: int | None = None) -> list[tuple[str, Path]]:

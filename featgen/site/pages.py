@@ -24,7 +24,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -51,6 +51,16 @@ class PageStats:
     layers: int = 0
     units: int = 0
     rerendered: int = 0  # entries found corrupt while writing, rendered again through ``rerender``
+    numerics: dict[str, int] = field(default_factory=dict)  # entries per numerics they were rendered with
+
+
+def numerics_label(numerics: dict[str, Any] | None) -> str:
+    """``"torch 2.13.0 on cpu (1 thread, avx512)"``: what an entry's float rounding came from."""
+    if not numerics:
+        return "unrecorded"
+    threads = numerics.get("threads")
+    cpu = f" ({threads} thread{'s' * (threads != 1)}, {numerics.get('isa')})" if threads is not None else ""
+    return f"{numerics.get('framework')} on {numerics.get('device')}{cpu}"
 
 
 class _CurvePlot:
@@ -114,17 +124,21 @@ def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Call
     parts = []
     for job in jobs:
         expect = job_arrays(job, input_size)
-        arrays = cache.get(job.key, expect)
-        if arrays is None and rerender is not None:
+        found = cache.read(job.key, expect)
+        if found is None and rerender is not None:
             rerender([job])
             stats.rerendered += 1
-            arrays = cache.get(job.key, expect)
-        if arrays is None and job.key in cache.quarantined:
+            found = cache.read(job.key, expect)
+        if found is None and job.key in cache.quarantined:
             raise FeatgenError(f"the cache's render of {job.label()} was bad ({cache.quarantined[job.key]}): "
                                "run `python -m featgen.site render` (or build) with this profile to render it again.")  # fmt: skip
-        if arrays is None:
+        if found is None:
             raise FeatgenError(f"the cache has no render of {job.label()}: run `python -m featgen.site render` "
                                "(or build) with this profile first, or copy the cache that has it.")  # fmt: skip
+        meta, arrays = found
+        numerics = meta.get("numerics") if isinstance(meta, dict) else None
+        label = numerics_label(numerics if isinstance(numerics, dict) else None)
+        stats.numerics[label] = stats.numerics.get(label, 0) + 1
         parts.append(arrays)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

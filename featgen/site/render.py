@@ -26,6 +26,10 @@ from ..images import to_uint8
 from .jobs import RenderJob
 
 DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel objective
+# CPU threads of every render worker, whichever executor runs it. A CPU convolution's rounding
+# depends on its thread count, and naive or regularized ascent can grow that into another picture,
+# so a job renders the same bytes on one machine only if every executor uses the same count.
+RENDER_THREADS = 1
 
 
 def limit_threads(n: int) -> None:
@@ -105,8 +109,15 @@ class Renderer:
                 limit_threads(self.threads)  # now that the framework is imported
         return self._models[key]
 
+    def entry(self, job: RenderJob) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Render one job: the arrays and the meta that the cache stores under ``job.key``. The meta
+        adds to ``job.meta()`` the ``numerics`` the render ran with (device, threads, instruction set)."""
+        arrays = self.run(job)
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        return arrays, {**job.meta(), "numerics": model.backend.numerics()}
+
     def run(self, job: RenderJob) -> dict[str, np.ndarray]:
-        """Render one job; the arrays are what the cache stores under ``job.key``."""
+        """Render one job's arrays."""
         model = self.model(job.model, job.backend, self.device or job.device, job.precision)
         o = job.options
         if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:

@@ -1,17 +1,16 @@
-"""How to get a gallery image's exact bytes yourself: the ``featgen render`` command and the
+"""How to render a gallery image yourself: the ``featgen render`` command and the
 ``featgen.visualize(...)`` call, from a unit's render settings (plain dicts; no model, no framework).
 
 Settings use the keys of :attr:`featgen.vis.Render.settings` (``model``, ``backend``, ``precision``,
 ``layer``, ``method``, ``size``, ``steps``, ``seed``, ``lr``, ``param``, ``decorrelate``,
 ``transforms``); a key left out means "the default of :func:`featgen.visualize`", resolved here so
 that the page states every number. Each unit draws from its own seeded streams, so rendering one unit
-alone gives the bytes it got in a batch.
+alone gives the picture it got in a batch; the bytes repeat only under the same float rounding (see
+"What repeats" in docs/how-it-works.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import shlex
 from typing import Any
 
@@ -60,16 +59,6 @@ def python_call(settings: dict[str, Any], units: list[int] | int, out: str = "un
     return "\n".join(lines)
 
 
-@functools.cache
-def _render_options() -> frozenset[str]:
-    """The options ``featgen render`` accepts (read from its parser: the command may grow)."""
-    from ..cli.render import add_arguments
-
-    p = argparse.ArgumentParser(add_help=False)
-    add_arguments(p)
-    return frozenset(o for a in p._actions for o in a.option_strings)
-
-
 def _unit_range(units: list[int] | int) -> str:
     units = [units] if isinstance(units, int) else list(units)
     if len(units) > 1 and units == list(range(units[0], units[-1] + 1)):
@@ -77,28 +66,22 @@ def _unit_range(units: list[int] | int) -> str:
     return ",".join(str(u) for u in units)
 
 
-def cli_command(settings: dict[str, Any], units: list[int] | int, out: str | None = None) -> tuple[str | None, str]:
-    """``(command, note)``: the ``featgen render`` line for these settings, or None with the reason
-    when the command line cannot express one of them (then the Python call is the way)."""
+def cli_command(settings: dict[str, Any], units: list[int] | int, out: str | None = None) -> tuple[str, str]:
+    """``(command, note)``: the ``featgen render`` line for these settings, and what it writes."""
     s = resolve(settings)
-    opts = _render_options()
     args = [s["model"], "--backend", s["backend"], "--precision", s["precision"], "--layer", s["layer"],
             "--units", _unit_range(units), "--method", s["method"], "--size", str(s["size"]),
             "--steps", str(s["steps"]), "--seed", str(s["seed"])]  # fmt: skip
-    missing = []
     if "transforms" in s:
         args += ["--transforms", str(s["transforms"])]
     if s["lr"] != DEFAULT_LR[s["method"]]:
-        (args.extend(["--lr", repr(float(s["lr"]))]) if "--lr" in opts else missing.append(f"lr={s['lr']}"))
+        args += ["--lr", repr(float(s["lr"]))]
     if s.get("param", "fourier") != "fourier":
-        (args.extend(["--param", s["param"]]) if "--param" in opts else missing.append(f"param={s['param']!r}"))
+        args += ["--param", s["param"]]
     if s.get("decorrelate", True) is False:
-        flag = "--no-decorrelate"
-        (args.append(flag) if flag in opts else missing.append("decorrelate=False"))
+        args.append("--no-decorrelate")
     if out:
         args += ["--out", out]
-    if missing:
-        return None, f"`featgen render` has no option for {', '.join(missing)}: use the Python call."
     one = isinstance(units, int) or len(list(units)) == 1
     unit0 = units if isinstance(units, int) else list(units)[0]
     note = f"writes unit-{unit0:04d}.png" if one else "writes grid.png and one unit-NNNN.png per unit"
@@ -106,7 +89,7 @@ def cli_command(settings: dict[str, Any], units: list[int] | int, out: str | Non
 
 
 def reproduction(settings: dict[str, Any], units: list[int] | int, out: str = "unit.png") -> dict[str, Any]:
-    """What a page shows: ``command`` (or None), ``note``, ``python``, ``settings`` (resolved) and
+    """What a page shows: ``command``, ``note``, ``python``, ``settings`` (resolved) and
     ``version``."""
     command, note = cli_command(settings, units)
     return {"command": command, "note": note, "python": python_call(settings, units, out),

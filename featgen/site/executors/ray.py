@@ -30,6 +30,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ...errors import FeatgenError
 from ..cache import RenderCache
 from ..jobs import RenderJob
+from ..render import RENDER_THREADS
 
 DEFAULT_RETRIES = 3  # tries of a job whose worker died, after the first
 
@@ -47,11 +48,12 @@ class RenderWorker:
         self.renderer = Renderer(threads=threads, device=device)
         self.cache = cache
 
-    def run(self, job: RenderJob) -> dict[str, Any] | None:
+    def run(self, job: RenderJob) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The job's arrays and meta (:meth:`Renderer.entry`), or None once written to the shared cache."""
         if self.cache is None:
-            return self.renderer.run(job)
+            return self.renderer.entry(job)
         if not self.cache.has(job.key):
-            self.cache.put(job.key, self.renderer.run(job), job.meta())
+            self.cache.put(job.key, *self.renderer.entry(job))
         return None
 
 
@@ -114,8 +116,8 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: s
             cluster has GPUs).
         max_in_flight: jobs queued on each actor at once (one runs, the others wait their turn).
         shared_cache: workers write entries into ``cache`` themselves (a folder every node sees).
-        threads: CPU threads per actor for the frameworks (None: 1 on a CPU actor, the node's CPUs
-            shared out on a GPU actor).
+        threads: CPU threads per actor for the frameworks (None: ``RENDER_THREADS`` on a CPU actor, as
+            the local executor's workers, the node's CPUs shared out on a GPU actor).
         device: overrides each job's device (``cpu``, ``cuda``, ...).
         retries: runs of a job whose worker died, after the first.
     """
@@ -126,7 +128,7 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, address: s
     try:
         n, gpus = worker_slots(workers, num_gpus, device, jobs)
         if threads is None:
-            threads = 1 if not gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // n)
+            threads = RENDER_THREADS if not gpus else max(1, int(ray.cluster_resources().get("CPU", 1)) // n)
         remote = ray.remote(RenderWorker).options(num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=retries)
         actors = [remote.remote(threads, device, _absolute(cache) if shared_cache else None) for _ in range(n)]
         _drive(jobs, cache, progress, actors, max_in_flight, retries)
@@ -165,7 +167,7 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: lis
             job, slot = running.pop(ref)
             load[slot] -= 1
             try:
-                arrays = ray.get(ref)
+                entry = ray.get(ref)
             except RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, FeatgenError) else None
                 if cause is not None:
@@ -176,8 +178,8 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: lis
                     f"{job.label()}: its Ray worker died {retries + 1} times (out of memory?); "
                     "see the worker logs in the Ray session folder, and try fewer --workers."
                 ) from None
-            if arrays is not None:
-                cache.put(job.key, arrays, job.meta())
-            del arrays  # frees the object in the store
+            if entry is not None:
+                cache.put(job.key, *entry)
+            del entry  # frees the object in the store
             progress.advance(job, f"w{slot}")
             feed(slot)
