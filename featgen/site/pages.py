@@ -152,10 +152,11 @@ def _settings(lp: LayerPlan) -> dict[str, dict[str, Any]]:
 
 
 def _reproducible(lp: LayerPlan) -> dict[str, Any]:
-    """The regularized render's settings as ``featgen.visualize`` takes them: the model spec and the
-    gallery's layer name (which the model resolves), every number stated."""
-    o = lp.jobs["regularized"][0].options
-    return {"model": lp.model, "layer": lp.layer, **{k: o[k] for k in REPRODUCE_KEYS if k in o}}
+    """The regularized render's settings as ``featgen.visualize`` takes them: the model spec that loads
+    it (a state dict's with its ``arch``) and the gallery's layer name (which the model resolves),
+    every number stated."""
+    job = lp.jobs["regularized"][0]
+    return {"model": job.model, "layer": lp.layer, **{k: job.options[k] for k in REPRODUCE_KEYS if k in job.options}}
 
 
 def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, photos: list[str],
