@@ -2,9 +2,10 @@
 
 Each case sets up a world in a temporary folder, runs one command in this process, and asserts one
 line on stderr, the exit status, no traceback, and that no file changed outside the folders the
-command may write (for a bad config: none at all). Two cases are successes by nature (a user's file
-in the galleries folder survives; none of them may fail), and say so. Plans are tiny: 32 px, 3 steps,
-2 units, one view.
+command may write (for a bad config: none at all). One case is a success by nature (a user's file
+in the galleries folder survives a rebuild), and says so. Plans are tiny: 32 px, 3 steps, 2 units,
+one view. Faults are the kernel's own where it can give them unprivileged (a full disk: RLIMIT_FSIZE),
+else made at the system-call boundary (a read-only cache: these tests run as root).
 """
 
 from __future__ import annotations
