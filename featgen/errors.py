@@ -20,6 +20,8 @@ class WeightsUnavailableError(FeatgenError):
 
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ``" Did you mean: a, b?"`` for the closest names, or ``""``."""
+    if len(name) > 200:  # no name is that long: a runaway value, whose comparison would take minutes
+        return ""
     choices = list(choices)
     close = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
     if not close:

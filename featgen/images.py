@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import FeatgenError
+from .files import regular_file
 
 ImageLike = Any  # str | Path | PIL.Image.Image | np.ndarray
 
@@ -65,15 +66,11 @@ def load_image(image: ImageLike) -> np.ndarray:
     Accepts a path, a PIL image (any mode: 16-bit greyscale is scaled by 65535) or an array (uint8
     in 0..255, other integers scaled by their maximum, or float in [0, 1]; greyscale, RGB or RGBA).
     Transparency is composited on white; greyscale is repeated to three channels. Files over
-    :data:`MAX_PIXELS` are refused before they are decoded.
+    :data:`MAX_PIXELS` are refused before they are decoded, and a path that is no regular file (a
+    named pipe, a device) before it is opened.
     """
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise FeatgenError(f"image file not found: {path}")
-        if path.is_dir():
-            raise FeatgenError(f"expected an image file, got a directory: {path}")
-        image = _open(path)
+        image = _open(regular_file(image, "image file"))  # a FIFO or a device is refused before it is opened
     if isinstance(image, Image.Image):
         return _pil_to_array(image)
     arr = np.asarray(image)

@@ -6,6 +6,7 @@ import importlib
 from functools import cache
 
 from ..errors import FeatgenError, suggest
+from ..limits import short
 from .base import Backend, ForwardResult
 
 BACKENDS = {"torch": "featgen.backends.torch", "tensorflow": "featgen.backends.tensorflow"}
@@ -18,7 +19,7 @@ def canonical_name(name: str) -> str:
     """``"tf"`` → ``"tensorflow"`` etc.; raises a FeatgenError for unknown names."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in BACKENDS:
-        raise FeatgenError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}.{suggest(name, BACKENDS)}")
+        raise FeatgenError(f"unknown backend {short(name)}: choose one of {', '.join(BACKENDS)}.{suggest(name, BACKENDS)}")
     return key
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ..errors import FeatgenError  # noqa: E402
+from ..limits import short  # noqa: E402
 from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, bn_affine  # noqa: E402
 
 
@@ -51,6 +53,28 @@ def _functional(layer) -> Any:
     if isinstance(layer, keras.Sequential):
         return getattr(layer, "_functional", None)
     return layer if isinstance(layer, keras.Model) and hasattr(layer, "_run_through_graph") else None
+
+
+# the names TensorFlow opens a root name scope with; each Keras layer runs in a scope of its own name
+_SCOPE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*")
+
+
+def check_layer_names(module, source: str) -> None:
+    """One line naming the first layer (nested ones too) whose name TensorFlow cannot open a name
+    scope with, before a traced call fails deep inside Keras (``source`` names the model's file)."""
+
+    def layers(model) -> Iterator[Any]:
+        for layer in getattr(model, "layers", ()):
+            yield layer
+            inner = _functional(layer)
+            if inner is not None:
+                yield from layers(inner)
+
+    for layer in layers(module):
+        if not _SCOPE_NAME.fullmatch(str(layer.name)):
+            raise FeatgenError(f"{source}: TensorFlow cannot run a layer named {short(layer.name)} (a layer name holds "
+                               "letters, digits and _ . - > only, and starts with a letter, a digit or a dot): "
+                               "rename the layer in Keras and save the model again.")  # fmt: skip
 
 
 def _is_subclassed(model) -> bool:

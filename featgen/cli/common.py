@@ -9,11 +9,11 @@ import re
 import tempfile
 from pathlib import Path
 
+from .. import limits
 from ..backends import PRECISIONS
 from ..errors import FeatgenError
 
-MAX_SIZE = 2048  # --size: a 2048² batch of 16 already needs GBs of activations
-MAX_BATCH = 1024
+MAX_SIZE = limits.LIMITS["size"][1]
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -92,10 +92,10 @@ def parse_target(text: str | None) -> int | str | None:
     return int(text) if re.fullmatch(r"\s*-?\d+\s*", text) else text
 
 
-def check_int(value: int | None, flag: str, lo: int, hi: int) -> None:
-    """One line naming ``flag`` if ``value`` is outside ``lo..hi``."""
-    if value is not None and not lo <= value <= hi:
-        raise FeatgenError(f"{flag} {value} is out of range: use {lo}..{hi}.")
+def check_int(value: int | None, flag: str, name: str) -> None:
+    """One line naming ``flag`` if ``value`` is outside the limit ``name`` of :data:`featgen.limits.LIMITS`
+    (the same limit the gallery config checks)."""
+    limits.check(name, value, flag)
 
 
 def _writable_dir(path: Path, flag: str) -> None:

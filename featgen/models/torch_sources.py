@@ -12,6 +12,7 @@ from torch import nn
 
 from ..backends.torchvision_compat import import_torchvision
 from ..errors import FeatgenError, WeightsUnavailableError, suggest
+from ..files import regular_file
 from .base import LoadedModel, Normalization
 from .registry import BUILTIN_MODELS
 from .vgg16_names import VGG16_PLAN, VGG16_TORCH_NAMES
@@ -200,11 +201,7 @@ def load_file(path: str, backend, arch: str | None = None, input_size: int | Non
     The file is read with ``torch.load(weights_only=True)``, so no code in it runs. TorchScript
     archives are refused before they are opened: loading one runs its code (``__setstate__``).
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise FeatgenError(f"model file not found: {p}")
-    if p.is_dir():
-        raise FeatgenError(f"expected a model file, got a directory: {p}")
+    p = regular_file(Path(path).expanduser(), "model file")  # a FIFO would hang the zip check
     if p.suffix in (".keras", ".h5") and not p.name.endswith(".pth.h5"):
         raise FeatgenError(f"{p.name} is a Keras file: load it with backend='tensorflow' (--backend tensorflow).")
     if is_torchscript(p):

@@ -28,6 +28,15 @@ def _executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-worker", type=float, default=None, help="ray: GPUs per actor (fractions allowed)")
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options, within the limits the config uses too (``--chunk 0`` is an error, not "the
+    profile's"), before anything runs."""
+    from .. import limits
+
+    for name in ("chunk", "threads", "workers", "max_in_flight"):
+        limits.check(name, getattr(args, name, None))
+
+
 def _options(args: argparse.Namespace) -> dict:
     names = {"threads": "threads", "address": "address", "workers": "workers", "gpus_per_worker": "num_gpus"}
     return {opt: getattr(args, a) for a, opt in names.items() if getattr(args, a, None) is not None}
@@ -52,11 +61,11 @@ def _ray_options(args: argparse.Namespace) -> dict:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .cache import RenderCache
+    from .cache import RenderCache, check_cache_folder
     from .plan import plan
 
     root = Path(args.cache)
-    cache = RenderCache(root / "renders") if root.is_dir() else None
+    cache = RenderCache(check_cache_folder(root) / "renders") if root.is_dir() else None
     p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk)
     jobs = p.jobs
     for lp in p.layers:
@@ -94,20 +103,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--estimate", action="store_true", help="time a short calibration on the device and project the run")
     args = ap.parse_args(argv)
     try:
+        _check_numbers(args)
         if args.cmd == "plan":
             return _plan(args)
         from .build import build
-        from .tutorials import invalidate_stale_tutorials
 
         pages = args.cmd == "pages" or (args.cmd == "build" and not args.renders_only)
         render = args.cmd != "pages"
-        if pages and invalidate_stale_tutorials(Path(args.docs) / "tutorials"):
-            print("featgen changed since the tutorials last ran: they will re-run")
         stats = build(args.profile, docs=getattr(args, "docs", "docs"), cache_dir=args.cache, device=args.device,
-                      pages=pages, render=render, config=args.config, chunk=args.chunk,
+                      pages=pages, render=render, config=args.config, chunk=args.chunk, tutorials=pages,
                       executor=getattr(args, "executor", "local"), **({**_options(args), **_ray_options(args)} if render else {}))  # fmt: skip
+        if stats["tutorials"]:
+            print("featgen changed since the tutorials last ran: they will re-run")
         for entry in stats["corrupt"]:
-            print(f"corrupt cache entry re-rendered: {entry}")
+            print(f"bad cache entry quarantined and rendered again: {entry}")
         if len(stats["numerics"]) > 1:  # the pictures repeat across these, the bytes do not
             kinds = "; ".join(f"{n} under {label}" for label, n in sorted(stats["numerics"].items()))
             print(f"note: the pages show renders of different numerics ({kinds}): see 'What repeats' in How it works")

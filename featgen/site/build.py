@@ -3,6 +3,10 @@
 Pages go to ``docs/galleries/`` (git-ignored) with stable URLs
 ``galleries/<model>/<backend>/<layer>/unit-<n>/``. Renders come from the content-addressed cache,
 so a rebuild renders only what changed, and a cache copied from another machine renders nothing.
+
+Everything is checked before anything is written: the config, the options, and that the cache and
+docs folders are a cache's and a project's (:func:`~featgen.site.cache.check_cache_folder`,
+:func:`~featgen.site.pages.check_docs`). Only then are folders, locks and files made.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .. import limits
 from ..errors import FeatgenError
-from .cache import BuildLock, RenderCache, check_writable_dir
+from ..files import atomic_write
+from .cache import WRITE_ERRORS, BuildLock, RenderCache, check_cache_folder, check_writable_dir, write_error
+from .config import get_profile
 from .executors import RunStats, run_jobs
-from .pages import clean_staging, write_pages
+from .pages import check_docs, clean_staging, write_pages
 from .plan import Plan, plan
 
 
@@ -29,26 +36,37 @@ def _no_loading(spec: str, backend: str, device: Any, precision: str) -> Any:
 
 def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: str | os.PathLike = ".featgen-cache",
           device: str | None = None, pages: bool = True, render: bool = True, config: str | None = None,
-          executor: str = "local", chunk: int | None = None, quiet: bool = False,
+          executor: str = "local", chunk: int | None = None, quiet: bool = False, tutorials: bool = False,
           **executor_options: Any) -> dict[str, Any]:  # fmt: skip
     """Render (what the cache lacks) every gallery of ``profile`` and write its pages under ``docs/galleries``.
 
     ``pages=False`` only fills the cache (a GPU machine); ``render=False`` only writes pages, from the
-    cache alone (it loads no model and fails with one line if an entry is missing). Returns counts:
-    ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries, ``units`` rendered, ``seconds``, and
+    cache alone (it loads no model and fails with one line if an entry is missing). ``tutorials``:
+    with pages, make the tutorials under ``docs/tutorials`` re-run if featgen changed since they ran.
+    Returns counts: ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries (each quarantined and
+    rendered again), ``units`` rendered, ``seconds``, ``tutorials`` (whether they will re-run), and
     ``numerics``: the entries the pages show, per numerics they were rendered with.
     """
     t0 = time.perf_counter()
-    cache_root = check_writable_dir(cache_dir, "cache folder", "--cache")
+    prof = get_profile(profile, config)  # the config, the options and the folders, before anything is made
+    limits.check("chunk", chunk)
+    cache_root = check_cache_folder(cache_dir)
+    docs = check_docs(docs) if pages else Path(docs)
+    cache_root = check_writable_dir(cache_root, "cache folder", "--cache")
     cache = RenderCache(cache_root / "renders")
+    rerun_tutorials = False
     with ExitStack() as locks:
         locks.enter_context(BuildLock(cache_root))
         if pages:
             docs = check_writable_dir(docs, "docs folder", "--docs")
             locks.enter_context(BuildLock(docs))
-            clean_staging(Path(docs))
+            clean_staging(docs)
+            if tutorials:
+                from .tutorials import invalidate_stale_tutorials
+
+                rerun_tutorials = invalidate_stale_tutorials(docs / "tutorials")
         loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU
-        p = plan(profile, cache, device=device, config=config, chunk=chunk, loader=loader)
+        p = plan(prof, cache, device=device, chunk=chunk, loader=loader)
         run = RunStats(jobs=len({j.key for j in p.jobs}))
         if render:
             run = run_jobs(p.jobs, cache, executor, quiet=quiet, desc=f"galleries ({p.profile.name})", **executor_options)
@@ -65,7 +83,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
         stats = {"profile": p.profile.name, "jobs": run.jobs, "rendered": run.rendered,
                  "cached": run.jobs - run.rendered, "units": run.units, "unit_steps": run.unit_steps,
                  "workers": run.workers, "corrupt": list(cache.corrupt), "numerics": numerics,
-                 "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                 "tutorials": rerun_tutorials, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
         _record(cache_root, stats, p)
     return stats
 
@@ -76,6 +94,9 @@ def _record(cache_root: Path, stats: dict[str, Any], p: Plan) -> None:
              "channels": lp.info.channels} for lp in p.layers]  # fmt: skip
     profile = asdict(p.profile)
     text = json.dumps({**stats, "plan": rows, "config": profile}, indent=1, default=str)
-    tmp = cache_root / f".last-build.{os.getpid()}.json"
-    tmp.write_text(text)
-    os.replace(tmp, cache_root / "last-build.json")
+    try:
+        atomic_write(cache_root / "last-build.json", text.encode())
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise write_error(exc, f"the cache {str(cache_root)!r}", "--cache") from None

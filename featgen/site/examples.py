@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FeatgenError
+from ..files import is_filesystem_root
+from ..limits import short
 
 OFFLINE = "offline"
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -65,20 +67,33 @@ def offline_photos() -> list[tuple[str, Path]]:
     return found
 
 
-def folder_photos(folder: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``(relative name, path)`` of every image file under ``folder``, sorted."""
+def folder_photos(folder: str | os.PathLike, limit: int | None = None) -> list[tuple[str, Path]]:
+    """``(relative name, path)`` of every image file under ``folder``, sorted.
+
+    The walk visits at most ``limit`` files and folders (None: no bound; the plan passes the
+    profile's ``examples_limit``), follows no link to a folder, and never starts at the root of the
+    filesystem. A name with an image suffix that is no regular file (a FIFO, a device) is skipped.
+    """
     root = Path(folder).expanduser()
     if not root.is_dir():
-        raise FeatgenError(f"examples folder {str(root)!r} does not exist: name a folder of images, or 'offline'.")
-    files = [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*")) if p.suffix.lower() in SUFFIXES and p.is_file()]
-    if not files:
-        raise FeatgenError(f"examples folder {str(root)!r} holds no image ({', '.join(SUFFIXES)}).")
-    return files
+        raise FeatgenError(f"examples folder {short(str(root))} does not exist: name a folder of images, or 'offline'.")
+    if is_filesystem_root(root):
+        raise FeatgenError(f"examples folder {short(str(root))} is the root of the filesystem: name a folder of images.")
+    paths, seen = [], 0
+    for folder_path, folders, names in os.walk(root):  # links to folders are listed, not followed
+        seen += len(folders) + len(names)
+        if limit is not None and seen > limit:
+            raise FeatgenError(f"examples folder {short(str(root))} holds more than {limit:,} files and folders: "
+                               "name a smaller folder, or raise examples_limit in the profile.")  # fmt: skip
+        paths += [p for p in (Path(folder_path, n) for n in names) if p.suffix.lower() in SUFFIXES and p.is_file()]
+    if not paths:
+        raise FeatgenError(f"examples folder {short(str(root))} holds no image ({', '.join(SUFFIXES)}).")
+    return [(p.relative_to(root).as_posix(), p) for p in sorted(paths)]
 
 
-def photo_set(source: str) -> list[tuple[str, Path]]:
-    """The photos of ``source``: ``"offline"`` or a folder path."""
-    return offline_photos() if source == OFFLINE else folder_photos(source)
+def photo_set(source: str, limit: int | None = None) -> list[tuple[str, Path]]:
+    """The photos of ``source``: ``"offline"`` or a folder path (walked as :func:`folder_photos` says)."""
+    return offline_photos() if source == OFFLINE else folder_photos(source, limit)
 
 
 def set_digest(photos: list[tuple[str, Path]]) -> str:

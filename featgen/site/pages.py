@@ -1,8 +1,15 @@
 """The pages stage: cache → markdown pages and their images. It runs no model and imports no framework.
 
 Everything a page shows comes out of the render stage's cache entries (images, statistics, photo
-crops and activation strips) and the plan's model info (layer table, first-conv kernels). Pages are
-written into a unique staging folder and swapped in at once, so readers never see half a gallery.
+crops and activation strips) and the plan's model info (layer table, first-conv kernels), each
+checked against what its job must hold (:mod:`featgen.site.entries`).
+
+``DOCS/galleries`` belongs to the user; featgen owns only the files it wrote there, which it lists in
+``DOCS/galleries/.featgen-manifest.json``. Pages are written into a staging folder first; then each
+is moved into place (one rename each), and the files of the last build that this one no longer
+writes are deleted. Nothing else in the folder is touched: a user's own file there survives every
+rebuild. A write that fails while the pages are made (a full disk) leaves the last build's pages
+as they were, and one line.
 
 URLs: ``galleries/index.md``, ``<model>/index.md``, ``<model>/<backend>/index.md``,
 ``<model>/<backend>/<layer>/index.md`` and ``.../<layer>/unit-<n>/index.md``. A unit folder holds PNG renders, the activation strip
@@ -11,19 +18,23 @@ URLs: ``galleries/index.md``, ``<model>/index.md``, ``<model>/<backend>/index.md
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from ..errors import FeatgenError
+from ..files import atomic_write, check_own_folder
 from ..images import grid, load_image, save_image
-from .cache import RenderCache
+from .cache import WRITE_ERRORS, RenderCache, write_error
+from .entries import job_arrays
 from .examples import jpeg_at
 from .jobs import RenderJob
 from .navigation import compare_units, layer_nav, shared_layers, unit_links
@@ -108,19 +119,25 @@ def _examples(ph: dict[str, np.ndarray], i: int, udir: Path) -> dict[str, Any]:
 
 
 def _view_arrays(jobs: tuple[RenderJob, ...], cache: RenderCache, rerender: Callable | None,
-                 stats: PageStats) -> dict[str, np.ndarray]:  # fmt: skip
-    """The view's arrays over all its chunks, concatenated in unit order."""
+                 stats: PageStats, input_size: int) -> dict[str, np.ndarray]:  # fmt: skip
+    """The view's arrays over all its chunks, each checked against its job, concatenated in unit order."""
     parts = []
     for job in jobs:
-        arrays = cache.get(job.key)
-        if arrays is None and rerender is not None:
+        expect = job_arrays(job, input_size)
+        found = cache.read(job.key, expect)
+        if found is None and rerender is not None:
             rerender([job])
             stats.rerendered += 1
-            arrays = cache.get(job.key)
-        if arrays is None:
+            found = cache.read(job.key, expect)
+        if found is None and job.key in cache.quarantined:
+            raise FeatgenError(f"the cache's render of {job.label()} was bad ({cache.quarantined[job.key]}): "
+                               "run `python -m featgen.site render` (or build) with this profile to render it again.")  # fmt: skip
+        if found is None:
             raise FeatgenError(f"the cache has no render of {job.label()}: run `python -m featgen.site render` "
                                "(or build) with this profile first, or copy the cache that has it.")  # fmt: skip
-        label = numerics_label((cache.meta(job.key) or {}).get("numerics"))
+        meta, arrays = found
+        numerics = meta.get("numerics") if isinstance(meta, dict) else None
+        label = numerics_label(numerics if isinstance(numerics, dict) else None)
         stats.numerics[label] = stats.numerics.get(label, 0) + 1
         parts.append(arrays)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -135,10 +152,11 @@ def _settings(lp: LayerPlan) -> dict[str, dict[str, Any]]:
 
 
 def _reproducible(lp: LayerPlan) -> dict[str, Any]:
-    """The regularized render's settings as ``featgen.visualize`` takes them: the model spec and the
-    gallery's layer name (which the model resolves), every number stated."""
-    o = lp.jobs["regularized"][0].options
-    return {"model": lp.model, "layer": lp.layer, **{k: o[k] for k in REPRODUCE_KEYS if k in o}}
+    """The regularized render's settings as ``featgen.visualize`` takes them: the model spec that loads
+    it (a state dict's with its ``arch``) and the gallery's layer name (which the model resolves),
+    every number stated."""
+    job = lp.jobs["regularized"][0]
+    return {"model": job.model, "layer": lp.layer, **{k: job.options[k] for k in REPRODUCE_KEYS if k in job.options}}
 
 
 def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, photos: list[str],
@@ -149,7 +167,7 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     from ..maps import kernel_tiles
 
     stats = stats or PageStats()
-    views = {view: _view_arrays(jobs, cache, rerender, stats) for view, jobs in lp.jobs.items()}
+    views = {view: _view_arrays(jobs, cache, rerender, stats, info.input_size) for view, jobs in lp.jobs.items()}
     reg, naive, neg = views["regularized"], views.get("naive"), views.get("negative")
     div, ph = views.get("diversity"), views.get("photos")
     k = lp.gallery.diversity if div is not None else 0
@@ -244,15 +262,113 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
     write_page("index.md.j2", root / "index.md", galleries=galleries, profile=profile)
 
 
-def _swap_in(staging: Path, out_root: Path) -> None:
-    """Replace ``out_root`` by ``staging`` with two renames; the old tree is removed after."""
-    old = None
-    if out_root.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{GALLERIES}.old-", dir=out_root.parent))
-        os.replace(out_root, old / GALLERIES)
-    os.replace(staging, out_root)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+MANIFEST = ".featgen-manifest.json"  # in DOCS/galleries: the files featgen wrote there
+MANIFEST_KIND = "featgen-galleries-1"
+MAX_MANIFEST_BYTES = 64 << 20  # the full profile's pages list in a few MB
+FEATGEN_NAMES = (".featgen-build.lock", GALLERIES, "tutorials")  # what featgen itself puts in a docs folder
+
+
+def check_docs(docs: str | os.PathLike, flag: str = "--docs") -> Path:
+    """``docs`` if it can be a project's docs folder, creating nothing; else one line.
+
+    The rule: not the filesystem root nor the home folder; and a new or empty folder, a folder
+    that holds only what featgen writes there (``galleries/``, ``tutorials/``, its lock), or a mkdocs
+    docs folder: one with an ``index.md``, or with a ``mkdocs.yml`` beside it. ``DOCS/galleries`` must
+    be a plain folder, not a link out of it.
+    """
+    path = check_own_folder(docs, "project's docs folder", flag, "your mkdocs docs folder")
+    if path.is_dir():
+        names = [e.name for e in path.iterdir()]
+        ours = all(n in FEATGEN_NAMES or n.startswith(f".{GALLERIES}.") for n in names)
+        mkdocs = (path / "index.md").is_file() or any((path.parent / n).is_file() for n in ("mkdocs.yml", "mkdocs.yaml"))
+        if not (ours or mkdocs):
+            raise FeatgenError(f"{str(path)!r} is not a project's docs folder (no index.md in it, no mkdocs.yml beside it): "
+                               f"pass {flag} with your mkdocs docs folder, or with a new or empty folder.")  # fmt: skip
+    out = path / GALLERIES
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FeatgenError(f"{str(out)!r} is a link or a file: featgen writes pages only into a folder there; move it away.")
+    return path
+
+
+def _relative(text: Any) -> str:
+    """A manifest entry: a plain relative path inside the galleries folder, else ValueError."""
+    p = PurePosixPath(text) if isinstance(text, str) else None
+    if p is None or not text or p.is_absolute() or ".." in p.parts or str(p) != text or "\\" in text:
+        raise ValueError(f"{text!r} is no path inside the folder")
+    return text
+
+
+def read_manifest(out: Path) -> list[str]:
+    """The files the last build wrote into ``out`` (``DOCS/galleries``); [] if it has no manifest.
+    A manifest that is not featgen's is one line: trusting it could delete a user's files."""
+    path = out / MANIFEST
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return []
+    try:
+        if not stat.S_ISREG(mode):
+            raise ValueError("it is not a regular file")
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_MANIFEST_BYTES:
+                raise ValueError(f"it is over {MAX_MANIFEST_BYTES >> 20} MB")
+            data = json.loads(f.read())
+        if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND or not isinstance(data.get("files"), list):
+            raise ValueError(f"not an object of kind {MANIFEST_KIND}")
+        return [_relative(f) for f in data["files"]]
+    except (OSError, ValueError) as exc:
+        raise FeatgenError(f"{str(path)!r} is not featgen's list of its pages ({exc}): move it away; featgen then "
+                           "replaces only the files it writes and deletes none.") from None  # fmt: skip
+
+
+def _write_manifest(out: Path, files: list[str]) -> None:
+    atomic_write(out / MANIFEST, json.dumps({"kind": MANIFEST_KIND, "files": sorted(files)}, indent=0).encode())
+
+
+def _plain_parents(out: Path, rel: str) -> bool:
+    """Whether every folder between ``out`` and ``out/rel`` is a plain folder or absent (no link):
+    a write or a delete there stays inside ``out``. Raises one line for a file in the way."""
+    folder = out
+    for part in PurePosixPath(rel).parts[:-1]:
+        folder = folder / part
+        try:
+            mode = folder.lstat().st_mode
+        except FileNotFoundError:
+            return True
+        if stat.S_ISLNK(mode):
+            return False
+        if not stat.S_ISDIR(mode):
+            raise FeatgenError(f"{str(folder)!r} is a file where featgen writes a folder of pages: move it away.")
+    return True
+
+
+def install(staging: Path, out: Path) -> None:
+    """Move the pages in ``staging`` into ``out`` and delete the files of the last build (as its
+    manifest lists them) that this one did not write. The manifest is written first with both
+    lists, then with the new one: a build cut anywhere leaves no file of featgen's unlisted."""
+    new = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    old = read_manifest(out) if out.is_dir() else []
+    for rel in new:  # every target checked before anything moves
+        if not _plain_parents(out, rel):
+            raise FeatgenError(f"a folder on the way to {str(out / rel)!r} is a link: featgen writes pages only inside "
+                               f"{str(out)!r}; replace the link by a folder.")  # fmt: skip
+        if (out / rel).is_dir() and not (out / rel).is_symlink():
+            raise FeatgenError(f"{str(out / rel)!r} is a folder where featgen writes a page: move it away.")
+    out.mkdir(exist_ok=True)
+    _write_manifest(out, sorted(set(old) | set(new)))
+    for rel in new:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, out / rel)  # replaces a link itself, never what it points to
+    for rel in sorted(set(old) - set(new)):
+        target = out / rel
+        if _plain_parents(out, rel) and (target.is_symlink() or target.is_file()):
+            target.unlink()
+            for folder in list(target.parents)[: len(PurePosixPath(rel).parts) - 1]:  # emptied folders, up to out
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+    _write_manifest(out, new)
 
 
 def clean_staging(docs: Path) -> None:
@@ -270,7 +386,10 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     """
     docs = Path(docs)
     stats = PageStats()
-    staging = Path(tempfile.mkdtemp(prefix=f".{GALLERIES}.tmp-", dir=docs))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{GALLERIES}.tmp-", dir=docs))
+    except OSError as exc:
+        raise write_error(exc, f"the docs folder {str(docs)!r}", "--docs") from None
     try:
         galleries: dict[str, list[dict[str, Any]]] = {}
         layer_dirs: list[tuple[Path, dict[str, Any]]] = []
@@ -294,11 +413,15 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
         for layer_dir, lctx in layer_dirs:  # now that each knows whether it has a torch | TensorFlow page
             write_page("layer.md.j2", layer_dir / "index.md", **lctx)
         write_index_pages(staging, galleries, plan.profile)
-        _swap_in(staging, docs / GALLERIES)
-    except BaseException:
+        install(staging, docs / GALLERIES)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        raise write_error(exc, f"the docs folder {str(docs)!r}", "--docs") from None
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
     return stats
 
 
-__all__ = ["write_pages", "write_layer", "write_index_pages", "write_compare_pages", "PageStats", "clean_staging"]
+__all__ = ["write_pages", "write_layer", "write_index_pages", "write_compare_pages", "PageStats", "clean_staging",
+           "check_docs", "install", "read_manifest"]

@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
 from ..errors import FeatgenError, suggest
+from ..limits import MAX_CHANNELS, MAX_INPUT_SIZE
 from ..models.base import LayerInfo
 from .cache import RenderCache
 from .config import ALL_CONV, Gallery, Profile, get_profile
+from .entries import MAX_KERNEL, MODEL_INFO
 from .jobs import VIEWS, RenderJob, cache_key, chunks
 
 MODEL_INFO_VERSION = "model-info-1"
@@ -91,9 +94,15 @@ class Plan:
 
 # --- model info -------------------------------------------------------------------------------------
 def _info_key(spec: str, backend: str, precision: str) -> str:
+    from ..models.registry import split_arch
+
     settings: dict[str, Any] = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision}
-    if spec.startswith("file:"):  # a user's checkpoint can change under the same name
-        st = Path(spec[5:]).expanduser().stat()
+    path = split_arch(spec)[0]
+    if path.startswith("file:"):  # a user's checkpoint can change under the same name
+        try:
+            st = Path(path[5:]).expanduser().stat()
+        except OSError as exc:
+            raise FeatgenError(f"cannot read the model file {path[5:]!r}: {exc.strerror}.") from None
         settings["file"] = [st.st_size, st.st_mtime_ns]
     return cache_key(settings)
 
@@ -130,7 +139,63 @@ def _load_info(spec: str, backend: str, precision: str, model) -> tuple[ModelInf
     return info, meta
 
 
+def _check_info(meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Raise ValueError unless a cached model info is what :func:`_load_info` writes: its types, and
+    sizes a real model has (a table of at most ``MAX_LAYERS`` rows, at most ``MAX_CHANNELS`` channels)."""
+
+    def text(value: Any, what: str) -> str:
+        if not isinstance(value, str) or len(value) > MAX_TEXT:
+            raise ValueError(f"{what} is not a name")
+        return value
+
+    def number(value: Any, what: str, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ValueError(f"{what} is not an integer in 1..{high:,}")
+        return value
+
+    for key in ("spec", "backend", "precision", "name", "source", "weights_digest"):
+        text(meta.get(key), key)
+    number(meta.get("input_size"), "input_size", MAX_INPUT_SIZE)
+    table = meta.get("table")
+    if not isinstance(table, list) or not 0 < len(table) <= MAX_LAYERS:
+        raise ValueError(f"table is not a list of 1..{MAX_LAYERS:,} layers")
+    for row in table:
+        if not isinstance(row, list) or len(row) != 4:
+            raise ValueError("a table row is not [name, type, shape, channels]")
+        name, kind, shape, channels = row
+        text(name, "a layer name")
+        text(kind, f"the type of {name!r}")
+        if not isinstance(shape, list) or len(shape) > 4:
+            raise ValueError(f"the shape of {name!r} is not a list of at most 4 sizes")
+        for n in shape:
+            number(n, f"a size of {name!r}", MAX_CHANNELS)
+        if channels is not None and number(channels, f"the channels of {name!r}", MAX_CHANNELS) != shape[-1]:
+            raise ValueError(f"the channels of {name!r} are not its last size")
+    names = {row[0] for row in table}
+    if len(names) != len(table):
+        raise ValueError("the table lists a layer twice")
+    for key in ("conv", "stem"):
+        if not isinstance(meta.get(key), list) or not all(isinstance(n, str) and n in names for n in meta[key]):
+            raise ValueError(f"{key} is not a list of the table's layers")
+    for key, targets in (("aliases", names), ("foreign", None)):
+        pairs = meta.get(key)
+        if not isinstance(pairs, dict) or len(pairs) > MAX_LAYERS or not all(
+                isinstance(a, str) and isinstance(b, str) and (targets is None or b in targets) for a, b in pairs.items()):  # fmt: skip
+            raise ValueError(f"{key} is not a mapping of names to the table's layers")
+    kernels = arrays.get("kernels")
+    if kernels is not None:
+        stem = meta["stem"]
+        if not stem or kernels.shape[0] > MAX_KERNEL or kernels.shape[1] > MAX_KERNEL or \
+                kernels.shape[-1] != next(row[3] for row in table if row[0] == stem[0]):  # fmt: skip
+            raise ValueError(f"kernels {kernels.shape} do not fit the first convolution")
+
+
+MAX_LAYERS = 100_000
+MAX_TEXT = 4096
+
+
 def _from_meta(meta: dict, arrays: dict[str, np.ndarray]) -> ModelInfo:
+    _check_info(meta, arrays)
     table = tuple(LayerInfo(n, t, tuple(s), c) for n, t, s, c in meta["table"])
     return ModelInfo(meta["spec"], meta["backend"], meta["precision"], meta["name"], meta["source"], meta["input_size"],
                      meta["weights_digest"], table, tuple(meta["conv"]), meta["aliases"], meta["foreign"],
@@ -147,16 +212,28 @@ def model_info(spec: str, backend: str, precision: str, cache: RenderCache | Non
     """
     key = _info_key(spec, backend, precision)
     if cache is not None:
-        meta = cache.meta(key)
-        arrays = cache.get(key) if meta is not None else None
-        if meta is not None and arrays is not None and meta.get("kind") == MODEL_INFO_VERSION:
-            return _from_meta(meta, arrays)
-    if loader is None:  # layer shapes do not depend on the device: the CPU is always there (a Ray driver)
-        from ..models import load_model
+        found = cache.read(key, MODEL_INFO)
+        meta, arrays = found if found is not None else (None, {})
+        if isinstance(meta, dict) and meta.get("kind") == MODEL_INFO_VERSION:
+            try:
+                info = _from_meta(meta, arrays)
+                if (info.spec, info.backend, info.precision) != (spec, backend, precision):
+                    raise ValueError(f"it describes {info.spec} ({info.backend}, {info.precision})")
+                return info
+            except ValueError as exc:  # checked like a config: a bad table is not trusted, it is loaded anew
+                cache.quarantine(key, f"model info: {exc}")
+    try:
+        if loader is None:  # layer shapes do not depend on the device: the CPU is always there (a Ray driver)
+            from ..models import load_model
 
-        model = load_model(spec, backend=backend, device="cpu", precision=precision)
-    else:
-        model = loader(spec, backend, device, precision)
+            model = load_model(spec, backend=backend, device="cpu", precision=precision)
+        else:
+            model = loader(spec, backend, device, precision)
+    except FeatgenError as exc:
+        note = cache.quarantined.get(key) if cache is not None else None
+        if note is None:
+            raise
+        raise FeatgenError(f"{exc} (The cache's model info of {spec} was bad: {note}.)") from None
     info, meta = _load_info(spec, backend, precision, model)
     if cache is not None:
         cache.put(key, {} if info.kernels is None else {"kernels": info.kernels}, meta)
@@ -241,7 +318,8 @@ def examples_settings(profile: Profile) -> dict[str, Any]:
         return {"examples": None}
     from .examples import photo_set, set_digest
 
-    return {"examples": profile.examples, "examples_digest": set_digest(photo_set(profile.examples))}
+    photos = photo_set(profile.examples, profile.examples_limit)
+    return {"examples": profile.examples, "examples_digest": set_digest(photos)}
 
 
 def parse_device(device: str | None) -> dict[str, str]:
@@ -271,9 +349,8 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
     from ..backends import canonical_name
 
     prof = get_profile(profile, config)
-    size = chunk or prof.chunk
-    if size < 1:
-        raise FeatgenError(f"chunk must be a positive number of units, got {size}.")
+    limits.check("chunk", chunk)  # None: the profile's (checked with the config)
+    size = prof.chunk if chunk is None else chunk
     devices = parse_device(device)
     batch_div = diversity_batches()
     examples = examples_settings(prof) if any("photos" in g.views for g in prof.galleries) else None
@@ -284,8 +361,10 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
         dev = devices.get(backend, devices.get("*", g.device))
         key = (g.model, backend)
         if key not in models:
-            models[key] = model_info(g.model, backend, g.precision, cache, dev, loader)
+            models[key] = model_info(g.load_spec, backend, g.precision, cache, dev, loader)
         info = models[key]
+        if info.spec != g.load_spec:  # pages are per model and backend: one architecture for a file
+            raise FeatgenError(f"{g.model} ({backend}) comes twice in the profile, with other arch: give it one.")
         recipes = {info.resolve(name): name for name, _ in g.layer_options}  # an unknown layer stops here
         for name, native in select_layers(info, g.layers):
             lg = g.options_for(recipes[native]) if native in recipes else g
@@ -295,6 +374,6 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
                 settings = view_settings(view, lg, info, native, prof, examples)
                 # a forward-only scan costs per photo, not per unit: one job reads the photos once per layer
                 parts = [units] if view == "photos" else chunks(units, size if view != "diversity" or batch_div else 1)
-                jobs[view] = tuple(RenderJob(g.model, backend, dev, g.precision, name, c, view, settings) for c in parts)
+                jobs[view] = tuple(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings) for c in parts)
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
     return Plan(prof, models, layers)

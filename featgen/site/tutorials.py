@@ -6,6 +6,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from ..files import atomic_write
+
 
 def engine_hash() -> str:
     """Digest of featgen's own source: tutorials re-run when the engine changes."""
@@ -22,12 +24,12 @@ def invalidate_stale_tutorials(gallery_dir: Path) -> bool:
     deleting its stored checksums when featgen's source changed. Returns True if it did."""
     stamp = gallery_dir / ".featgen-engine-hash"
     current = engine_hash()
-    if stamp.exists() and stamp.read_text() == current:
+    if stamp.is_file() and not stamp.is_symlink() and stamp.read_bytes()[:64] == current.encode():
         return False
-    for md5 in gallery_dir.rglob("*.md5"):
+    for md5 in gallery_dir.rglob("*.md5"):  # links to folders are not followed
         md5.unlink()
     gallery_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(current)
+    atomic_write(stamp, current.encode())  # replaces a link planted there, never writes through it
     return True
 
 
