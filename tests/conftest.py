@@ -40,14 +40,14 @@ def device(request) -> str:
 def lite0(device):
     import featgen
 
-    return featgen.load_model("efficientnet_lite0", device=device)
+    return featgen.load_model("efficientnet_lite0", device=device, precision="float32")  # auto: bf16 on a GPU
 
 
 @pytest.fixture(scope="session")
 def hed_torch(device):
     import featgen
 
-    return featgen.load_model("vgg16_hed", device=device)
+    return featgen.load_model("vgg16_hed", device=device, precision="float32")
 
 
 @pytest.fixture(scope="session")

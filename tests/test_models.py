@@ -141,3 +141,66 @@ def test_file_checkpoint_bad_files(tmp_path):
         featgen.load_model(f"file:{junk}")
     with pytest.raises(FeatgenError, match="not found"):
         featgen.load_model(f"file:{tmp_path / 'missing.pth'}")
+
+
+# --- devices and precisions: one list of names, resolved once into the backend's value ---------------------
+@pytest.mark.parametrize("given,torch_device,tf_device", [("cpu", "cpu", "cpu"), ("CPU:0", "cpu", "cpu"),
+                                                          ("cuda", "cuda", "gpu"), ("gpu:1", "cuda:1", "gpu:1"),
+                                                          ("cuda:2", "cuda:2", "gpu:2"), ("mps", "mps", None)])  # fmt: skip
+def test_one_list_of_device_names_in_each_backends_spelling(given, torch_device, tf_device):
+    from featgen.backends import resolve_device
+
+    assert resolve_device("torch", given) == torch_device
+    if tf_device is None:
+        with pytest.raises(FeatgenError, match="'mps' is a torch device"):
+            resolve_device("tensorflow", given)
+    else:
+        assert resolve_device("tensorflow", given) == tf_device
+
+
+def test_a_bad_device_gets_the_same_line_from_the_engine_the_plan_and_the_config():
+    from featgen.site.config import parse_config
+    from featgen.site.plan import parse_device
+
+    line = "unknown device 'potato' (--device): use auto, cpu, cuda, cuda:N (or gpu, gpu:N), mps or xpu."
+    for call in (lambda: featgen.load_model("efficientnet_lite0", device="potato"), lambda: parse_device("potato"),
+                 lambda: parse_device("torch=cpu,tensorflow=potato")):  # fmt: skip
+        with pytest.raises(FeatgenError) as exc:
+            call()
+        assert str(exc.value) == line
+    config = {"profiles": {"p": {"galleries": [{"model": "efficientnet_lite0", "device": "potato"},
+                                               {"model": "vgg16_hed", "backend": "tensorflow", "device": "mps"},
+                                               {"model": "vgg16_hed", "device": "gpu:1"}]}}}  # fmt: skip
+    with pytest.raises(FeatgenError) as exc:
+        parse_config(config)
+    lines = str(exc.value).splitlines()
+    assert len(lines) == 2 and line.replace("--device", "device") in lines[0], lines
+    assert "'mps' is a torch device (device)" in lines[1], lines
+
+
+def test_auto_is_resolved_once_into_the_value_the_backend_holds(device):
+    from featgen.backends import get_backend
+    from featgen.site.render import Renderer
+
+    assert get_backend("torch", "auto") is get_backend("torch", None) is get_backend("torch", featgen.backends.resolve_device("torch", "auto"))
+    renderer = Renderer()
+    model = renderer.model("efficientnet_lite0", "torch", "auto", "float32")
+    assert model.backend.device == ("cpu" if device == "cpu" else device)
+    if device == "cpu":
+        assert renderer.model("efficientnet_lite0", "torch", "cpu", "float32") is model  # one load
+
+
+@pytest.mark.parametrize("capability,want", [((9, 0), "bfloat16"), ((8, 0), "bfloat16"), ((7, 5), "float32")])
+def test_auto_precision_is_bfloat16_on_gpus_with_bf16_tensor_cores(monkeypatch, capability, want):
+    import torch
+
+    from featgen.backends import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("torch", "cuda", "auto") == want
+    assert resolve_precision("torch", "cpu", "auto") == "float32"
+    assert resolve_precision("tensorflow", "gpu", "auto") == "float32"
+    assert resolve_precision("torch", "cuda", "float32") == "float32"  # float32 stays an option
+    with pytest.raises(FeatgenError, match="unknown precision 'float16'"):
+        resolve_precision("torch", "cpu", "float16")

@@ -159,14 +159,14 @@ class TensorFlowBackend(InputNormalization):
         gpus = tf.config.list_physical_devices("GPU")
         if device in (None, "auto"):
             device = default_device()
-        index = device.split(":")[1] if ":" in device else "0"
-        device = "gpu" if device.startswith(("cuda", "gpu")) else device
-        if device == "gpu" and not gpus:
+        kind, _, index = device.partition(":")
+        device = f"gpu:{index}" if kind in ("cuda", "gpu") and index else "gpu" if kind in ("cuda", "gpu") else "cpu"
+        if device != "cpu" and not gpus:
             raise FeatgenError(f"device {device!r} was asked for, but TensorFlow sees no GPU "
                                "(pip install 'featgen[tensorflow-gpu]' on a CUDA machine); use --device cpu.")  # fmt: skip
         self.device = device
-        self.dtype = self.precision = dtype
-        self._tf_device = f"/GPU:{index}" if device == "gpu" else "/CPU:0"
+        self.dtype = self.precision = "float32" if dtype == "auto" else dtype
+        self._tf_device = f"/GPU:{index or 0}" if device != "cpu" else "/CPU:0"
         self._relu_mode: str | None = None
         self.xla = False  # compile traced render steps with XLA (jit_compile)
 
@@ -301,7 +301,7 @@ class TensorFlowBackend(InputNormalization):
     def _gather_dead(self) -> bool:
         """The redirected ReLU may gather the dead images: on the CPU (no device to wait for), and
         outside XLA (which needs static shapes)."""
-        return self.device != "gpu" and not self.xla
+        return self.device == "cpu" and not self.xla
 
     def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict,
                     *args, **kwargs):  # fmt: skip

@@ -228,6 +228,8 @@ class TorchBackend(InputNormalization):
     def __init__(self, device: str | None = None, dtype: str = "float32"):
         if device in (None, "auto"):
             device = default_device()
+        if dtype == "auto":
+            dtype = default_precision(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FeatgenError(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device cpu.")
         self.device = device
@@ -661,6 +663,14 @@ class TorchBackend(InputNormalization):
 def default_device() -> str:
     """Where ``"auto"`` runs: the GPU if torch sees one."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_precision(device: str) -> str:
+    """What ``precision="auto"`` computes in on ``device``: bfloat16 on a CUDA GPU with bf16 tensor
+    cores (compute capability 8.0 and up: A100, H100, ...), else float32."""
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return "float32"
+    return "bfloat16" if torch.cuda.get_device_capability(device) >= (8, 0) else "float32"
 
 
 def make_backend(device: str | None = None, dtype: str = "float32") -> TorchBackend:

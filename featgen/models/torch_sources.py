@@ -32,7 +32,7 @@ CAFFE_NORM = Normalization(mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0),
 
 def check_device_available(device: str | None) -> None:
     """One line naming the asked-for ``device`` if torch cannot use it."""
-    if device in (None, "auto") or not device.startswith("cuda"):
+    if device in (None, "auto") or not device.startswith(("cuda", "gpu")):
         return
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     index = int(device.partition(":")[2] or 0)
