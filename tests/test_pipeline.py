@@ -472,3 +472,28 @@ def test_a_renderer_reuses_freed_activation_memory():
 
     assert faults() < 100
     assert faults(MALLOC_MMAP_MAX_="65536") > 10_000
+
+
+def test_auto_precision_takes_the_entry_the_cache_has_else_the_devices(monkeypatch):
+    """A plan's ``auto`` job names the precision its entry has in the cache (so a cache rendered in
+    bfloat16 on a GPU serves a laptop's plan), else what auto means on the gallery's device; its key
+    holds the precision it names."""
+    import featgen.backends.torch as torch_backend
+    from featgen.site.jobs import RenderJob
+    from featgen.site.plan import Precision
+
+    job = RenderJob("efficientnet_lite0", "torch", "auto", "auto", "blocks.4", (0, 1), "regularized",
+                    {"precision": "auto", "steps": 4})  # fmt: skip
+    keys: set[str] = set()
+    cache = type("Cache", (), {"has": lambda self, key: key in keys})()
+    assert Precision("auto", "torch", "cpu", cache).job(job).precision == "float32"  # the CPU: float32, nothing asked
+    monkeypatch.setattr(torch_backend, "default_precision", lambda device: "bfloat16")
+    bf16 = Precision("auto", "torch", "cuda", cache).job(job)
+    assert (bf16.precision, bf16.options["precision"]) == ("bfloat16", "bfloat16")
+    keys.add(Precision._as(job, "float32").key)
+    assert Precision("auto", "torch", "cuda", cache).job(job).precision == "float32"  # the cache's entry
+    keys.clear()
+    keys.add(bf16.key)
+    assert Precision("auto", "torch", "cpu", cache).job(job).key == bf16.key  # a GPU's cache serves the CPU's plan
+    assert Precision("float32", "torch", "cuda", cache).job(job).precision == "float32"  # an explicit precision
+    assert Precision("auto", "tensorflow", "gpu", cache).job(job).precision == "float32"

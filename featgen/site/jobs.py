@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 VIEWS = ("regularized", "naive", "negative", "diversity", "photos")
-DEVICES = ("auto", "cpu", "cuda", "gpu")
 
 
 def cache_key(settings: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -324,19 +324,52 @@ def examples_settings(profile: Profile) -> dict[str, Any]:
 
 def parse_device(device: str | None) -> dict[str, str]:
     """``--device``: one device for all (``cuda``) or per backend (``torch=cuda,tensorflow=cpu``)."""
+    from ..backends import canonical_name, check_device
+
     if not device:
         return {}
     if "=" not in device:
+        check_device(device)
         return {"*": device}
     out = {}
     for part in device.split(","):
         name, sep, dev = part.partition("=")
         if not sep or not dev.strip():
             raise FeatgenError(f"--device {device!r}: write DEVICE or BACKEND=DEVICE,BACKEND=DEVICE (e.g. torch=cuda,tensorflow=cpu).")
-        from ..backends import canonical_name
-
-        out[canonical_name(name.strip())] = dev.strip()
+        key = canonical_name(name.strip())
+        check_device(dev.strip(), key)
+        out[key] = dev.strip()
     return out
+
+
+class Precision:
+    """A gallery's precision, resolved job by job. ``auto`` takes the precision of the job's entry in the
+    cache, if it has one (float32 first), so that a cache rendered in bfloat16 on a GPU serves a plan made
+    on a laptop; a job the cache lacks takes what ``auto`` means on the gallery's device (bfloat16 for
+    torch on a GPU with bf16 tensor cores, else float32), asked of the framework once, when needed. The
+    job's key holds the precision it names."""
+
+    def __init__(self, precision: str, backend: str, device: str | None, cache: RenderCache | None):
+        self.precision, self.backend, self.device, self.cache = precision, backend, device, cache
+        self._default: str | None = None
+
+    def job(self, job: RenderJob) -> RenderJob:
+        """``job`` (made with this gallery's precision) in the precision it renders in."""
+        if self.precision != "auto" or self.backend != "torch":  # auto is float32 but for torch
+            return self._as(job, "float32" if self.precision == "auto" else self.precision)
+        for p in ("float32", "bfloat16") if self.cache is not None else ():
+            candidate = self._as(job, p)
+            if self.cache.has(candidate.key):
+                return candidate
+        if self._default is None:
+            from ..backends import resolve_precision
+
+            self._default = resolve_precision(self.backend, self.device, "auto")
+        return self._as(job, self._default)
+
+    @staticmethod
+    def _as(job: RenderJob, precision: str) -> RenderJob:
+        return replace(job, precision=precision, settings={**job.options, "precision": precision})
 
 
 def plan(profile: Profile | str, cache: RenderCache | None = None, device: str | None = None,
@@ -360,11 +393,13 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
         backend = canonical_name(g.backend)
         dev = devices.get(backend, devices.get("*", g.device))
         key = (g.model, backend)
-        if key not in models:
-            models[key] = model_info(g.load_spec, backend, g.precision, cache, dev, loader)
+        if key not in models:  # what the weights are stored in: bfloat16 computes on float32 weights
+            models[key] = model_info(g.load_spec, backend, "float64" if g.precision == "float64" else "float32",
+                                     cache, dev, loader)  # fmt: skip
         info = models[key]
         if info.spec != g.load_spec:  # pages are per model and backend: one architecture for a file
             raise FeatgenError(f"{g.model} ({backend}) comes twice in the profile, with other arch: give it one.")
+        precision = Precision(g.precision, backend, dev, cache)
         recipes = {info.resolve(name): name for name, _ in g.layer_options}  # an unknown layer stops here
         for name, native in select_layers(info, g.layers):
             lg = g.options_for(recipes[native]) if native in recipes else g
@@ -374,6 +409,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
                 settings = view_settings(view, lg, info, native, prof, examples)
                 # a forward-only scan costs per photo, not per unit: one job reads the photos once per layer
                 parts = [units] if view == "photos" else chunks(units, size if view != "diversity" or batch_div else 1)
-                jobs[view] = tuple(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings) for c in parts)
+                jobs[view] = tuple(precision.job(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings))
+                                   for c in parts)  # fmt: skip
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
     return Plan(prof, models, layers)

@@ -98,8 +98,11 @@ class Renderer:
             limit_threads(threads)
 
     def model(self, spec: str, backend: str, device: str | None, precision: str = "float32"):
-        """The loaded model for this (spec, backend, device, precision); loaded on first use."""
-        device = None if device in (None, "auto") else device
+        """The loaded model for this (spec, backend, device, precision); loaded on first use. ``"auto"``
+        and the other spellings of one device (``gpu``, ``cuda``) share one load."""
+        from ..backends import resolve_device
+
+        device = resolve_device(backend, device)
         key = (spec, backend, device, precision)
         if key not in self._models:
             from ..models import load_model
