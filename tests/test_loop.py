@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -237,3 +238,74 @@ def test_same_pad_conv_is_timms_conv2d_same(kernel, stride):
         (g_want,) = torch.autograd.grad(want, x, up)
         (g_got,) = torch.autograd.grad(got, x, up)
         assert (want - got).abs().max() < 1e-12 and (g_want - g_got).abs().max() < 1e-12
+
+
+def _objective_and_gradient(model, layer: str, units: list[int], picked: bool, grouped: bool = False,
+                            redirected: bool = False):  # fmt: skip
+    """A channel objective's values, its capture's shape and its gradient w.r.t. the images, with the
+    closing convolution computing every channel or each image's own (over the batch's distinct
+    channels, or grouped, one group per image)."""
+    from featgen.vis import objectives
+
+    be = model.backend
+    objective = objectives.channel(layer, units)
+    previous, be.grouped_above = be.grouped_above, 0 if grouped else 10**9
+
+    def loss(x):
+        out = be.forward(model, x, capture=[layer], logits=False,
+                         channels=objective.channels(len(units)) if picked else None)  # fmt: skip
+        values = objective(be, out.activations, None)
+        return -be.sum(values), (values, be.shape(out.activations[layer]))
+
+    x = be.asarray(np.random.default_rng(0).random((len(units), 48, 48, 3), dtype=np.float32))
+    try:
+        with be.redirected_relu(model) if redirected else contextlib.nullcontext():
+            (_, (values, shape)), grad = be.value_and_grad(loss, x, has_aux=True)
+    finally:
+        be.grouped_above = previous
+    return be.to_numpy(values), shape, be.to_numpy(grad)
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["distinct-channels", "grouped"])
+@pytest.mark.parametrize("name,layer", [("hed_torch", "block4_conv3"), ("hed_torch", "features.21"),
+                                        ("lite0", "conv_head")])  # fmt: skip
+def test_the_closing_convolution_computes_only_the_target_channels_exactly(request, name, layer, grouped):
+    """A channel objective on a layer whose chain ends in a convolution (and its ReLU): the convolution
+    computes each image's own channel only, and the objective and its gradient w.r.t. the images are
+    those of the full layer to float32 rounding, with Lucid's redirected ReLU too."""
+    model = request.getfixturevalue(name)
+    layer = model.resolve_layer(layer)
+    units = [3, 7, 3, 19]
+    for redirected in (False, True):
+        full, full_shape, g_full = _objective_and_gradient(model, layer, units, False, redirected=redirected)
+        got, shape, g_got = _objective_and_gradient(model, layer, units, True, grouped, redirected=redirected)
+        assert full_shape[-1] == model.layer_info(layer).channels and shape == (*full_shape[:-1], 1)
+        np.testing.assert_allclose(got, full, rtol=1e-5, atol=1e-5 * np.abs(full).max())
+        np.testing.assert_allclose(g_got, g_full, rtol=1e-4, atol=1e-5 * np.abs(g_full).max())
+        assert np.abs(g_full).max() > 0
+
+
+def test_a_chain_that_does_not_close_with_a_convolution_keeps_every_channel(lite0):
+    """Lite0 ``blocks.4`` ends in a residual block: the capture keeps its channels."""
+    _, shape, _ = _objective_and_gradient(lite0, "blocks.4", [0, 1], True)
+    assert shape[-1] == 112
+
+
+@pytest.mark.parametrize("name,layer", [("hed_torch", "block4_conv3"), ("lite0", "blocks.4")])
+def test_the_network_gets_its_images_in_channels_last_memory(request, monkeypatch, name, layer):
+    """Every convolution of a render step sees channels_last input, as its weights are: no layout
+    conversion runs per step, whatever layout the warp leaves its images in."""
+    import torch
+    import torch.nn.functional as F
+
+    model = request.getfixturevalue(name)
+    seen = []
+    conv2d = F.conv2d
+
+    def spy(x, *args, **kwargs):
+        seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return conv2d(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, "conv2d", spy)  # what nn.Conv2d and the folded chain's convolutions call
+    visualize(model, model.resolve_layer(layer), units=[0, 1], size=32, steps=1, progress=False)
+    assert len(seen) > 10 and all(seen), seen

@@ -166,14 +166,18 @@ class ModelRunner(Protocol):
     precision: str  # what the network computes in: dtype, or "bfloat16" (torch autocast; dtype stays float32)
 
     def forward(self, model: Any, x: Tensor, capture: Sequence[str] = (), logits: bool = True,
-                normalized: bool = False, replace: dict[str, Tensor] | None = None) -> ForwardResult:  # fmt: skip
+                normalized: bool = False, replace: dict[str, Tensor] | None = None,
+                channels: Sequence[int] | None = None) -> ForwardResult:  # fmt: skip
         """Run ``model`` (a LoadedModel) on NHWC RGB ``x`` in [0, 1].
 
         Captures the named layers' outputs (channels-last). With ``logits=False`` the backend may
         stop as soon as every captured layer has run, which is how renders skip the model's tail.
         ``normalized``: ``x`` is already the model's normalized input. ``replace``: ``{layer: NHWC
-        tensor}`` outputs substituted for those layers' own. Captures and logits come back in
-        :attr:`dtype` whatever :attr:`precision` the network ran in.
+        tensor}`` outputs substituted for those layers' own. ``channels``: with one captured layer
+        and no logits, the one channel of it that each image's caller reads; the backend may then
+        compute only those, and return the capture as ``(N, H, W, 1)``, image ``i``'s channel
+        ``channels[i]`` (the same maths with fewer output channels). Captures and logits come back
+        in :attr:`dtype` whatever :attr:`precision` the network ran in.
         """
         ...
 

@@ -391,9 +391,11 @@ class TensorFlowBackend(InputNormalization):
         return fn
 
     def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
-                replace: dict | None = None, compiled: bool = True) -> ForwardResult:  # fmt: skip
+                replace: dict | None = None, channels: Sequence[int] | None = None,
+                compiled: bool = True) -> ForwardResult:  # fmt: skip
         """See the protocol. ``normalized``: ``x`` is already the model's normalized input.
-        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own.
+        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own. ``channels``
+        is accepted and not used: captures keep every channel.
         ``compiled=False`` runs eagerly, so that a tape can differentiate w.r.t. captured outputs
         (a ``tf.function``'s outputs are all siblings to the tape, not each other's inputs)."""
         capture = tuple(dict.fromkeys(capture))

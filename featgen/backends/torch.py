@@ -157,6 +157,62 @@ class _SamePadConv(nn.Module):
         return F.conv2d(F.pad(x, (left, right, top, bottom)), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
 
 
+# modules that act on each element alone: on one channel they give what they give on all
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.Identity, nn.Dropout, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
+                nn.Tanh, nn.GELU, nn.LeakyReLU, nn.ELU)  # fmt: skip
+GROUPED_ABOVE = 128  # distinct channels in a batch above which the picked convolution runs grouped
+
+
+def _elementwise(m: nn.Module) -> bool:
+    if isinstance(m, nn.Sequential):
+        return all(_elementwise(c) for c in m)
+    return type(m) in _ELEMENTWISE
+
+
+class _PickedHead(nn.Module):
+    """A head (the chain up to a layer) that ends in a convolution and elementwise modules (its ReLU),
+    computing for each image only the output channel its objective reads: the same sums with fewer
+    output channels. Images of a batch read different channels, so the convolution runs either over
+    the batch's distinct channels (``uniq``; each image then keeps its own, ``inverse``), or, with many
+    distinct channels, as a grouped convolution with one group per image (``picks``), whose cost
+    does not grow with them. On VGG16 ``block4_conv3`` the last convolution is 12.6 % of the chain's
+    multiply-adds; the grouped form computes 1/512 of it."""
+
+    def __init__(self, prefix: nn.Module, conv: nn.Conv2d, post: Sequence[nn.Module]):
+        super().__init__()
+        self.prefix, self.conv, self.post = prefix, conv, nn.ModuleList(post)
+
+    @staticmethod
+    def of(head: nn.Module) -> _PickedHead | None:
+        """The head as a picked head, or None where it does not end so."""
+        mods = list(head.children()) if isinstance(head, nn.Sequential) else [head]
+        end = len(mods)
+        while end and _elementwise(mods[end - 1]):
+            end -= 1
+        conv = mods[end - 1] if end else None
+        if type(conv) is not nn.Conv2d or conv.groups != 1 or conv.padding_mode != "zeros":
+            return None
+        return _PickedHead(nn.Sequential(*mods[: end - 1]), conv, mods[end:])
+
+    def forward(self, x: torch.Tensor, picks: torch.Tensor, uniq: torch.Tensor | None,
+                inverse: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+        x = self.prefix(x)
+        c = self.conv
+        bias = None if c.bias is None else c.bias.index_select(0, picks if uniq is None else uniq)
+        if uniq is None:  # one group per image: (1, N·C, H, W) against N kernels of one output each
+            n = x.shape[0]
+            w = c.weight.index_select(0, picks)
+            y = F.conv2d(x.contiguous().reshape(1, n * x.shape[1], *x.shape[2:]), w, bias, c.stride, c.padding,
+                         c.dilation, groups=n)  # fmt: skip
+            y = y.reshape(n, 1, *y.shape[2:])
+        else:
+            y = F.conv2d(x, c.weight.index_select(0, uniq), bias, c.stride, c.padding, c.dilation)
+            y = y.gather(1, inverse.view(-1, 1, 1, 1).expand(-1, 1, *y.shape[2:]))
+        for m in self.post:
+            y = m(y)
+        return y
+
+
 def _fold_batchnorms(head: nn.Module) -> nn.Module:
     """A copy of ``head`` with every eval-mode BatchNorm folded into the convolution registered
     just before it in the same parent (``conv → bn`` as timm's blocks and most CNNs declare them),
@@ -239,6 +295,9 @@ class TorchBackend(InputNormalization):
         self.dtype = "float32" if dtype == "bfloat16" else dtype
         self.torch = torch
         self._exact = False  # True while a check must run in full precision
+        # forward(channels=...) computes only those channels of a closing convolution; the grouped form
+        # above this many distinct channels (attributes, so a benchmark can time the alternatives)
+        self.pick_channels, self.grouped_above = True, GROUPED_ABOVE
         self._relu_swapped = 0  # > 0 while ReLU forwards are swapped (compiled code would not see it)
 
     def _autocast(self):
@@ -398,12 +457,22 @@ class TorchBackend(InputNormalization):
                 h.remove()
 
     def forward(self, model, x, capture: Sequence[str] = (), logits: bool = True, normalized: bool = False,
-                replace: dict | None = None) -> ForwardResult:  # fmt: skip
+                replace: dict | None = None, channels: Sequence[int] | None = None) -> ForwardResult:  # fmt: skip
         """See the protocol. ``normalized``: ``x`` is already the model's normalized input (NHWC).
-        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own."""
+        ``replace``: ``{layer: NHWC tensor}`` outputs substituted for those layers' own. ``channels``:
+        where the modules up to the layer end in a convolution (and its ReLU), only those channels
+        are computed (:class:`_PickedHead`). The network gets its input in ``channels_last`` memory,
+        as its weights are (the warp leaves NCHW memory behind)."""
         store: dict[str, torch.Tensor] = {}
         stop = bool(capture) and not logits
         inp = (x if normalized else self._normalize(model, x)).permute(0, 3, 1, 2)
+        inp = inp.contiguous(memory_format=torch.channels_last) if inp.dim() == 4 else inp
+        if len(capture) == 1 and not logits and not replace and channels is not None and self.pick_channels:
+            picked = self._head(model, capture[0], picked=True)
+            if picked is not None:
+                with self._autocast():
+                    out = picked(inp, *self._picks(model, channels))
+                return ForwardResult({capture[0]: _to_nhwc(out).to(x.dtype)}, None)
         if len(capture) == 1 and not logits and not replace:
             head = self._head(model, capture[0])
             if head is not None:  # the modules up to the layer, called in order: no hooks
@@ -421,23 +490,43 @@ class TorchBackend(InputNormalization):
         acts = {name: _to_nhwc(store[name]).to(x.dtype) for name in capture if name in store}
         return ForwardResult(acts, out.to(x.dtype) if logits and out is not None else None)
 
-    def _head(self, model, layer: str) -> Callable | None:
+    def _head(self, model, layer: str, picked: bool = False) -> Callable | None:
         """The modules that run up to and including ``layer``, as one callable on the NCHW input,
         when they form a chain (as in timm's EfficientNets and VGG stacks); checked once against
-        the hooked forward pass, else None. With ``model.compile`` (default: on CUDA only when
+        the hooked forward pass, else None. ``picked``: the chain as a :class:`_PickedHead`, or None
+        where it does not end in a convolution. With ``model.compile`` (default: on CUDA only when
         asked) the chain runs through ``torch.compile``, except while ReLU gradients are swapped."""
         heads = model.runtime.setdefault("torch_heads", {})
         if layer not in heads:
             heads[layer] = self._build_head(model, layer)
-        chain = heads[layer]
+        key = (layer, picked)
+        chains = model.runtime.setdefault("torch_chains", {})
+        if key not in chains:
+            chains[key] = _PickedHead.of(heads[layer]) if picked and heads[layer] is not None else heads[layer]
+        chain = chains[key]
         if chain is None:
             return None
         if model.compile and not self._relu_swapped:
             compiled = model.runtime.setdefault("torch_compiled", {})
-            if layer not in compiled:
-                compiled[layer] = torch.compile(chain, dynamic=False)
-            return compiled[layer]
+            if key not in compiled:
+                compiled[key] = torch.compile(chain, dynamic=False)
+            return compiled[key]
         return chain
+
+    def _picks(self, model, channels: Sequence[int]) -> tuple:
+        """``(picks, uniq, inverse)`` for :class:`_PickedHead`, as device tensors made once per set of
+        channels (a CUDA graph replays the addresses it was captured with): the grouped form
+        (``uniq`` None) when the batch reads more than :data:`GROUPED_ABOVE` distinct channels."""
+        made = model.runtime.setdefault("torch_picks", {})
+        key = tuple(int(c) for c in channels)
+        if key not in made:
+            uniq, inverse = np.unique(np.asarray(key, np.int64), return_inverse=True)
+            long = (lambda a: torch.as_tensor(a, dtype=torch.long, device=self.device))  # noqa: E731
+            grouped = len(uniq) > self.grouped_above
+            made[key] = (long(key), None, None) if grouped else (long(key), long(uniq), long(inverse.ravel()))
+            while len(made) > 8:  # a few batches' worth: each render makes its own
+                made.pop(next(iter(made)))
+        return made[key]
 
     def _build_head(self, model, layer: str) -> nn.Module | None:
         parts = layer.split(".")

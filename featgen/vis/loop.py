@@ -96,6 +96,7 @@ def run(be, model, objective: obj.Objective, param: Param, size: int, stack: Tra
     row = (n,) + (1,) * (len(be.shape(tensor)) - 1)
     axes = tuple(range(1, len(be.shape(tensor))))
     keep_at = {t - step0 for t in thresholds if step0 < t <= step0 + steps}
+    picks = objective.channels(n)
     values_h, ok_h, inter = [], [], {}
     alpha = None
 
@@ -105,7 +106,7 @@ def run(be, model, objective: obj.Objective, param: Param, size: int, stack: Tra
             x = x + be.einsum("nk,nkhwc->nhwc", k, bank)
         if mats is not None:
             x = apply(be, x, m, stack, size)
-        out = be.forward(model, x, capture=objective.layers, logits=objective.needs_logits)
+        out = be.forward(model, x, capture=objective.layers, logits=objective.needs_logits, channels=picks)
         values = objective(be, out.activations, out.logits)
         return -be.sum(values), values
 

@@ -30,9 +30,18 @@ class Objective:
     needs_logits: bool = False
     name: str = "objective"
     slicer: Callable[[int, int], Objective] | None = None  # per-image arguments cut to rows [a, b)
+    picks: tuple[int, ...] | None = None  # the one channel of its layer each image reads (cyclic), if one
 
     def __call__(self, be, acts: dict, logits: Any = None):
         return self.fn(be, acts, logits)
+
+    def channels(self, n: int) -> tuple[int, ...] | None:
+        """The one channel of its only layer that each of ``n`` images reads, or None when an image
+        reads more. A backend may then compute just those channels of the layer (the forward's
+        ``channels``), and the objective reads them as a layer of one channel."""
+        if self.picks is None or len(self.layers) != 1 or self.needs_logits:
+            return None
+        return tuple(self.picks[i % len(self.picks)] for i in range(n))
 
     def rows(self, start: int, stop: int) -> Objective:
         """The objective for images ``start..stop`` of the call (a batch): per-image lists sliced.
@@ -55,7 +64,7 @@ class Objective:
         if not isinstance(k, (int, float, np.floating, np.integer)):
             return NotImplemented
         return Objective(lambda be, a, z: self(be, a, z) * float(k), self.layers, self.needs_logits,
-                         f"{k} * {self.name}", lambda i, j: self.rows(i, j) * k)  # fmt: skip
+                         f"{k} * {self.name}", lambda i, j: self.rows(i, j) * k, self.picks)  # fmt: skip
 
     __rmul__ = __mul__
 
@@ -90,6 +99,8 @@ def _selector(units: list[int]) -> Callable[[Any, Any], Any]:
     def select(be, act):
         shape = be.shape(act)
         n, c = shape[0], shape[-1]
+        if c == 1:  # the image's own channel, computed alone (see Objective.channels), or a 1-channel layer
+            return act[..., 0]
 
         def make():
             mask = np.zeros((n, c), np.float32)
@@ -112,7 +123,8 @@ def channel(layer: str, units: int | Sequence[int], border: int = 0) -> Objectiv
             a = a[:, border:-border, border:-border, :]
         return be.mean(select(be, a), axis=(1, 2))
 
-    return Objective(fn, (layer,), name=f"channel({layer})", slicer=lambda i, j: channel(layer, _cut(us, i, j), border))
+    return Objective(fn, (layer,), name=f"channel({layer})", slicer=lambda i, j: channel(layer, _cut(us, i, j), border),
+                     picks=tuple(us))  # fmt: skip
 
 
 def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int | None = None) -> Objective:
@@ -127,7 +139,8 @@ def neuron(layer: str, units: int | Sequence[int], x: int | None = None, y: int 
         xx = w // 2 if x is None else x
         return select(be, a[:, yy : yy + 1, xx : xx + 1, :])[:, 0, 0]
 
-    return Objective(fn, (layer,), name=f"neuron({layer})", slicer=lambda i, j: neuron(layer, _cut(us, i, j), x, y))
+    return Objective(fn, (layer,), name=f"neuron({layer})", slicer=lambda i, j: neuron(layer, _cut(us, i, j), x, y),
+                     picks=tuple(us))  # fmt: skip
 
 
 def deepdream(layer: str) -> Objective:

@@ -27,7 +27,9 @@ from .transforms import TransformStack, get_transforms
 METHODS = ("naive", "octaves", "regularized", "maco")
 ALGORITHM_VERSION = "vis-4"  # bump when a change alters rendered pixels (render caches key on it)
 # a change that alters pixels on one backend only: that backend's renders get a new key, the rest keep theirs
-BACKEND_REVISIONS = {"tensorflow": "keras-2"}  # keras-2: conv → BatchNorm pairs folded
+# keras-2: conv → BatchNorm pairs folded; torch-1: a channel objective's closing convolution computes
+# the target channels only (other kernels, so other rounding on a GPU)
+BACKEND_REVISIONS = {"tensorflow": "keras-2", "torch": "torch-1"}
 REDIRECT_STEPS = 16  # Lucid: redirected ReLU gradients for the first steps, so dead units learn
 MACO_NOISE = 0.02  # std of the noise added to MACO's image at every step
 
@@ -130,7 +132,8 @@ def _rngs(seed: int, units: Sequence[int], occ: Sequence[int], stream: int = 0) 
 def _evaluate(be, model, objective: obj.Objective, images):
     """The objective on ``images``, left on the device (read with the rest at the end)."""
     with be.no_grad():
-        out = be.forward(model, images, capture=objective.layers, logits=objective.needs_logits)
+        out = be.forward(model, images, capture=objective.layers, logits=objective.needs_logits,
+                         channels=objective.channels(be.shape(images)[0]))  # fmt: skip
         return objective(be, out.activations, out.logits)
 
 
