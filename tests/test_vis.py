@@ -269,6 +269,22 @@ def test_diversity_groups_act_only_within_a_group(lite0):
         objectives.diversity(LAYER, groups=[0, 1, 0])(be, {LAYER: acts[LAYER][:3]})
 
 
+def test_equal_diversity_groups_are_one_batched_penalty_equal_to_each_group_alone(lite0):
+    """Groups of one size (a gallery's k images per unit) take one batched product: each image's value
+    is its group's alone, and the penalty runs as a few tensor operations however many groups there are."""
+    be = lite0.backend
+    acts = be.asarray(np.random.default_rng(1).random((12, 3, 3, 5)).astype(np.float32))
+    calls: list[str] = []
+    counting = type("Counting", (), {"__getattr__": lambda self, name: calls.append(name) or getattr(be, name)})()
+    got = be.to_numpy(objectives.diversity(LAYER, groups=[u for u in range(4) for _ in range(3)])(counting, {LAYER: acts}))
+    alone = [be.to_numpy(objectives.diversity(LAYER)(be, {LAYER: acts[i:i + 3]})) for i in range(0, 12, 3)]
+    np.testing.assert_allclose(got, np.concatenate(alone), rtol=1e-6)
+    many = len(calls)
+    calls.clear()
+    objectives.diversity(LAYER, groups=[0, 0, 0])(counting, {LAYER: acts[:3]})
+    assert many == len(calls)  # four groups cost the operations of one
+
+
 def test_objective_rows_follow_the_whole_call(lite0):
     """A custom objective names units for the whole call; a batch gets its own rows of it."""
     ref = visualize(lite0, LAYER, units=[1, 4, 6], size=48, steps=3, progress=False)

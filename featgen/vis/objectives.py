@@ -201,11 +201,13 @@ def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
 
     ``groups``: one label per image (contiguous runs, e.g. ``groups=units`` for
     ``units=[0, 0, 0, 0, 1, 1, 1, 1]``); the penalty acts only between images with the same label,
-    so the diverse images of many units share one optimization. Each group is computed on its own
-    rows, so its images are the same bytes as when the group is rendered alone. Default: one group.
+    so the diverse images of many units share one optimization. Groups of one size are computed
+    together, as one batched product, so the penalty costs the same for one group as for hundreds;
+    each image's value depends on its own group's rows only. Default: one group.
     A batch boundary inside a group splits it, so keep ``batch_size`` a multiple of the group size.
     """
     labels = None if groups is None else list(groups)
+    runs = None if labels is None else _runs(labels)
     cache: dict = {}
 
     def fn(be, acts, _):
@@ -217,17 +219,27 @@ def diversity(layer: str, groups: Sequence[Any] | None = None) -> Objective:
         grams = grams / (be.sqrt(be.sum(grams * grams, axis=1, keepdims=True)) + 1e-8)
         if labels is not None and len(labels) != n:
             raise FeatgenError(f"diversity got {len(labels)} group labels for a batch of {n} images; give one per image.")
+        sizes = {stop - start for start, stop in runs or [(0, n)]}
+        if len(sizes) == 1:  # equal groups, in order: one batched product over all of them
+            m = sizes.pop()
+            g = be.reshape(grams, (n // m, m, c * c))
+            sims = be.einsum("gnk,gmk->gnm", g, g)
+            return be.reshape(-be.sum(sims * _off_diagonal(cache, be, m), axis=2) / float(max(m - 1, 1)), (n,))
         parts = []
-        for start, stop in _runs(labels) if labels is not None else [(0, n)]:
+        for start, stop in runs:
             g = grams[start:stop]
             m = stop - start
             sims = be.einsum("nk,mk->nm", g, g)
-            off = _constant(cache, be, (m,), lambda m=m: 1.0 - np.eye(m, dtype=np.float32))
-            parts.append(-be.sum(sims * off, axis=1) / float(max(m - 1, 1)))
-        return parts[0] if len(parts) == 1 else be.concat(parts)
+            parts.append(-be.sum(sims * _off_diagonal(cache, be, m), axis=1) / float(max(m - 1, 1)))
+        return be.concat(parts)
 
     sliced = None if labels is None else (lambda i, j: diversity(layer, _cut(labels, i, j)))
     return Objective(fn, (layer,), name=f"diversity({layer})", slicer=sliced)
+
+
+def _off_diagonal(cache: dict, be, m: int):
+    """``1 - I`` of side ``m``: which pairs of a group's images the penalty counts."""
+    return _constant(cache, be, (m,), lambda: 1.0 - np.eye(m, dtype=np.float32))
 
 
 def negative(objective: Objective) -> Objective:

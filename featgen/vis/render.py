@@ -25,7 +25,9 @@ from .loop import Config, Randomness, draw, run
 from .transforms import TransformStack, get_transforms
 
 METHODS = ("naive", "octaves", "regularized", "maco")
-ALGORITHM_VERSION = "vis-4"  # bump when a change alters rendered pixels (render caches key on it)
+# bump when a change alters rendered pixels (render caches key on it); vis-5: diversity groups of one
+# size take one batched product
+ALGORITHM_VERSION = "vis-5"
 # a change that alters pixels on one backend only: that backend's renders get a new key, the rest keep theirs
 # keras-2: conv → BatchNorm pairs folded; torch-1: a channel objective's closing convolution computes
 # the target channels only (other kernels, so other rounding on a GPU)
