@@ -237,6 +237,11 @@ class ModelRunner(Protocol):
         """A short, stable digest of the model's parameters (for render caches)."""
         ...
 
+    def memory_free(self) -> int | None:
+        """Bytes the device can still give this process's tensors (a GPU's free memory, plus what the
+        framework's allocator holds unused), or None where it cannot say (a CPU)."""
+        ...
+
     def numerics(self) -> dict[str, Any]:
         """What float rounding depends on besides the inputs: the framework and its version, the
         device and, on a CPU, the intra-op thread count and the instruction set its kernels use."""

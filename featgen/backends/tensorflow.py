@@ -513,6 +513,10 @@ class TensorFlowBackend(InputNormalization):
             h.update(np.ascontiguousarray(w.numpy()).tobytes())
         return h.hexdigest()[:16]
 
+    def memory_free(self) -> int | None:
+        """None: TensorFlow reports what it uses, not what is free (and takes a GPU's memory as it goes)."""
+        return None
+
     def numerics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"framework": f"tensorflow {tf.__version__}", "device": self.device}
         if self.device == "cpu":

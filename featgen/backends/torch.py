@@ -729,6 +729,12 @@ class TorchBackend(InputNormalization):
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
+    def memory_free(self) -> int | None:
+        if not self.device.startswith("cuda"):
+            return None
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device))
+
     def numerics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"framework": f"torch {torch.__version__}", "device": self.device}
         if self.device == "cpu":

@@ -21,6 +21,7 @@ from ..models import LoadedModel
 from ..progress import bar
 from . import objectives as obj
 from . import params
+from .batching import activation_values, budget, images_that_fit
 from .loop import Config, Randomness, draw, run
 from .transforms import TransformStack, get_transforms
 
@@ -103,17 +104,10 @@ def _check(model: LoadedModel, layer: str, units: Sequence[int], method: str, si
 
 
 def auto_batch_size(model: LoadedModel, layer: str, size: int, n: int) -> int:
-    """How many images fit: activation memory up to ``layer`` (with gradients) within a budget."""
-    scale = (size / model.input_size) ** 2
-    per_image = 0.0
-    for row in model.layer_table:
-        if row.shape:
-            per_image += float(np.prod(row.shape)) * scale
-        if row.name == layer:
-            break
-    per_image_bytes = per_image * 4 * 3  # activations, their gradients, and autograd temporaries
-    budget = 8e9 if getattr(model.backend, "device", "cpu").startswith("cuda") else 3e9
-    return int(max(1, min(n, budget // max(per_image_bytes, 1.0))))
+    """How many of ``n`` images of side ``size`` (the network's input) one step holds: their activation
+    memory up to ``layer`` against a share of the device's free memory (a fixed budget on a CPU)."""
+    values = activation_values(model.layer_table, layer, size, model.input_size)
+    return images_that_fit(values, budget(model.backend.memory_free()), n)
 
 
 def occurrences(units: Sequence[int]) -> list[int]:
