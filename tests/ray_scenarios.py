@@ -171,10 +171,10 @@ def blocking_worker(work: Path, key: str):
     from featgen.site.executors import ray as ray_executor
 
     class BlockingWorker(ray_executor.RenderWorker):
-        def run(self, job):
-            if job.key == key:
+        def run(self, task):
+            if any(job.key == key for job in task):
                 Handshake(work).block_once()
-            return super().run(job)
+            return super().run(task)
 
     return BlockingWorker
 

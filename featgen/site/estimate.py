@@ -1,11 +1,13 @@
 """``plan --estimate``: time a short calibration on the chosen device and project the plan's duration.
 
 For each gallery and view, the first chunk of the gallery's middle layer is rendered twice, with a
-few and with more steps (on a CPU, with at most 16 units, by one thread as a local worker renders).
+few and with more steps (on a CPU, with at most 16 units, by one thread as a local worker renders; on
+a GPU, the first batch a worker would render there: several jobs of that layer, as many units as the
+GPU's memory holds).
 The difference gives the cost of one unit-step, the rest a per-job overhead (start and final
 evaluations, transfers); the projection is ``Σ jobs (overhead + unit-steps × cost)``, shared among
 the local executor's workers. Deeper layers cost more than the middle one and shallower less, so the
-projection is a rough figure, and batching on a GPU makes bigger chunks cheaper per unit.
+projection is a rough figure.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _hms(seconds: float) -> str:
 
 def _timed(renderer, job: RenderJob) -> float:
     t0 = time.perf_counter()
-    renderer.run(job)
+    renderer.run(job, one_batch=True)
     return time.perf_counter() - t0
 
 
@@ -71,14 +73,16 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
     for (model, backend), layers in galleries.items():
         mid = layers[len(layers) // 2]
         dev = devices.get(backend, devices.get("*", mid.gallery.device))
-        cap = 16 if resolve_device(backend, dev) == "cpu" else 64
+        cpu = resolve_device(backend, dev) == "cpu"
         for view, jobs in mid.jobs.items():
-            first = jobs[0]
-            base = replace(first, units=first.units[:cap], device=dev)
+            first = replace(jobs[0], device=dev)
+            # a CPU worker renders a job in batches of at most 16 (enough to time); a GPU one batch of its pack
+            units = first.units[:16] if cpu else tuple(u for j in renderer.pack(first) for u in j.units)
+            base = replace(first, units=units, siblings=())
             todo = [j for lp in layers for j in lp.jobs.get(view, ()) if cache is None or not cache.has(j.key)]
             if not todo:
                 continue
-            renderer.run(_with_steps(base, 1))  # warm-up: model load, first-call costs
+            renderer.run(_with_steps(base, 1), one_batch=True)  # warm-up: model load, first-call costs
             if view == "photos":
                 per_job = _timed(renderer, base) / len(base.units)
                 est.rows.append((f"{model} ({backend})", view, len(todo), 0.0, sum(per_job * len(j.units) for j in todo)))

@@ -33,6 +33,9 @@ class RenderJob:
     ``Render.settings`` fields (``layer`` there is the model's own name for the layer) and, per view,
     its own (``diversity``: images per unit; ``photos``: the photo set and crop size). ``device`` is
     where it runs and is not part of the key: a job gives the same entry wherever it ran.
+    ``siblings``, not part of the key either: on a GPU, the units of every job of its layer and view in
+    plan order (its own among them), which the renderer packs into batches of several jobs; empty:
+    the job is its own batch.
     """
 
     model: str
@@ -43,6 +46,7 @@ class RenderJob:
     units: tuple[int, ...]
     view: str
     settings: tuple[tuple[str, Any], ...] = field(default=())
+    siblings: tuple[tuple[int, ...], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.view not in VIEWS:
@@ -50,6 +54,7 @@ class RenderJob:
         if isinstance(self.settings, Mapping):  # accept a dict; store it frozen (hashable), in key order
             object.__setattr__(self, "settings", tuple(sorted((k, _frozen(v)) for k, v in self.settings.items())))
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
+        object.__setattr__(self, "siblings", tuple(tuple(int(u) for u in c) for c in self.siblings))
 
     @property
     def options(self) -> dict[str, Any]:

@@ -372,6 +372,24 @@ class Precision:
         return replace(job, precision=precision, settings={**job.options, "precision": precision})
 
 
+class OnGpu:
+    """Whether a view's jobs render on a GPU, where the renderer packs several of them into one batch
+    (``RenderJob.siblings``). Asked of the framework once per device, and only for a view with jobs the
+    cache lacks: a plan whose jobs are all cached imports no framework."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str | None], bool] = {}
+
+    def __call__(self, backend: str, device: str | None, jobs: tuple[RenderJob, ...], cache: RenderCache | None) -> bool:
+        if cache is not None and all(cache.has(j.key) for j in jobs):
+            return False
+        if (backend, device) not in self._seen:
+            from ..backends import resolve_device
+
+            self._seen[backend, device] = resolve_device(backend, device) != "cpu"
+        return self._seen[backend, device]
+
+
 def plan(profile: Profile | str, cache: RenderCache | None = None, device: str | None = None,
          config: str | None = None, chunk: int | None = None, loader: Any = None) -> Plan:  # fmt: skip
     """The jobs of ``profile``: every view of every chunk (≤ ``chunk`` units, default the profile's) of
@@ -389,6 +407,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
     examples = examples_settings(prof) if any("photos" in g.views for g in prof.galleries) else None
     models: dict[tuple[str, str], ModelInfo] = {}
     layers: list[LayerPlan] = []
+    gpu = OnGpu()
     for g in prof.galleries:
         backend = canonical_name(g.backend)
         dev = devices.get(backend, devices.get("*", g.device))
@@ -409,7 +428,10 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
                 settings = view_settings(view, lg, info, native, prof, examples)
                 # a forward-only scan costs per photo, not per unit: one job reads the photos once per layer
                 parts = [units] if view == "photos" else chunks(units, size if view != "diversity" or batch_div else 1)
-                jobs[view] = tuple(precision.job(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings))
-                                   for c in parts)  # fmt: skip
+                js = tuple(precision.job(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings))
+                           for c in parts)  # fmt: skip
+                if view != "photos" and len(js) > 1 and gpu(backend, dev, js, cache):  # packed into batches
+                    js = tuple(replace(j, siblings=tuple(parts)) for j in js)
+                jobs[view] = js
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
     return Plan(prof, models, layers)

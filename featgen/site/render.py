@@ -17,6 +17,8 @@ Views and what they return (``N`` units in the job, ``k`` images per unit for di
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -93,6 +95,7 @@ class Renderer:
         self.device = device
         self._models: dict[tuple[str, str, str | None, str], Any] = {}
         self._photos: dict[tuple, list[np.ndarray]] = {}
+        self._budgets: dict[int, float] = {}  # per loaded model: the memory one GPU step may take
         keep_freed_memory()
         if threads:
             limit_threads(threads)
@@ -113,14 +116,85 @@ class Renderer:
         return self._models[key]
 
     def entry(self, job: RenderJob) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Render one job: the arrays and the meta that the cache stores under ``job.key``. The meta
-        adds to ``job.meta()`` the ``numerics`` the render ran with (device, threads, instruction set)."""
-        arrays = self.run(job)
-        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
-        return arrays, {**job.meta(), "numerics": model.backend.numerics()}
+        """Render one job alone: the arrays and the meta that the cache stores under ``job.key``. The
+        meta adds to ``job.meta()`` the ``numerics`` the render ran with (device, threads, instruction
+        set, and ``batch``: the images of one optimization step)."""
+        arrays, batch = self._render(job)
+        return arrays, self._meta(job, batch)
 
-    def run(self, job: RenderJob) -> dict[str, np.ndarray]:
-        """Render one job's arrays."""
+    def entries(self, jobs: Sequence[RenderJob]) -> list[tuple[RenderJob, dict[str, np.ndarray], dict[str, Any]]]:
+        """Render ``jobs`` (one job, or jobs of one layer and view): ``(job, arrays, meta)`` per job. On a
+        GPU, jobs with ``siblings`` render in packs (:meth:`pack`), each pack in one optimization step,
+        and every job of a pack comes back, the asked-for ones and the rest (which a resumed build may
+        hold already)."""
+        out: list[tuple[RenderJob, dict[str, np.ndarray], dict[str, Any]]] = []
+        done: set[str] = set()
+        for job in jobs:
+            if job.key in done:
+                continue
+            fit = self._units_per_batch(job)
+            if fit is None:
+                out.append((job, *self.entry(job)))
+                done.add(job.key)
+                continue
+            members = self.pack(job)
+            units = tuple(u for j in members for u in j.units)
+            arrays, batch = self._render(replace(job, units=units), one_batch=len(units) <= fit)
+            start = 0
+            per_unit = len(arrays["images"]) // len(units)  # diversity: k images per unit
+            for j in members:
+                stop = start + per_unit * len(j.units)
+                out.append((j, {k: v[start:stop] for k, v in arrays.items()}, self._meta(j, batch)))
+                start = stop
+            done.update(j.key for j in members)
+        return out
+
+    def pack(self, job: RenderJob) -> list[RenderJob]:
+        """The jobs that render in one batch with ``job``: on a GPU, the run of its ``siblings`` (its
+        layer's jobs of this view, in plan order) that holds it, among consecutive runs of as many units
+        as one step's memory holds (:func:`featgen.vis.batching.pack`); elsewhere, ``job`` alone. The
+        memory is this worker's device's, measured once per model, so a job's pack does not depend on
+        which other jobs are still to render."""
+        from ..vis.batching import pack
+
+        fit = self._units_per_batch(job)
+        if fit is None:
+            return [job]
+        index = job.siblings.index(job.units)
+        members = next(p for p in pack(job.siblings, fit) if index in p)
+        return [replace(job, units=job.siblings[i]) for i in members]
+
+    def _units_per_batch(self, job: RenderJob) -> int | None:
+        """On a GPU, how many units of ``job``'s layer and view one optimization step holds (at least
+        one); None where jobs are not packed: a CPU, a job without siblings, the photo scan."""
+        if not job.siblings or job.view == "photos":
+            return None
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        if model.backend.device == "cpu":
+            return None
+        from ..vis.batching import activation_values, budget, images_that_fit
+        from ..vis.transforms import get_transforms
+
+        o = job.options
+        side = get_transforms(o.get("transforms")).out_size(int(o["size"]))  # what the network sees
+        k = int(o.get("diversity", 1)) if job.view == "diversity" else 1
+        if id(model) not in self._budgets:
+            self._budgets[id(model)] = budget(model.backend.memory_free())
+        values = activation_values(model.layer_table, o["layer"], side, model.input_size)
+        return max(1, images_that_fit(values, self._budgets[id(model)], sum(len(c) for c in job.siblings) * k) // k)
+
+    def run(self, job: RenderJob, one_batch: bool = False) -> dict[str, np.ndarray]:
+        """Render one job's arrays (``one_batch``: all its images in one optimization step)."""
+        return self._render(job, one_batch)[0]
+
+    def _meta(self, job: RenderJob, batch: int | None) -> dict[str, Any]:
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        numerics = model.backend.numerics()
+        return {**job.meta(), "numerics": {**numerics, "batch": batch} if batch else numerics}
+
+    def _render(self, job: RenderJob, one_batch: bool = False) -> tuple[dict[str, np.ndarray], int | None]:
+        """One job's arrays, and the images of one optimization step (None for the photo scan).
+        ``one_batch``: all its images in one step (else as many as :func:`~featgen.vis.render.auto_batch_size` holds)."""
         model = self.model(job.model, job.backend, self.device or job.device, job.precision)
         o = job.options
         if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
@@ -129,10 +203,10 @@ class Renderer:
                 "(delete the cache's models/ folder)."
             )
         if job.view == "photos":
-            return self._photos_view(model, job)
-        return self._optimize(model, job)
+            return self._photos_view(model, job), None
+        return self._optimize(model, job, one_batch)
 
-    def _optimize(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+    def _optimize(self, model, job: RenderJob, one_batch: bool = False) -> tuple[dict[str, np.ndarray], int]:
         from ..vis import objectives, visualize
 
         o = job.options
@@ -148,8 +222,9 @@ class Renderer:
         kw = {name: o[name] for name in ("size", "steps", "seed", "lr") if name in o}
         if o.get("method") != "naive":
             kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
+        batch = o.get("batch_size") or (len(units) if one_batch else None)
         r = visualize(model, native, units=units, method=o["method"], objective=objective, progress=False,
-                      batch_size=o.get("batch_size"), **kw)  # fmt: skip
+                      batch_size=batch, **kw)  # fmt: skip
         out = {
             "images": to_uint8(r.images),
             "start": np.asarray(r.start_activation, np.float32),
@@ -158,7 +233,7 @@ class Renderer:
         }
         if r.valid_final_activation is not None:
             out["valid_final"] = np.asarray(r.valid_final_activation, np.float32)
-        return out
+        return out, int(r.settings["batch_size"])
 
     def _photo_list(self, names: tuple[str, ...], size: int) -> list[np.ndarray]:
         key = (names, size)

@@ -4,10 +4,10 @@
 the only checkpoint: a rerun submits only what is missing), shows one progress bar for the whole run
 and hands the missing jobs to an executor module, ``featgen.site.executors.<name>``, loaded lazily.
 
-An executor module defines ``execute(jobs, cache, progress, **options) -> None``: it runs every job
-(``Renderer.run``), stores each result with ``cache.put(job.key, arrays, job.meta())`` and calls
-``progress.advance(job, worker)`` once per finished job. ``local`` runs them in this process; ``ray``
-on Ray actors.
+An executor module defines ``execute(jobs, cache, progress, **options) -> None``: it hands out the
+jobs as :func:`tasks` groups them, runs each task (``Renderer.entries``), stores each entry that comes
+back and the cache lacks with ``cache.put(job.key, arrays, meta)`` and calls ``progress.advance(job,
+worker)`` once per finished job. ``local`` runs them in worker processes; ``ray`` on Ray actors.
 """
 
 from __future__ import annotations
@@ -77,6 +77,34 @@ class RunProgress:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def tasks(jobs: list[RenderJob]) -> list[list[RenderJob]]:
+    """The jobs as executors hand them out: a job with ``siblings`` (a GPU renders several jobs of a
+    layer and view in one batch) goes with the others of its layer and view, so that one worker renders
+    each batch once; any other job goes alone. Order is kept, task by task."""
+    groups: dict[tuple, list[RenderJob]] = {}
+    out: list[list[RenderJob]] = []
+    for job in jobs:
+        if len(job.siblings) < 2:
+            out.append([job])
+            continue
+        key = (job.model, job.backend, job.device, job.precision, job.layer, job.view, job.settings, job.siblings)
+        if key not in groups:
+            groups[key] = []
+            out.append(groups[key])
+        groups[key].append(job)
+    return out
+
+
+def store(cache: RenderCache, entries: list, task: list[RenderJob], progress: Any, worker: str) -> None:
+    """Write the entries of a finished task that the cache lacks (a GPU batch brings back its other jobs
+    too, which a resumed run may hold already), and count the task's jobs as done."""
+    for job, arrays, meta in entries:
+        if not cache.has(job.key):
+            cache.put(job.key, arrays, meta)
+    for job in task:
+        progress.advance(job, worker)
 
 
 def missing_jobs(jobs: list[RenderJob], cache: RenderCache) -> list[RenderJob]:

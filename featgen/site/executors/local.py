@@ -25,6 +25,7 @@ from typing import Any
 from ...errors import FeatgenError
 from ..cache import RenderCache
 from ..jobs import RenderJob
+from . import store, tasks
 
 WORKER_MEMORY = 3 * 2**30  # what one worker may hold: both frameworks and a few models
 
@@ -37,11 +38,11 @@ def _serve(conn: Connection, threads: int | None, device: str | None) -> None:
     renderer = Renderer(threads=threads, device=device)
     while True:
         try:
-            job = conn.recv()
+            task = conn.recv()
         except (EOFError, OSError):  # the driver is gone
             return
         try:
-            reply: tuple = ("ok", *renderer.entry(job))
+            reply: tuple = ("ok", renderer.entries(task))
         except Exception as exc:  # noqa: BLE001 (sent to the driver, which raises it)
             reply = ("error", exc if isinstance(exc, FeatgenError) else None, traceback.format_exc())
         try:
@@ -116,9 +117,10 @@ def execute(jobs: list[RenderJob], cache: RenderCache, progress: Any, workers: i
 
 
 def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, procs: list, conns: list[Connection]) -> None:
-    """Give each idle worker the next job; store results as they come."""
-    todo = deque(jobs)
-    busy: dict[int, RenderJob] = {}
+    """Give each idle worker the next task (a job, or a GPU batch's jobs: :func:`tasks`); store results
+    as they come."""
+    todo = deque(tasks(jobs))
+    busy: dict[int, list[RenderJob]] = {}
     label = (lambda i: f"w{i}") if len(procs) > 1 else (lambda i: "local")
 
     def feed(i: int) -> None:
@@ -131,7 +133,8 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, procs: list
     while busy:
         ready = set(wait([conns[i] for i in busy] + [procs[i].sentinel for i in busy]))
         for i in list(busy):
-            job = busy[i]
+            task = busy[i]
+            job = task[0]
             if conns[i] not in ready and procs[i].sentinel not in ready:
                 continue
             try:
@@ -147,7 +150,5 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, procs: list
                 if exc is not None:
                     raise FeatgenError(f"{job.label()}: {exc}")
                 raise RuntimeError(f"rendering {job.label()} failed in a worker:\n{trace}")
-            arrays, meta = rest
-            cache.put(job.key, arrays, meta)
-            progress.advance(job, label(i))
+            store(cache, rest[0], task, progress, label(i))
             feed(i)

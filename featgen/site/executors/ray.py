@@ -31,6 +31,7 @@ from ...errors import FeatgenError
 from ..cache import RenderCache
 from ..jobs import RenderJob
 from ..render import RENDER_THREADS
+from . import store, tasks
 
 DEFAULT_RETRIES = 3  # tries of a job whose worker died, after the first
 
@@ -48,12 +49,14 @@ class RenderWorker:
         self.renderer = Renderer(threads=threads, device=device)
         self.cache = cache
 
-    def run(self, job: RenderJob) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The job's arrays and meta (:meth:`Renderer.entry`), or None once written to the shared cache."""
+    def run(self, task: list[RenderJob]) -> list | None:
+        """The task's entries (:meth:`Renderer.entries`), or None once written to the shared cache."""
         if self.cache is None:
-            return self.renderer.entry(job)
-        if not self.cache.has(job.key):
-            self.cache.put(job.key, *self.renderer.entry(job))
+            return self.renderer.entries(task)
+        missing = [job for job in task if not self.cache.has(job.key)]
+        for job, arrays, meta in self.renderer.entries(missing) if missing else []:
+            if not self.cache.has(job.key):
+                self.cache.put(job.key, arrays, meta)
         return None
 
 
@@ -149,14 +152,14 @@ def _absolute(cache: RenderCache) -> RenderCache:
 def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: list[Any], max_in_flight: int,
            retries: int) -> None:  # fmt: skip
     """The driver loop: keep each actor's queue full, and store results in the order they finish."""
-    todo = deque(jobs)
-    running: dict[Any, tuple[RenderJob, int]] = {}  # object ref -> (job, actor slot)
+    todo = deque(tasks(jobs))
+    running: dict[Any, tuple[list[RenderJob], int]] = {}  # object ref -> (task, actor slot)
     load = [0] * len(actors)
 
     def feed(slot: int) -> None:
         while todo and load[slot] < max_in_flight:
-            job = todo.popleft()
-            running[actors[slot].run.remote(job)] = (job, slot)
+            task = todo.popleft()
+            running[actors[slot].run.remote(task)] = (task, slot)
             load[slot] += 1
 
     for slot in range(len(actors)):
@@ -164,7 +167,8 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: lis
     while running:
         done, _ = ray.wait(list(running), num_returns=1)
         for ref in done:
-            job, slot = running.pop(ref)
+            task, slot = running.pop(ref)
+            job = task[0]
             load[slot] -= 1
             try:
                 entry = ray.get(ref)
@@ -178,8 +182,6 @@ def _drive(jobs: list[RenderJob], cache: RenderCache, progress: Any, actors: lis
                     f"{job.label()}: its Ray worker died {retries + 1} times (out of memory?); "
                     "see the worker logs in the Ray session folder, and try fewer --workers."
                 ) from None
-            if entry is not None:
-                cache.put(job.key, *entry)
+            store(cache, entry or [], task, progress, f"w{slot}")
             del entry  # frees the object in the store
-            progress.advance(job, f"w{slot}")
             feed(slot)
