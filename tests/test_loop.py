@@ -309,3 +309,73 @@ def test_the_network_gets_its_images_in_channels_last_memory(request, monkeypatc
     monkeypatch.setattr(F, "conv2d", spy)  # what nn.Conv2d and the folded chain's convolutions call
     visualize(model, model.resolve_layer(layer), units=[0, 1], size=32, steps=1, progress=False)
     assert len(seen) > 10 and all(seen), seen
+
+
+class _ReplayedOnTheCpu:
+    """CUDA graphs as the CPU can stand in for them: a capture records the step's outputs, a replay
+    writes what the step gives on the captured inputs' current values into them. What it checks is the
+    step's side: inputs copied in, outputs copied out, the first steps eager, a failed capture eager."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.warmed, self.captured, self.replayed = fail, 0, 0, 0
+
+    def warm(self, fn, args):
+        self.warmed += 1
+        return fn(*args)
+
+    def capture(self, fn, args):
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.captured += 1
+        out = fn(*args)
+
+        def replay():
+            self.replayed += 1
+            for o, new in zip(out, fn(*args)):
+                o.copy_(new)
+
+        return replay, out
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["captured", "capture-fails"])
+def test_render_steps_replayed_from_a_graph_give_the_eager_bytes(lite0, monkeypatch, fail):
+    """The step a CUDA graph replays sees each step's own inputs and hands back its own outputs: the
+    render's bytes are the eager render's. Redirected-ReLU steps stay eager; a capture that fails
+    leaves the step eager, with one warning."""
+    import warnings
+
+    from featgen.backends import torch as tb
+    from featgen.backends import torch_graphs
+
+    kw = dict(units=[0, 3], size=32, steps=22, progress=False)
+    eager = visualize(lite0, "blocks.2", **kw)
+    graphs = _ReplayedOnTheCpu(fail)
+    monkeypatch.setattr(tb.TorchBackend, "graphs", lambda self, model: True)
+    monkeypatch.setattr(torch_graphs, "CudaGraphs", lambda: graphs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        replayed = visualize(lite0, "blocks.2", **kw)
+    assert replayed.images.tobytes() == eager.images.tobytes()
+    assert replayed.losses.tobytes() == eager.losses.tobytes()
+    plain_steps = 22 - 16  # after Lucid's 16 redirected steps
+    assert graphs.warmed == torch_graphs.WARMUP
+    assert (graphs.captured, graphs.replayed) == ((0, 0) if fail else (1, plain_steps - torch_graphs.WARMUP))
+    assert [str(w.message).startswith("a render step could not be captured") for w in caught] == [fail] * fail
+
+
+def test_cuda_graphs_are_on_by_default_on_a_cuda_device_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from featgen.backends.torch import TorchBackend
+
+    def graphs(device, env=None, **model):
+        if env is None:
+            monkeypatch.delenv("FEATGEN_CUDA_GRAPHS", raising=False)
+        else:
+            monkeypatch.setenv("FEATGEN_CUDA_GRAPHS", env)
+        return TorchBackend.graphs(SimpleNamespace(device=device), SimpleNamespace(**{"graphs": None, "compile": None, **model}))
+
+    assert graphs("cuda") and graphs("cuda:1") and graphs("cuda", env="1")
+    assert not graphs("cpu") and not graphs("cpu", graphs=True) and not graphs("mps")
+    assert not graphs("cuda", env="0") and not graphs("cuda", compile=True) and not graphs("cuda", graphs=False)
+    assert graphs("cuda", env="0", graphs=True)  # the model's own setting wins

@@ -148,9 +148,10 @@ class TensorOps(Protocol):
 
     def no_grad(self) -> AbstractContextManager: ...
 
-    def jit(self, fn: Callable) -> Callable:
-        """``fn`` (tensors in, tensors out) made fast to call repeatedly with same-shaped inputs:
-        TensorFlow traces it into a graph; torch returns it as it is."""
+    def jit(self, fn: Callable, model: Any = None) -> Callable:
+        """``fn`` (tensors in, tensors out) made fast to call repeatedly with same-shaped inputs, for
+        ``model``'s render steps: TensorFlow traces it into a graph; torch captures it in a CUDA graph
+        on a GPU (see ``LoadedModel.graphs``) and returns it as it is elsewhere."""
         ...
 
     def eager(self) -> bool:

@@ -291,7 +291,7 @@ class TensorFlowBackend(InputNormalization):
         """False while a function is being traced (constants made then belong to that graph)."""
         return tf.executing_eagerly()
 
-    def jit(self, fn: Callable) -> Callable:
+    def jit(self, fn: Callable, model: Any = None) -> Callable:
         """``fn`` traced once into a graph (static shapes: one trace per render), so a step runs
         without per-op eager dispatch; ``jit_compile`` (XLA) when :attr:`xla` is set."""
         return tf.function(fn, jit_compile=self.xla or None, reduce_retracing=True, autograph=False)

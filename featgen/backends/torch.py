@@ -303,7 +303,9 @@ class TorchBackend(InputNormalization):
     def _autocast(self):
         if self.precision != "bfloat16" or self._exact:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+        # no cast cache: each weight is cast once per forward anyway, and a cast kept across a CUDA
+        # graph's capture would hold memory the graph does not own
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, cache_enabled=False)
 
     @contextlib.contextmanager
     def _full_precision(self):
@@ -382,8 +384,7 @@ class TorchBackend(InputNormalization):
         h_out, w_out = size
         m = torch.as_tensor(matrices, dtype=x.dtype, device=x.device).reshape(-1, 2, 3)
         # pixel coords p = (u + 1) * W / 2 in normalized u (align_corners=False); solve for theta.
-        out_half = torch.tensor([w_out / 2.0, h_out / 2.0], dtype=x.dtype, device=x.device)
-        in_inv = torch.tensor([2.0 / w_in, 2.0 / h_in], dtype=x.dtype, device=x.device)
+        out_half, in_inv = self._warp_constants(x, (w_in, h_in), (w_out, h_out))
         a, b = m[:, :, :2], m[:, :, 2]
         theta_a = a * in_inv[:, None] * out_half[None, :]
         theta_b = in_inv * ((a * out_half).sum(-1) + b) - 1.0
@@ -394,6 +395,17 @@ class TorchBackend(InputNormalization):
             return _sample_rows(x, grid, pad)  # grid_sample's CUDA backward adds atomically: bytes would vary
         out = F.grid_sample(x.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode=pad, align_corners=False)
         return out.permute(0, 2, 3, 1)
+
+    def _warp_constants(self, x, size_in: tuple[int, int], size_out: tuple[int, int]):
+        """``(out_half, in_inv)`` of :meth:`warp`, made once per sizes, dtype and device (a render step
+        captured in a CUDA graph may not upload)."""
+        key = (x.dtype, x.device, size_in, size_out)
+        consts = self.__dict__.setdefault("_warp_consts", {})
+        if key not in consts:
+            (w_in, h_in), (w_out, h_out) = size_in, size_out
+            consts[key] = (torch.tensor([w_out / 2.0, h_out / 2.0], dtype=x.dtype, device=x.device),
+                           torch.tensor([2.0 / w_in, 2.0 / h_in], dtype=x.dtype, device=x.device))  # fmt: skip
+        return consts[key]
 
     def resize(self, x, size):
         out = F.interpolate(x.permute(0, 3, 1, 2), size=tuple(size), mode="bilinear", align_corners=False)
@@ -423,10 +435,22 @@ class TorchBackend(InputNormalization):
     def eager(self) -> bool:
         return True
 
-    def jit(self, fn: Callable) -> Callable:
-        """``fn`` as it is: eager torch has no per-op overhead worth tracing away (the network's
-        forward is compiled separately, see ``LoadedModel.compile``)."""
-        return fn
+    def jit(self, fn: Callable, model: Any = None) -> Callable:
+        """``fn`` captured in a CUDA graph after a few eager calls and replayed (:mod:`.torch_graphs`)
+        where :meth:`graphs` says so; else ``fn`` as it is (the network's forward is compiled
+        separately, see ``LoadedModel.compile``)."""
+        if model is None or not self.graphs(model):
+            return fn
+        from .torch_graphs import GraphedStep
+
+        return GraphedStep(fn, eager=lambda: self._relu_swapped > 0)
+
+    def graphs(self, model) -> bool:
+        """Whether render steps of ``model`` are captured in CUDA graphs: ``model.graphs``; by default
+        on a CUDA device unless ``model.compile`` is set or ``FEATGEN_CUDA_GRAPHS=0``."""
+        if model.graphs is not None:
+            return bool(model.graphs) and self.device.startswith("cuda")
+        return self.device.startswith("cuda") and not model.compile and os.environ.get("FEATGEN_CUDA_GRAPHS") != "0"
 
     # --- models ------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -59,6 +59,9 @@ class LoadedModel:
             the nearest layer here; asking for one raises an error that names it.
         compile: run the forward pass up to a layer through ``torch.compile`` (torch only); ``None``
             leaves it to the backend (off on CPU, where compiling costs more than it saves).
+        graphs: capture each render step in a CUDA graph and replay it (torch on a CUDA GPU);
+            ``None`` leaves it to the backend: on for CUDA unless ``compile`` is set or the
+            environment sets ``FEATGEN_CUDA_GRAPHS=0``.
         runtime: what the backend keeps for this model (verified forward prefixes and tails,
             compiled functions, traced graphs); it lives and dies with the model.
     """
@@ -74,6 +77,7 @@ class LoadedModel:
     foreign_layers: dict[str, str] = field(default_factory=dict)
     source: str = ""
     compile: bool | None = None  # torch.compile the truncated forward (None: the backend's default)
+    graphs: bool | None = None  # CUDA graphs over each render step (None: the backend's default)
     runtime: dict = field(default_factory=dict, repr=False, compare=False)  # the backend's per-model caches
 
     # --- layers ------------------------------------------------------------------------------

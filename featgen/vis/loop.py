@@ -124,7 +124,7 @@ def run(be, model, objective: obj.Objective, param: Param, size: int, stack: Tra
         return values, grad, g_abs
 
     # one traced function per ReLU mode (TensorFlow: a graph each; torch runs them as they are)
-    plain, redirected = be.jit(gradient), be.jit(gradient)
+    plain, redirected = be.jit(gradient, model), be.jit(gradient, model)
     for step in range(steps):
         m = zero if mats is None else mats[step]
         k = zero if mix is None else mix[step]
