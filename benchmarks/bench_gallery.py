@@ -32,7 +32,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from featgen.errors import FeatgenError  # noqa: E402
 from featgen.site.cache import RenderCache  # noqa: E402
@@ -201,7 +201,9 @@ def gpu(args: argparse.Namespace) -> dict:
             steady = (done_steps - progress.done[0][1].unit_steps) / (progress.done[-1][0] - progress.done[0][0]) \
                 if len(progress.done) > 1 else done_steps / seconds  # fmt: skip
             rates[(model, "torch")] = steady
+            yardstick = network_alone(model, layer, g, [j for _, j in progress.done], cache, args.device)
             row = {"model": model, "layer": layer, "units": units, "jobs": len(jobs), "jobs_done": len(progress.done),
+                   **yardstick, "efficiency": steady / yardstick["network_images_per_s"] if yardstick else None,
                    "unit_steps": steps, "seconds": round(seconds, 1), "unit_steps_per_s": round(done_steps / seconds, 1),
                    "units_per_s": round(done_steps / seconds / (steps / units), 3),
                    "steady_unit_steps_per_s": round(steady, 1), "cut_by_budget": cut,
@@ -228,11 +230,35 @@ def gpu(args: argparse.Namespace) -> dict:
     return found
 
 
+def network_alone(model: str, layer: str, g, done: list, cache: RenderCache, device: str) -> dict:
+    """The network alone (``network_alone.py``) at the batch the layer's entries record, its input side
+    and the jobs' precision: the yardstick of the pipeline's steady rate over all views."""
+    import statistics
+
+    from network_alone import images_per_s
+
+    import featgen
+    from featgen.vis.transforms import get_transforms
+
+    metas = [cache.meta(j.key) for j in done if j.view != "photos"]
+    batches = [m["numerics"].get("batch") for m in metas if m and m.get("numerics", {}).get("batch")]
+    if not batches:
+        return {}
+    batch, precision = int(statistics.median(batches)), done[0].precision
+    net = featgen.load_model(model, device=device, precision="float32")
+    side = get_transforms(g.transforms).out_size(g.size)
+    rate = images_per_s(net, net.resolve_layer(layer), batch, side, precision, channels_last=True)
+    return {"network_batch": batch, "network_precision": precision, "network_images_per_s": round(rate, 1)}
+
+
 def print_layer(r: dict) -> None:
     cut = f" (budget reached after {r['jobs_done']} of {r['jobs']} jobs)" if r["cut_by_budget"] else ""
     print(f"{r['model']:<20} {r['layer']:<14} {r['units']:>5} units x {len(r['views'])} views, {r['size']} px, "
           f"{r['steps']} steps: {r['seconds']:7.1f} s, {r['units_per_s']:.3f} units/s "
           f"({r['unit_steps_per_s']:,.0f} unit-steps/s; {r['steady_unit_steps_per_s']:,.0f} after the first job){cut}")  # fmt: skip
+    if r.get("efficiency"):
+        print(f"  network alone at batch {r['network_batch']} ({r['network_precision']}, channels_last): "
+              f"{r['network_images_per_s']:,.0f} images/s; the pipeline's efficiency over all views {r['efficiency']:.2f}")
 
 
 def print_gpu(f: dict) -> None:

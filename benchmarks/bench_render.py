@@ -72,6 +72,31 @@ def lucent_model(model, as_loaded: bool = False):
     return net
 
 
+def lucent_missing() -> str | None:
+    """Why Lucent cannot be imported here (torch-lucent and what it imports: kornia 0.4.1, decorator),
+    or None. IPython, which Lucent imports only to show images in a notebook, is stood in for when it
+    is missing (as on a bare GPU machine)."""
+    import importlib.util
+    import sys
+    import types
+
+    from featgen.backends.torchvision_compat import import_torchvision
+
+    missing = [m for m in ("lucent", "kornia", "decorator") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"not installed: {', '.join(missing)} (pip install --no-deps torch-lucent==0.1.8 kornia==0.4.1 decorator)"
+    if importlib.util.find_spec("IPython") is None:
+        ipython = types.ModuleType("IPython")
+        ipython.display = types.ModuleType("IPython.display")
+        sys.modules.update({"IPython": ipython, "IPython.display": ipython.display})
+    import_torchvision()  # lucent imports torchvision
+    try:
+        import lucent.optvis.render  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 (whatever stops it, the caller prints it and goes on)
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def run_lucent(net, layer: str, units, size: int, steps: int, batched: bool, side: int):
     from lucent.optvis import objectives, param, render
 
