@@ -161,8 +161,11 @@ def bench_model(key: str, args, featgen, torch) -> list[tuple]:
     model.compile = args.compile
     tname = model.resolve_layer(layer)  # VGG16-HED's Keras name → its torch module
     units = list(range(args.units))
-    # featgen runs the modules up to the layer as one chain, with BatchNorms folded (a copy of them)
+    # featgen runs the modules up to the layer as one chain, with BatchNorms folded (a copy of them),
+    # and where it closes with a convolution, the chain less that one as the picked head's prefix: the
+    # chain's first module sees the network's input either way
     head = model.backend._head(model, tname) or model.module
+    head = head[0] if isinstance(head, torch.nn.Sequential) else head
     lucents = {"": lucent_model(model)}  # run-name suffix → the network Lucent renders with
     if args.lucent_as_loaded:
         lucents[", as loaded"] = lucent_model(model, as_loaded=True)
