@@ -3,7 +3,7 @@
 For each gallery and view, the first chunk of the gallery's middle layer is rendered twice, with a
 few and with more steps (on a CPU, with at most 16 units, by one thread as a local worker renders; on
 a GPU, the first batch a worker would render there: several jobs of that layer, as many units as the
-GPU's memory holds).
+GPU's memory holds, and steps past the redirected ones and the CUDA graph's capture).
 The difference gives the cost of one unit-step, the rest a per-job overhead (start and final
 evaluations, transfers); the projection is ``Σ jobs (overhead + unit-steps × cost)``, shared among
 the local executor's workers. Deeper layers cost more than the middle one and shallower less, so the
@@ -20,6 +20,9 @@ from .jobs import RenderJob
 from .plan import Plan, parse_device
 
 STEPS = (2, 6)
+# on a GPU: past Lucid's 16 redirected steps and the CUDA graph's capture, so that the difference is
+# the cost of the steps that make most of a render (replayed ones)
+GPU_STEPS = (20, 28)
 
 
 @dataclass
@@ -87,10 +90,11 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
                 per_job = _timed(renderer, base) / len(base.units)
                 est.rows.append((f"{model} ({backend})", view, len(todo), 0.0, sum(per_job * len(j.units) for j in todo)))
                 continue
-            t1, t2 = (_timed(renderer, _with_steps(base, s)) for s in STEPS)
+            steps = STEPS if cpu else GPU_STEPS
+            t1, t2 = (_timed(renderer, _with_steps(base, s)) for s in steps)
             per_image = base.unit_steps // max(int(base.options["steps"]), 1)
-            step_cost = max(t2 - t1, 1e-9) / ((STEPS[1] - STEPS[0]) * per_image)
-            overhead = max(t1 - STEPS[0] * per_image * step_cost, 0.0) / per_image  # per image
+            step_cost = max(t2 - t1, 1e-9) / ((steps[1] - steps[0]) * per_image)
+            overhead = max(t1 - steps[0] * per_image * step_cost, 0.0) / per_image  # per image
             seconds = sum(j.unit_steps * step_cost + overhead * j.unit_steps / max(int(j.options["steps"]), 1) for j in todo)
             est.rows.append((f"{model} ({backend})", view, len(todo), 1.0 / step_cost, seconds))
     return est
