@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -255,14 +256,18 @@ def gallery_config(key: str, folder: Path, args, layers: list[str] | None = None
 
 
 def site(*argv: str, timeout: float | None = None) -> tuple[int | None, str, float]:
+    """``python -m featgen.site ARGV`` in its own process group: ``(exit code or None if cut at
+    ``timeout``, output, seconds)``. A cut stops its render workers too, so they leave the GPU."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "FEATGEN_PROGRESS": "0"}
     t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "featgen.site", *argv], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        res = subprocess.run([sys.executable, "-m", "featgen.site", *argv], env=env, capture_output=True, text=True,
-                             timeout=timeout, cwd=ROOT)  # fmt: skip
-        return res.returncode, res.stdout + res.stderr, time.perf_counter() - t0
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out, time.perf_counter() - t0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
         return None, out, time.perf_counter() - t0
 
 
