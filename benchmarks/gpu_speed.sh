@@ -3,7 +3,7 @@
 #   1. `plan --estimate` of the model's whole torch gallery (the `full` profile's settings: every conv
 #      layer, every unit, 128 px, 512 steps, all views), in its own process;
 #   2. one full layer of it rendered through the pipeline (`python -m featgen.site render`, the local
-#      executor): VGG16-HED block4_conv3 or Lite0 blocks.4, cut at --layer-budget seconds (default 200);
+#      executor): VGG16-HED block4_conv3 or Lite0 blocks.4, cut at --layer-budget seconds (default 150);
 #   3. checks: the same render twice gives the same bytes, CUDA graphs give the eager bytes, a float32
 #      render on the GPU is the CPU's picture (per-image correlation);
 #   4. the table: featgen (float32; bfloat16 with CUDA graphs, eager, every channel, compiled) and Lucent,

@@ -225,8 +225,11 @@ def test_pages_say_when_entries_come_from_different_numerics(filled, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(root / "cache", cache)
     metas = [cache / "renders" / k[:2] / k / "meta.json" for k in _job_keys(config, cache)]
-    kinds = {json.dumps(json.loads(m.read_text())["meta"]["numerics"], sort_keys=True) for m in metas}
+    numerics = [json.loads(m.read_text())["meta"]["numerics"] for m in metas]
+    kinds = {json.dumps({k: v for k, v in n.items() if k != "batch"}, sort_keys=True) for n in numerics}
     assert len(kinds) == 1 and '"threads": 1' in kinds.pop()  # the build's workers: one thread each
+    # and each optimization its batch: a job's 2 units, or their 2 x 2 diversity images (the scan has none)
+    assert sorted({n.get("batch") for n in numerics}, key=str) == [2, 4, None]
     res = _run_without_frameworks("pages", *_args(config, cache, tmp_path / "docs"))
     assert res.returncode == 0 and "note:" not in res.stdout
     entry = json.loads(metas[0].read_text())
