@@ -16,14 +16,3 @@ def bar(iterable: Iterable | None = None, total: int | None = None, desc: str = 
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=not enabled(quiet), leave=False, dynamic_ncols=True, **kw)
-
-
-def thread_lock_only() -> None:
-    """Make this process's bars take a thread lock instead of tqdm's default, a named semaphore shared
-    across processes: a render worker terminated mid-job (the local executor stops busy workers on
-    Ctrl-C) would leave that semaphore behind, and Python's resource tracker warns about it at exit."""
-    import threading
-
-    from tqdm import tqdm
-
-    tqdm.set_lock(threading.RLock())

@@ -33,10 +33,7 @@ WORKER_MEMORY = 3 * 2**30  # what one worker may hold: both frameworks and a few
 def _serve(conn: Connection, threads: int | None, device: str | None) -> None:
     """A worker: render each job received until the driver closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
-    from ...progress import thread_lock_only
     from ..render import Renderer
-
-    thread_lock_only()  # a worker stopped mid-job leaves no semaphore behind
 
     renderer = Renderer(threads=threads, device=device)
     while True:
