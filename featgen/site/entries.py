@@ -82,9 +82,13 @@ class Expected:
 
 
 def _optimized(job: RenderJob) -> Expected:
+    from ..vis.render import deprocessed_side
+
     o = job.options
     n = len(job.units) * (int(o.get("diversity", 1)) if job.view == "diversity" else 1)
     size, steps = int(o["size"]), int(o["steps"])
+    if o.get("method") in ("naive", "octaves"):  # naive renders lose a border to the Keras tutorial's crop
+        size = deprocessed_side(size)
     return Expected({
         "images": Array("u1", (n, size, size, 3)), "start": Array("f4", (n,)), "final": Array("f4", (n,)),
         "losses": Array("f4", (n, steps)), "valid_final": Array("f4", (n,), optional=True),
