@@ -225,7 +225,8 @@ def projection(args, featgen, cuda: bool) -> dict:
         print(f"vgg16_hed {lname:<13} {channels:4d} ch {per_step * 1e3:8.2f} ms per step of {len(batch)}  projected "
               f"{layer_s:8.1f} s", flush=True)  # fmt: skip
     say(f"projected full VGG16 gallery ({sum(r['channels'] for r in layers)} channels, {size} px, "
-        f"{GALLERY_224['steps']} steps, a layer's units in one batch, {vgg.backend.precision}): {total / 60:.1f} min")
+        f"{GALLERY_224['steps']} steps, a layer's units per call in batches its memory holds, "
+        f"{vgg.backend.precision}): {total / 60:.1f} min")
     say()
     return {"layers": layers, "projected_s": total}
 
