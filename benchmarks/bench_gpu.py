@@ -2,7 +2,7 @@
 
 Sections (``benchmarks/gpu_render.sh`` and ``benchmarks/gpu_speed.sh`` pick them):
 
-* ``table`` (always): featgen in float32 and bfloat16 (CUDA graphs, the default on a GPU; eager; every
+* ``table`` (always): featgen in float32 and bfloat16 (CUDA graphs, opt-in until this run shows they pay; eager; every
   channel of the closing convolution; ``torch.compile``) and Lucent (batched, and one channel at a
   time), at each ``--units``, 128 px, 64 steps, on VGG16-HED ``block4_conv3`` and EfficientNet-Lite0
   ``blocks.4`` and ``blocks.6``. Beside it the **network alone** (``network_alone.py``: the same
@@ -72,10 +72,10 @@ def featgen_runs(featgen, name: str, layer: str, args, first: bool) -> dict:
     """Label → (model, pick) of each featgen configuration timed (``torch.compile``: on the model's
     ``first`` layer only, as compiling costs about a minute a shape)."""
     runs = {}
-    for label, precision, graphs, pick, compiled in (("float32", "float32", None, True, False),
-                                                    ("bfloat16", "bfloat16", None, True, False),
+    for label, precision, graphs, pick, compiled in (("float32", "float32", True, True, False),
+                                                    ("bfloat16", "bfloat16", True, True, False),
                                                     ("bfloat16 eager", "bfloat16", False, True, False),
-                                                    ("bfloat16 every channel", "bfloat16", None, False, False),
+                                                    ("bfloat16 every channel", "bfloat16", True, False, False),
                                                     ("bfloat16 compiled", "bfloat16", None, True, True)):  # fmt: skip
         if compiled and (args.no_compile or not first):
             continue
@@ -183,6 +183,7 @@ def checks(args, featgen, np, cuda: bool) -> dict:
     name, layer = ("vgg16_hed", "block3_conv1") if "vgg" in args.models else ("efficientnet_lite0", "blocks.3")
     kw = dict(units=list(range(args.check_units)), size=args.size, steps=args.check_steps, progress=False)
     model = featgen.load_model(name, device=args.device)  # the default: bfloat16 on a GPU with bf16 tensor cores
+    model.graphs = True if cuda else None
     a, b = (featgen.visualize(model, layer, **kw).images for _ in range(2))
     found["same_bytes_twice"] = a.tobytes() == b.tobytes()
     say(f"{name} {layer}, {model.backend.precision} on {args.device}: the same render twice gives the same bytes: "

@@ -363,7 +363,7 @@ def test_render_steps_replayed_from_a_graph_give_the_eager_bytes(lite0, monkeypa
     assert [str(w.message).startswith("a render step could not be captured") for w in caught] == [fail] * fail
 
 
-def test_cuda_graphs_are_on_by_default_on_a_cuda_device_only(monkeypatch):
+def test_cuda_graphs_are_opt_in_and_on_a_cuda_device_only(monkeypatch):
     from types import SimpleNamespace
 
     from featgen.backends.torch import TorchBackend
@@ -375,7 +375,8 @@ def test_cuda_graphs_are_on_by_default_on_a_cuda_device_only(monkeypatch):
             monkeypatch.setenv("FEATGEN_CUDA_GRAPHS", env)
         return TorchBackend.graphs(SimpleNamespace(device=device), SimpleNamespace(**{"graphs": None, "compile": None, **model}))
 
-    assert graphs("cuda") and graphs("cuda:1") and graphs("cuda", env="1")
-    assert not graphs("cpu") and not graphs("cpu", graphs=True) and not graphs("mps")
-    assert not graphs("cuda", env="0") and not graphs("cuda", compile=True) and not graphs("cuda", graphs=False)
+    assert not graphs("cuda") and not graphs("cuda", env="0")  # off until a GPU run has measured them
+    assert graphs("cuda", env="1") and graphs("cuda:1", env="1") and graphs("cuda", graphs=True)
+    assert not graphs("cpu", env="1") and not graphs("cpu", graphs=True) and not graphs("mps", env="1")
+    assert not graphs("cuda", env="1", compile=True) and not graphs("cuda", env="1", graphs=False)
     assert graphs("cuda", env="0", graphs=True)  # the model's own setting wins

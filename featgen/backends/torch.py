@@ -447,10 +447,11 @@ class TorchBackend(InputNormalization):
 
     def graphs(self, model) -> bool:
         """Whether render steps of ``model`` are captured in CUDA graphs: ``model.graphs``; by default
-        on a CUDA device unless ``model.compile`` is set or ``FEATGEN_CUDA_GRAPHS=0``."""
+        off (``FEATGEN_CUDA_GRAPHS=1`` turns it on where ``model.compile`` is not set) until a GPU run
+        has measured that it pays and gives the eager bytes (``benchmarks/gpu_speed.sh`` checks both)."""
         if model.graphs is not None:
             return bool(model.graphs) and self.device.startswith("cuda")
-        return self.device.startswith("cuda") and not model.compile and os.environ.get("FEATGEN_CUDA_GRAPHS") != "0"
+        return self.device.startswith("cuda") and not model.compile and os.environ.get("FEATGEN_CUDA_GRAPHS") == "1"
 
     # --- models ------------------------------------------------------------------------------
     @contextlib.contextmanager

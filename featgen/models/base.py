@@ -60,8 +60,8 @@ class LoadedModel:
         compile: run the forward pass up to a layer through ``torch.compile`` (torch only); ``None``
             leaves it to the backend (off on CPU, where compiling costs more than it saves).
         graphs: capture each render step in a CUDA graph and replay it (torch on a CUDA GPU);
-            ``None`` leaves it to the backend: on for CUDA unless ``compile`` is set or the
-            environment sets ``FEATGEN_CUDA_GRAPHS=0``.
+            ``None`` leaves it to the backend: off unless the environment sets
+            ``FEATGEN_CUDA_GRAPHS=1`` (and ``compile`` is not set).
         runtime: what the backend keeps for this model (verified forward prefixes and tails,
             compiled functions, traced graphs); it lives and dies with the model.
     """
