@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import BuildLock, RenderCache, check_cache_folder, npz_bytes, read_npz
-from featgen.site.entries import job_arrays
-from featgen.site.jobs import RenderJob, cache_key
-from featgen.site.pages import MANIFEST, check_docs, install, read_manifest
+from featgen.site.pages.write import MANIFEST, check_docs, install, read_manifest
+from featgen.site.render.cache import BuildLock, RenderCache, check_cache_folder, npz_bytes, read_npz
+from featgen.site.render.entries import job_arrays
+from featgen.site.render.jobs import RenderJob, cache_key
 
 ARRAYS = {"images": np.zeros((2, 32, 32, 3), np.uint8), "start": np.zeros(2, np.float32),
           "final": np.ones(2, np.float32), "losses": np.zeros((2, 3), np.float32)}  # fmt: skip
@@ -117,7 +117,7 @@ def test_a_quarantine_that_is_a_link_is_one_line(tmp_path):
 def test_a_failed_write_leaves_no_entry_folder(tmp_path, monkeypatch):
     import errno
 
-    import featgen.site.cache as cache_module
+    import featgen.site.render.cache as cache_module
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import BuildLock, RenderCache
+from featgen.site.render.cache import BuildLock, RenderCache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _job_keys(config: Path, cache: Path) -> list[str]:
     """The plan's job keys (from the cached model info: no model loads)."""
-    from featgen.site.plan import plan
+    from featgen.site.render.plan import plan
 
     def refuse(*a):
         raise AssertionError("the plan should come from the cached model info")
@@ -85,9 +85,9 @@ def filled(tmp_path_factory):
 # --- the job contract ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["torch", "tensorflow"])
 def test_job_key_is_the_key_of_its_render_settings(backend, request):
-    from featgen.site.config import Gallery, Profile
-    from featgen.site.jobs import RenderJob, cache_key
-    from featgen.site.plan import model_info, view_settings
+    from featgen.site.render.config import Gallery, Profile
+    from featgen.site.render.jobs import RenderJob, cache_key
+    from featgen.site.render.plan import model_info, view_settings
     from featgen.vis import ALGORITHM_VERSION, visualize
 
     lite0 = request.getfixturevalue("lite0" if backend == "torch" else "lite0_tf")
@@ -137,8 +137,8 @@ profiles:
 
 @pytest.mark.slow
 def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path):
-    from featgen.site.executors import run_jobs
-    from featgen.site.plan import plan
+    from featgen.site.render.executors import run_jobs
+    from featgen.site.render.plan import plan
 
     root, config = filled
     cache_dir = tmp_path / "cache"
@@ -155,7 +155,7 @@ def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path
 
 
 def test_profiles_come_from_the_config_file():
-    from featgen.site.config import get_profile
+    from featgen.site.render.config import get_profile
 
     quick = get_profile("quick")
     assert [(g.model, g.backend, g.layers, g.units, g.size, g.steps) for g in quick.galleries] == [
@@ -248,7 +248,7 @@ def _entries(cache: Path, keys: list[str]) -> list[str]:
 # entries do not count.
 STOPPING = """
 import os, signal, sys, tempfile
-from featgen.site import cache
+from featgen.site.render import cache
 from featgen.site.__main__ import main
 fd, mode, k = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 put, stored = cache.RenderCache.put, []
@@ -396,8 +396,8 @@ def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
 # --- hostile names -----------------------------------------------------------------------------------------
 def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.pages import write_index_pages
-    from featgen.site.templating import slug
+    from featgen.site.pages.templating import slug
+    from featgen.site.pages.write import write_index_pages
 
     ctx = {"model": "m", "backend": "torch", "layer": "c", "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
            "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": "c"}  # fmt: skip
@@ -414,7 +414,7 @@ def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
 # --- plan and estimate ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
-    from featgen.site.plan import parse_device, plan
+    from featgen.site.render.plan import parse_device, plan
 
     root, config = filled
     res = _site("plan", *_args(config, root / "cache"), check=True)
@@ -445,7 +445,7 @@ def test_estimate_projects_the_plan_from_a_calibration(tmp_path, capsys):
 
 _REUSE = """
 import ctypes, resource, sys
-from featgen.site.render import Renderer
+from featgen.site.render.renderer import Renderer
 Renderer()  # a render process: large freed blocks are kept for reuse
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import RenderCache
-from featgen.site.config import get_profile
-from featgen.site.jobs import cache_key
-from featgen.site.templating import render, slug
-from featgen.site.tutorials import invalidate_stale_tutorials
+from featgen.site.mkdocs.tutorials import invalidate_stale_tutorials
+from featgen.site.pages.templating import render, slug
+from featgen.site.render.cache import RenderCache
+from featgen.site.render.config import get_profile
+from featgen.site.render.jobs import cache_key
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "<script>alert(1)</script>", "x\\y", "  "])
@@ -71,8 +71,8 @@ def test_unit_page_shows_every_view():
 
 def test_pages_with_two_backends_and_hostile_layer_names(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.pages import write_index_pages
-    from featgen.site.templating import write_page as _write
+    from featgen.site.pages.templating import write_page as _write
+    from featgen.site.pages.write import write_index_pages
 
     table = [LayerInfo("features.0", "Conv2d", (224, 224, 64), 64), LayerInfo(EVIL, "Conv2d", (4, 4, 2), 2),
              LayerInfo("pool", "MaxPool2d", (7, 7, 512), None)]  # fmt: skip
@@ -175,7 +175,7 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
 
 @pytest.mark.slow
 def test_full_profile_plan_counts_every_conv_layer(tmp_path, request):
-    from featgen.site.plan import plan
+    from featgen.site.render.plan import plan
 
     shared = {("efficientnet_lite0", "torch"): "lite0", ("vgg16_hed", "torch"): "hed_torch",
               ("efficientnet_lite0", "tensorflow"): "lite0_tf", ("vgg16_hed", "tensorflow"): "hed_tf"}  # fmt: skip
@@ -211,7 +211,7 @@ def test_scraper_writes_shown_images_and_returns_markdown(tmp_path):
     from PIL import Image
 
     import featgen
-    from featgen.site.scraper import _get_sg_image_scraper, featgen_scraper
+    from featgen.site.mkdocs.scraper import _get_sg_image_scraper, featgen_scraper
 
     assert _get_sg_image_scraper() is featgen_scraper  # how mkdocs-gallery finds it by module name
     script = _fake_script(tmp_path)
@@ -278,14 +278,14 @@ def test_failing_tutorial_fails_the_build_names_its_line_and_leaves_no_page(tmp_
     (tmp_path / "mkdocs.yml").write_text(f"""site_name: t
 docs_dir: docs
 strict: true
-hooks: [{root / "featgen/site/mkdocs_hooks.py"}]
+hooks: [{root / "featgen/site/mkdocs/hooks.py"}]
 plugins:
   - gallery:
       examples_dirs: [gallery_src]
       gallery_dirs: [docs/tutorials]
       filename_pattern: "/plot_"
       abort_on_example_error: true
-      image_scrapers: [matplotlib, featgen.site.scraper]
+      image_scrapers: [matplotlib, featgen.site.mkdocs.scraper]
 nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 """)
     page = tmp_path / "docs" / "tutorials" / "plot_tiny.md"
@@ -302,7 +302,7 @@ nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 
 
 def test_kernel_shown_for_the_first_conv_and_its_relu_only(lite0, hed_torch):
-    from featgen.site.plan import model_info
+    from featgen.site.render.plan import model_info
 
     def stem(model):
         info = model_info(model.spec, model.backend.name, "float32", None, loader=lambda *a: model)

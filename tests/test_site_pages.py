@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from featgen.site.navigation import image_correlation
-from featgen.site.verdict import floor_of, negative_verdict, unit_extras, unit_verdict
+from featgen.site.pages.navigation import image_correlation
+from featgen.site.pages.verdict import floor_of, negative_verdict, unit_extras, unit_verdict
 
 
 # --- verdict ---------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def test_unit_extras_for_a_page_context():
 
 # --- reproduction ----------------------------------------------------------------------------------
 def test_reproduction_states_every_setting_and_a_command():
-    from featgen.site.reproduce import reproduction
+    from featgen.site.pages.reproduce import reproduction
 
     rep = reproduction({"model": "vgg16_hed", "backend": "tensorflow", "layer": "block1_conv1", "size": 96,
                         "steps": 48, "seed": 0}, 3)  # fmt: skip
@@ -101,7 +101,7 @@ def test_the_command_line_states_every_recipe_setting_and_renders_it(capsys, tmp
     import shlex
 
     from featgen.cli import main
-    from featgen.site.reproduce import cli_command
+    from featgen.site.pages.reproduce import cli_command
 
     s = {"model": "efficientnet_lite0", "layer": "conv_stem", "lr": 0.1, "param": "pixel", "decorrelate": False,
          "size": 32, "steps": 2, "transforms": "none"}  # fmt: skip
@@ -124,7 +124,7 @@ def test_the_shown_python_call_gives_the_picture_of_a_batch(lite0, device, tmp_p
     import featgen
 
     monkeypatch.setattr(featgen, "load_model", functools.partial(featgen.load_model, device=device))
-    from featgen.site.reproduce import python_call
+    from featgen.site.pages.reproduce import python_call
 
     settings = {"model": "efficientnet_lite0", "backend": "torch", "layer": "blocks.1", "size": 32, "steps": 3,
                 "seed": 5, "transforms": "none"}  # fmt: skip
@@ -142,7 +142,7 @@ def test_the_shown_python_call_gives_the_picture_of_a_batch(lite0, device, tmp_p
 
 def test_resolved_defaults_match_what_visualize_records(lite0):
     import featgen
-    from featgen.site.reproduce import resolve
+    from featgen.site.pages.reproduce import resolve
 
     for method in ("regularized", "naive"):
         r = featgen.visualize(lite0, "blocks.0", units=[0], method=method, size=32, steps=1, transforms="none",
@@ -200,7 +200,7 @@ def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monke
 
 # --- navigation and the pages built from plain data ----------------------------------------------------
 def test_neighbours_strip_and_pairs():
-    from featgen.site.navigation import layer_nav, neighbours, planned_pairs, shared_layers, unit_links
+    from featgen.site.pages.navigation import layer_nav, neighbours, planned_pairs, shared_layers, unit_links
 
     layers = ["block1_conv1", "block3_conv1", "block5_conv3"]
     assert neighbours(layers, "block1_conv1") == (None, "block3_conv1")
@@ -217,7 +217,7 @@ def test_neighbours_strip_and_pairs():
 def test_image_correlation_numbers():
     import numpy as np
 
-    from featgen.site.navigation import compare_units, image_correlation
+    from featgen.site.pages.navigation import compare_units, image_correlation
 
     rng = np.random.default_rng(0)
     a = rng.random((8, 8, 3))
@@ -240,13 +240,13 @@ def fake_galleries(root, photos=("chelsea",)):
 
     from featgen.images import save_image
     from featgen.models.base import LayerInfo
-    from featgen.site.config import get_profile
-    from featgen.site.navigation import layer_nav, planned_pairs
-    from featgen.site.pages import write_compare_pages, write_index_pages
-    from featgen.site.reproduce import reproduction
-    from featgen.site.templating import slug
-    from featgen.site.templating import write_page as _write
-    from featgen.site.verdict import unit_extras
+    from featgen.site.pages.navigation import layer_nav, planned_pairs
+    from featgen.site.pages.reproduce import reproduction
+    from featgen.site.pages.templating import slug
+    from featgen.site.pages.templating import write_page as _write
+    from featgen.site.pages.verdict import unit_extras
+    from featgen.site.pages.write import write_compare_pages, write_index_pages
+    from featgen.site.render.config import get_profile
 
     rng = np.random.default_rng(0)
     layers, units = ["block1_conv1", "block5_conv3"], [0, 1, 2]
@@ -319,7 +319,7 @@ def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
 def test_hooks_turn_roles_into_code_and_grid_tables_into_pipe_tables():
     from types import SimpleNamespace
 
-    from featgen.site.mkdocs_hooks import on_page_content, on_page_markdown
+    from featgen.site.mkdocs.hooks import on_page_content, on_page_markdown
 
     html = "the :class:<code>~featgen.backends.base.Backend</code> and :func:<code>featgen.cam.api.cam</code>"
     assert on_page_content(html, None, None, None) == "the <code>Backend</code> and <code>featgen.cam.api.cam</code>"

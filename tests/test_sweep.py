@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featgen.site.cache import npz_bytes
+from featgen.site.render.cache import npz_bytes
 
 TINY = """
 profiles:
@@ -296,7 +296,7 @@ def zip_bomb_entry(w: Path, filled: Path, monkeypatch) -> Case:
 
 
 def too_few_images(w: Path, filled: Path, monkeypatch) -> Case:
-    from featgen.site.cache import read_npz
+    from featgen.site.render.cache import read_npz
 
     config, cache, docs = _world(w, filled)
     entry = entries(cache)["regularized"]
@@ -587,8 +587,8 @@ def test_a_state_dict_with_arch_is_planned_with_its_architecture(tmp_path, capsy
 
     from featgen.models.torch_sources import _architecture
     from featgen.site.__main__ import main
-    from featgen.site.cache import RenderCache
-    from featgen.site.plan import plan
+    from featgen.site.render.cache import RenderCache
+    from featgen.site.render.plan import plan
 
     weights = tmp_path / "lite0.pth"
     torch.save(_architecture("efficientnet_lite0").state_dict(), weights)

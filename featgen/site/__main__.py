@@ -61,8 +61,8 @@ def _ray_options(args: argparse.Namespace) -> dict:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .cache import RenderCache, check_cache_folder
-    from .plan import plan
+    from .render.cache import RenderCache, check_cache_folder
+    from .render.plan import plan
 
     root = Path(args.cache)
     cache = RenderCache(check_cache_folder(root) / "renders") if root.is_dir() else None
@@ -77,7 +77,7 @@ def _plan(args: argparse.Namespace) -> int:
     print(f"{p.profile.name}: {len(p.layers)} layers, {sum(len(lp.units) for lp in p.layers)} units, {len(jobs)} jobs "
           f"({todo} not in the cache), {p.unit_steps():,} unit-steps")  # fmt: skip
     if args.estimate:
-        from .estimate import estimate
+        from .render.estimate import estimate
 
         e = estimate(p, device=args.device, cache=cache)
         for line in e.lines():

@@ -5,8 +5,8 @@ Pages go to ``docs/galleries/`` (git-ignored) with stable URLs
 so a rebuild renders only what changed, and a cache copied from another machine renders nothing.
 
 Everything is checked before anything is written: the config, the options, and that the cache and
-docs folders are a cache's and a project's (:func:`~featgen.site.cache.check_cache_folder`,
-:func:`~featgen.site.pages.check_docs`). Only then are folders, locks and files made.
+docs folders are a cache's and a project's (:func:`~featgen.site.render.cache.check_cache_folder`,
+:func:`~featgen.site.pages.write.check_docs`). Only then are folders, locks and files made.
 """
 
 from __future__ import annotations
@@ -22,11 +22,18 @@ from typing import Any
 from .. import limits
 from ..errors import FeatgenError
 from ..files import atomic_write
-from .cache import WRITE_ERRORS, BuildLock, RenderCache, check_cache_folder, check_writable_dir, write_error
-from .config import get_profile
-from .executors import RunStats, run_jobs
-from .pages import check_docs, clean_staging, write_pages
-from .plan import Plan, plan
+from .pages.write import check_docs, clean_staging, write_pages
+from .render.cache import (
+    WRITE_ERRORS,
+    BuildLock,
+    RenderCache,
+    check_cache_folder,
+    check_writable_dir,
+    write_error,
+)
+from .render.config import get_profile
+from .render.executors import RunStats, run_jobs
+from .render.plan import Plan, plan
 
 
 def _no_loading(spec: str, backend: str, device: Any, precision: str) -> Any:
@@ -62,7 +69,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             locks.enter_context(BuildLock(docs))
             clean_staging(docs)
             if tutorials:
-                from .tutorials import invalidate_stale_tutorials
+                from .mkdocs.tutorials import invalidate_stale_tutorials
 
                 rerun_tutorials = invalidate_stale_tutorials(docs / "tutorials")
         loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU

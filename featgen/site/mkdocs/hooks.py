@@ -20,7 +20,7 @@ from typing import Any
 from mkdocs.plugins import event_priority
 from mkdocs.structure.nav import Section
 
-from featgen.site.tutorials import drop_stale_tutorial_pages
+from featgen.site.mkdocs.tutorials import drop_stale_tutorial_pages
 
 log = logging.getLogger("mkdocs.featgen")
 

@@ -39,10 +39,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .. import limits
-from ..errors import FeatgenError, suggest
-from ..files import is_filesystem_root, regular_file
-from ..limits import cut, short
+from ... import limits
+from ...errors import FeatgenError, suggest
+from ...files import is_filesystem_root, regular_file
+from ...limits import cut, short
 from .jobs import DEVICES, VIEWS
 
 CONFIG_NAME = "galleries.yml"
@@ -80,7 +80,7 @@ class Gallery:
     @property
     def load_spec(self) -> str:
         """The spec that loads the model: ``model``, with ``arch`` folded in for a state dict."""
-        from ..models.registry import with_arch
+        from ...models.registry import with_arch
 
         return with_arch(self.model, self.arch)
 
@@ -119,7 +119,7 @@ def find_config(path: str | os.PathLike | None = None) -> Path:
         if not p.exists():
             raise FeatgenError(f"no gallery config at {str(p)!r}: pass --config with the path of a galleries.yml.")
         return regular_file(p, "gallery config")  # a FIFO would block the read forever
-    for p in (Path.cwd() / CONFIG_NAME, Path(__file__).resolve().parents[2] / CONFIG_NAME):
+    for p in (Path.cwd() / CONFIG_NAME, Path(__file__).resolve().parents[3] / CONFIG_NAME):
         if p.is_file():
             return p
     raise FeatgenError(f"no {CONFIG_NAME} in the current folder: run from the repository root or pass --config PATH.")
@@ -168,9 +168,9 @@ def _choice(errors: _Errors, where: str, name: str, value: Any, choices: tuple[s
 def _model(errors: _Errors, where: str, spec: Any, backend: str, arch: Any = None) -> None:
     """One line for a model spec this gallery cannot load: a source without this backend, a missing
     or special model file, a state dict without ``arch``, an ``arch`` where none applies."""
-    from ..backends import canonical_name
-    from ..models import BUILTIN_MODELS, parse_spec
-    from ..models.registry import SOURCES
+    from ...backends import canonical_name
+    from ...models import BUILTIN_MODELS, parse_spec
+    from ...models.registry import SOURCES
 
     try:
         source, name = parse_spec(spec)
@@ -212,7 +212,7 @@ def _model(errors: _Errors, where: str, spec: Any, backend: str, arch: Any = Non
 def _arch(errors: _Errors, where: str, arch: Any) -> None:
     """An ``arch`` of a state dict: ``timm:NAME``, ``torchvision:NAME`` or a built-in EfficientNet-Lite
     (the forms ``featgen.models.torch_sources`` builds; whether NAME exists it checks on loading)."""
-    from ..models import BUILTIN_MODELS
+    from ...models import BUILTIN_MODELS
 
     source, _, name = arch.rpartition(":") if isinstance(arch, str) else ("?", "", "")
     builtin = source in ("", "builtin") and name.startswith("efficientnet_lite") and name in BUILTIN_MODELS
@@ -320,7 +320,7 @@ def _profile(errors: _Errors, name: str, data: Any, defaults: dict, source: str)
         if not isinstance(photos, list) or not all(isinstance(p, str) for p in photos):
             errors.add(where, f"photos must be a list of sample photo names, got {short(photos)}.")
         else:
-            from ..images import SAMPLE_IMAGES
+            from ...images import SAMPLE_IMAGES
 
             known = (*SAMPLE_IMAGES, "cat")
             for p in photos:

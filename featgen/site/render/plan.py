@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import limits
-from ..errors import FeatgenError, suggest
-from ..limits import MAX_CHANNELS, MAX_INPUT_SIZE
-from ..models.base import LayerInfo
+from ... import limits
+from ...errors import FeatgenError, suggest
+from ...limits import MAX_CHANNELS, MAX_INPUT_SIZE
+from ...models.base import LayerInfo
 from .cache import RenderCache
 from .config import ALL_CONV, Gallery, Profile, get_profile
 from .entries import MAX_KERNEL, MODEL_INFO
@@ -94,7 +94,7 @@ class Plan:
 
 # --- model info -------------------------------------------------------------------------------------
 def _info_key(spec: str, backend: str, precision: str) -> str:
-    from ..models.registry import split_arch
+    from ...models.registry import split_arch
 
     settings: dict[str, Any] = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision}
     path = split_arch(spec)[0]
@@ -224,7 +224,7 @@ def model_info(spec: str, backend: str, precision: str, cache: RenderCache | Non
                 cache.quarantine(key, f"model info: {exc}")
     try:
         if loader is None:  # layer shapes do not depend on the device: the CPU is always there (a Ray driver)
-            from ..models import load_model
+            from ...models import load_model
 
             model = load_model(spec, backend=backend, device="cpu", precision=precision)
         else:
@@ -282,7 +282,7 @@ def select_units(info: ModelInfo, native: str, layer: str, units: int | tuple[in
 
 def diversity_batches() -> bool:
     """Whether the engine's diversity term takes ``groups`` (so diversity images of many units batch)."""
-    from ..vis import objectives
+    from ...vis import objectives
 
     return "groups" in inspect.signature(objectives.diversity).parameters
 
@@ -291,7 +291,7 @@ def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: 
                   examples: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """A view's job settings, named as ``Render.settings`` names them (plus the view's own);
     ``examples`` is :func:`examples_settings` of the profile (listed once per plan)."""
-    from ..vis import algorithm_version
+    from ...vis import algorithm_version
 
     base = {"model": info.name, "backend": info.backend, "precision": info.precision, "layer": native,
             "weights_digest": info.weights_digest}  # fmt: skip
@@ -306,7 +306,7 @@ def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: 
          "param": g.param, "decorrelate": g.decorrelate, "transforms": g.transforms,
          "objective": "channel" if view == "regularized" else "custom"}  # fmt: skip
     if view == "diversity":
-        from .render import DIVERSITY_WEIGHT
+        from .renderer import DIVERSITY_WEIGHT
 
         s.update(diversity=g.diversity, diversity_weight=DIVERSITY_WEIGHT)
     return s
@@ -333,7 +333,7 @@ def parse_device(device: str | None) -> dict[str, str]:
         name, sep, dev = part.partition("=")
         if not sep or not dev.strip():
             raise FeatgenError(f"--device {device!r}: write DEVICE or BACKEND=DEVICE,BACKEND=DEVICE (e.g. torch=cuda,tensorflow=cpu).")
-        from ..backends import canonical_name
+        from ...backends import canonical_name
 
         out[canonical_name(name.strip())] = dev.strip()
     return out
@@ -346,7 +346,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
 
     ``device`` overrides each gallery's (``cuda``, or per backend ``torch=cuda,tensorflow=cpu``).
     """
-    from ..backends import canonical_name
+    from ...backends import canonical_name
 
     prof = get_profile(profile, config)
     limits.check("chunk", chunk)  # None: the profile's (checked with the config)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FeatgenError
-from ..files import is_filesystem_root
-from ..limits import short
+from ...errors import FeatgenError
+from ...files import is_filesystem_root
+from ...limits import short
 
 OFFLINE = "offline"
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -127,8 +127,8 @@ def scan(model, layer: str, units: tuple[int, ...], photos: list[tuple[str, Path
     """Stream ``photos`` through ``model`` in batches (forward only) and keep, per unit, the ``k``
     photos with the highest and the ``k`` with the lowest peak activation, with a crop around the
     peak (for the lowest: around the minimum) at the model's input size."""
-    from ..images import load_image, resize
-    from ..maps import batch_activations
+    from ...images import load_image, resize
+    from ...maps import batch_activations
 
     size = model.input_size
     crop = min(crop, size)
@@ -161,7 +161,7 @@ def scan(model, layer: str, units: tuple[int, ...], photos: list[tuple[str, Path
         cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
         y0 = int(np.clip(cy - crop // 2, 0, size - crop))
         x0 = int(np.clip(cx - crop // 2, 0, size - crop))
-        from ..images import to_uint8
+        from ...images import to_uint8
 
         return to_uint8(cache[photo][y0 : y0 + crop, x0 : x0 + crop])
 

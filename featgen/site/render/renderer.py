@@ -12,7 +12,7 @@ Views and what they return (``N`` units in the job, ``k`` images per unit for di
   map over each sample photo, one scale per unit) and ``peaks`` (N, photos); from the examples scan,
   ``files`` (the scanned names) and, for ``top`` and ``bottom``, ``*_jpeg``/``*_offsets`` (N·k crop
   JPEGs, unit-major), ``*_file`` (N, k) indices into ``files`` and ``*_value`` (N, k) peak activations
-  (see :mod:`featgen.site.examples`).
+  (see :mod:`featgen.site.render.examples`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FeatgenError
-from ..images import to_uint8
+from ...errors import FeatgenError
+from ...images import to_uint8
 from .jobs import RenderJob
 
 DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel objective
@@ -102,7 +102,7 @@ class Renderer:
         device = None if device in (None, "auto") else device
         key = (spec, backend, device, precision)
         if key not in self._models:
-            from ..models import load_model
+            from ...models import load_model
 
             self._models[key] = load_model(spec, backend=backend, device=device, precision=precision)
             if self.threads:
@@ -130,7 +130,7 @@ class Renderer:
         return self._optimize(model, job)
 
     def _optimize(self, model, job: RenderJob) -> dict[str, np.ndarray]:
-        from ..vis import objectives, visualize
+        from ...vis import objectives, visualize
 
         o = job.options
         native = o["layer"]
@@ -160,7 +160,7 @@ class Renderer:
     def _photo_list(self, names: tuple[str, ...], size: int) -> list[np.ndarray]:
         key = (names, size)
         if key not in self._photos:
-            from ..images import resize, sample_image
+            from ...images import resize, sample_image
 
             self._photos[key] = [resize(sample_image(n), size) for n in names]
         return self._photos[key]
@@ -168,8 +168,8 @@ class Renderer:
     def _photos_view(self, model, job: RenderJob) -> dict[str, np.ndarray]:
         """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
         per unit) and, from a scan of the examples, its top and bottom photos with crops."""
-        from ..images import grid, overlay
-        from ..maps import batch_activations
+        from ...images import grid, overlay
+        from ...maps import batch_activations
         from .examples import encode_jpegs, photo_set, scan, set_digest
 
         o = job.options

@@ -2,7 +2,7 @@
 
 ``run_jobs(jobs, cache, executor="local", **options)`` diffs the jobs against the cache (the cache is
 the only checkpoint: a rerun submits only what is missing), shows one progress bar for the whole run
-and hands the missing jobs to an executor module, ``featgen.site.executors.<name>``, loaded lazily.
+and hands the missing jobs to an executor module, ``featgen.site.render.executors.<name>``, loaded lazily.
 
 An executor module defines ``execute(jobs, cache, progress, **options) -> None``: it runs every job
 (``Renderer.run``), stores each result with ``cache.put(job.key, arrays, job.meta())`` and calls
@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...errors import FeatgenError, suggest
-from ...progress import bar
+from ....errors import FeatgenError, suggest
+from ....progress import bar
 from ..cache import RenderCache
 from ..jobs import RenderJob
 

@@ -1,6 +1,6 @@
 """The local executor: jobs in worker processes on this machine (the default, and what CI runs).
 
-Each worker is a spawned process with a :class:`~featgen.site.render.Renderer`, which loads each model
+Each worker is a spawned process with a :class:`~featgen.site.render.renderer.Renderer`, which loads each model
 once. On a CPU every worker renders with ``RENDER_THREADS`` threads, as a Ray actor does, and there is
 one worker per core: a convolution's rounding depends on its thread count, so this is what makes a job
 give the same bytes whichever executor ran it, and single-threaded workers side by side also render
@@ -22,7 +22,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ...errors import FeatgenError
+from ....errors import FeatgenError
 from ..cache import RenderCache
 from ..jobs import RenderJob
 
@@ -32,7 +32,7 @@ WORKER_MEMORY = 3 * 2**30  # what one worker may hold: both frameworks and a few
 def _serve(conn: Connection, threads: int | None, device: str | None) -> None:
     """A worker: render each job received until the driver closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
-    from ..render import Renderer
+    from ..renderer import Renderer
 
     renderer = Renderer(threads=threads, device=device)
     while True:
@@ -66,8 +66,8 @@ def worker_slots(jobs: list[RenderJob], workers: int | None, threads: int | None
                  device: str | None) -> tuple[int, int | None]:  # fmt: skip
     """``(workers, threads)``: on a CPU, one ``RENDER_THREADS`` worker per core (at most one per job,
     and as many as memory holds); where a job runs on a GPU, one worker with the framework's threads."""
-    from ...backends import resolve_device
-    from ..render import RENDER_THREADS
+    from ....backends import resolve_device
+    from ..renderer import RENDER_THREADS
 
     if workers is not None and workers < 1:
         raise FeatgenError(f"--workers must be 1 or more, not {workers}.")

@@ -55,9 +55,9 @@ def _timed(renderer, job: RenderJob) -> float:
 def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = None, renderer=None) -> Estimate:
     """Calibrate each (gallery, view) of ``plan`` and project the duration of its jobs (those missing
     from ``cache`` if given) on ``device``, with ``renderer`` (a new one by default)."""
-    from ..backends import resolve_device
+    from ...backends import resolve_device
     from .executors.local import worker_slots
-    from .render import Renderer
+    from .renderer import Renderer
 
     devices = parse_device(device)
     todo = [j for j in plan.jobs if cache is None or not cache.has(j.key)]

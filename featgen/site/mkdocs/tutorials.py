@@ -6,13 +6,13 @@ import hashlib
 import re
 from pathlib import Path
 
-from ..files import atomic_write
+from ...files import atomic_write
 
 
 def engine_hash() -> str:
     """Digest of featgen's own source: tutorials re-run when the engine changes."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from .. import __version__
+from ... import __version__
 
 NAIVE = ("naive", "octaves")
 # featgen.visualize's defaults, per method (a test checks them against Render.settings).

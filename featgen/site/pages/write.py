@@ -2,7 +2,7 @@
 
 Everything a page shows comes out of the render stage's cache entries (images, statistics, photo
 crops and activation strips) and the plan's model info (layer table, first-conv kernels), each
-checked against what its job must hold (:mod:`featgen.site.entries`).
+checked against what its job must hold (:mod:`featgen.site.render.entries`).
 
 ``DOCS/galleries`` belongs to the user; featgen owns only the files it wrote there, which it lists in
 ``DOCS/galleries/.featgen-manifest.json``. Pages are written into a staging folder first; then each
@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FeatgenError
-from ..files import atomic_write, check_own_folder
-from ..images import grid, load_image, save_image
-from .cache import WRITE_ERRORS, RenderCache, write_error
-from .entries import job_arrays
-from .examples import jpeg_at
-from .jobs import RenderJob
+from ...errors import FeatgenError
+from ...files import atomic_write, check_own_folder
+from ...images import grid, load_image, save_image
+from ..render.cache import WRITE_ERRORS, RenderCache, write_error
+from ..render.entries import job_arrays
+from ..render.examples import jpeg_at
+from ..render.jobs import RenderJob
+from ..render.plan import LayerPlan, ModelInfo, Plan
 from .navigation import compare_units, layer_nav, shared_layers, unit_links
-from .plan import LayerPlan, ModelInfo, Plan
 from .reproduce import reproduction
 from .templating import slug, write_page
 from .verdict import unit_extras
@@ -164,7 +164,7 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
                 layer_names: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
     """Write one layer's unit pages from the cache; return the layer page's context (the page itself
     is written once the torch | TensorFlow pairs are known)."""
-    from ..maps import kernel_tiles
+    from ...maps import kernel_tiles
 
     stats = stats or PageStats()
     views = {view: _view_arrays(jobs, cache, rerender, stats, info.input_size) for view, jobs in lp.jobs.items()}

@@ -27,10 +27,10 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from ...errors import FeatgenError
+from ....errors import FeatgenError
 from ..cache import RenderCache
 from ..jobs import RenderJob
-from ..render import RENDER_THREADS
+from ..renderer import RENDER_THREADS
 
 DEFAULT_RETRIES = 3  # tries of a job whose worker died, after the first
 
@@ -43,7 +43,7 @@ class RenderWorker:
     """
 
     def __init__(self, threads: int | None, device: str | None, cache: RenderCache | None = None):
-        from ..render import Renderer
+        from ..renderer import Renderer
 
         self.renderer = Renderer(threads=threads, device=device)
         self.cache = cache

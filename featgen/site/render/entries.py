@@ -1,6 +1,6 @@
 """What a cache entry must hold: each view's arrays, stated from its job, as the cache checks them.
 
-The render stage writes these arrays (see :mod:`featgen.site.render`); the cache checks an entry
+The render stage writes these arrays (see :mod:`featgen.site.render.renderer`); the cache checks an entry
 against its :class:`Expected` arrays before it decompresses a byte of them (names, dtypes, shapes
 and so the size of each, from the ``.npy`` headers), and checks the values that index other
 arrays after. So a damaged or hostile entry is refused, not trusted: a zip bomb, an entry with

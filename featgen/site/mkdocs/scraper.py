@@ -1,6 +1,6 @@
 """mkdocs-gallery image scraper for ``featgen.show_image``: PIL images and arrays, without matplotlib.
 
-Enabled in mkdocs.yml next to matplotlib's: ``image_scrapers: [matplotlib, featgen.site.scraper]``.
+Enabled in mkdocs.yml next to matplotlib's: ``image_scrapers: [matplotlib, featgen.site.mkdocs.scraper]``.
 mkdocs-gallery 0.10.4 takes a module name there and calls its ``_get_sg_image_scraper()``; the
 scraper is called after each code block as ``scraper(block, script)`` and returns markdown.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..images import save_image, take_shown
+from ...images import save_image, take_shown
 
 
 def _alt(title: str) -> str:

@@ -8,7 +8,7 @@ folder behind. The npz is written with fixed zip timestamps, so the same arrays 
 
 An entry is verified when it is read, never trusted: every part of it must be a plain folder or
 file below the root (no link), ``meta.json`` an object with the npz's checksum, and the npz hold the
-arrays the reader expects (:mod:`featgen.site.entries`), checked from their headers before any is
+arrays the reader expects (:mod:`featgen.site.render.entries`), checked from their headers before any is
 decompressed. A bad entry is moved aside into ``<root>/quarantine/`` (not deleted: it may be worth a
 look), listed in ``corrupt`` with the reason, and rendered again.
 """
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FeatgenError
-from ..files import atomic_write, check_own_folder
+from ...errors import FeatgenError
+from ...files import atomic_write, check_own_folder
 from .entries import Expected
 from .jobs import cache_key
 
@@ -156,7 +156,7 @@ def read_npz(raw: bytes, expect: Expected | None = None, most: int = MAX_ENTRY_B
 
 
 class RenderCache:
-    """Entries keyed by :func:`~featgen.site.jobs.cache_key`; ``corrupt`` lists those found bad
+    """Entries keyed by :func:`~featgen.site.render.jobs.cache_key`; ``corrupt`` lists those found bad
     (``"<key> (<reason>; moved to <path>)"``) and ``quarantined`` maps their keys to the same note."""
 
     def __init__(self, root: str | os.PathLike):
