@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.pages.write import MANIFEST, check_docs, install, read_manifest
+from featgen.site.pages.install import MANIFEST, check_docs, install, read_manifest
 from featgen.site.render.cache import BuildLock, RenderCache, check_cache_folder, npz_bytes, read_npz
 from featgen.site.render.entries import job_arrays
 from featgen.site.render.jobs import RenderJob, cache_key

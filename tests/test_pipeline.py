@@ -92,7 +92,7 @@ def test_job_key_is_the_key_of_its_render_settings(backend, request):
 
     lite0 = request.getfixturevalue("lite0" if backend == "torch" else "lite0_tf")
     info = model_info("efficientnet_lite0", backend, "float32", None, loader=lambda *a: lite0)
-    g = Gallery("efficientnet_lite0", backend=backend, size=32, steps=2, naive_steps=2)
+    g = Gallery.make("efficientnet_lite0", backend=backend, size=32, steps=2, naive_steps=2)
     for view, method in [("regularized", "regularized"), ("naive", "naive")]:
         settings = view_settings(view, g, info, "conv_stem", Profile("p", (g,)))
         # Keras renders of Lite0 changed alone (BatchNorms folded): only their key moved
@@ -190,13 +190,13 @@ def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled
     res = _run_without_frameworks(command, *_args(config, cache, tmp_path / "docs"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "FRAMEWORKS []" in res.stdout and "nothing to render" in res.stdout
-    original, copy = _files(root / "docs" / "galleries"), _files(tmp_path / "docs" / "galleries")
-    assert copy == original  # the same pages and images, byte for byte
-    unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.md"].decode()
-    assert all(f in copy for f in ["efficientnet_lite0/torch/conv_stem/unit-3/diversity-1.png", "index.md",
-                                   "efficientnet_lite0/torch/conv_stem/unit-3/top-1.jpg",
-                                   "efficientnet_lite0/torch/conv_stem/unit-3/bottom-1.jpg"])  # fmt: skip
-    assert "diversity-1.png" in unit and "kernel.png" in unit
+    for folder in ("docs/galleries", ".featgen-pages/galleries"):  # the index pages and the gallery's own
+        original, copy = _files(root / folder), _files(tmp_path / folder)
+        assert copy == original, folder  # the same pages and images, byte for byte
+    copy = _files(tmp_path / ".featgen-pages/galleries")
+    unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.html"].decode()
+    assert all(f"efficientnet_lite0/torch/conv_stem/unit-3/{f}" in copy for f in ("diversity.webp", "examples.webp", "photos.webp"))
+    assert "diversity.webp" in unit and 'class="fg-kernel"' in unit
 
 
 @pytest.mark.slow
@@ -210,7 +210,8 @@ def test_pages_say_which_render_is_missing(filled, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "the cache has no render of efficientnet_lite0/torch/conv_stem/" in res.stderr and len(res.stderr.splitlines()) == 1
     assert "FRAMEWORKS []" in res.stdout and not (tmp_path / "docs" / "galleries").exists()
-    assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folder went with the error
+    assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folders went with the error
+    assert not list((tmp_path / ".featgen-pages").glob(".galleries*")) and not (tmp_path / ".featgen-pages/galleries").exists()
 
 
 @pytest.mark.slow
@@ -399,12 +400,11 @@ def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
     from featgen.site.pages.templating import slug
     from featgen.site.pages.write import write_index_pages
 
-    ctx = {"model": "m", "backend": "torch", "layer": "c", "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
-           "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": "c"}  # fmt: skip
+    layer = {"layer": "c", "type": "Conv2d", "shape": [4, 4, 2], "channels": 2, "units": 1, "flagged": [],
+             "preview": "preview.webp", "preview_width": 64, "compare": None}  # fmt: skip
     assert slug("index.md") != "index.md" and slug("INDEX.MD") != "INDEX.MD" and slug("index") != "index"
     table = [LayerInfo("c", "Conv2d", (4, 4, 2), 2)]
-    entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {},
-             "layers": [ctx]}  # fmt: skip
+    entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {}, "layers": [layer]}
     write_index_pages(tmp_path, {"index.md": [entry], "m": [entry]}, type("P", (), {"name": "p", "description": "d"}))
     index = (tmp_path / "index.md").read_text()
     assert index.startswith("# Galleries") and (tmp_path / slug("index.md") / "index.md").is_file()

@@ -2,10 +2,11 @@
 
 - Before mkdocs-gallery runs the tutorials, drop the pages of those that changed, so a tutorial that
   now raises fails the build and leaves no stale page.
-- The generated galleries join the navigation: a Galleries section with each model and backend
-  (layer and unit pages stay out of it: tens of thousands of links would weigh on every page), and a
-  layer or unit page marks its backend's entry as the active one, so the Galleries tab is highlighted
-  and the sidebar shows where the page is.
+- The generated galleries join the navigation: a Galleries section with each model, each backend and
+  its layers (unit pages stay out of it: tens of thousands of links would weigh on every page).
+- After the build, the gallery's own pages (layers, units, torch | TensorFlow; written as HTML by
+  the page stage, :mod:`featgen.site.pages.write`) join the site: each file its manifest lists is
+  hard-linked (or copied) into ``site/galleries``, and the search index gains the layer pages.
 - mkdocs-gallery's execution-times page is a grid table that markdown shows as ``+----+`` text: it
   becomes a pipe table.
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from mkdocs.plugins import event_priority
-from mkdocs.structure.nav import Section
+from mkdocs.structure.nav import Link, Section
 
 from featgen.site.mkdocs.tutorials import drop_stale_tutorial_pages
+from featgen.site.pages.publish import gallery_layers, publish_pages, search_entries
 
 log = logging.getLogger("mkdocs.featgen")
 
@@ -58,32 +60,41 @@ def _gallery_page(files: Any, uri: str) -> Any:
 
 def on_nav(nav: Any, config: Any, files: Any) -> Any:
     """Replace the Galleries entry (``galleries/index.md``) with a section: index, then per model its
-    page and one entry per backend."""
+    page and per backend its page and its layers (links to the gallery's own pages)."""
     for i, item in enumerate(nav.items):
         if getattr(item, "file", None) is None or item.file.src_uri != GALLERIES + "index.md":
             continue
         models = sorted({f.src_uri.split("/")[1] for f in files.documentation_pages()
                          if f.src_uri.startswith(GALLERIES) and f.src_uri.count("/") == 2
                          and f.src_uri.endswith("/index.md")})  # fmt: skip
+        layers = gallery_layers(config["docs_dir"])
         children = [item]
         for m in models:
             model_page = _gallery_page(files, f"{GALLERIES}{m}/index.md")
-            kids = [model_page] + [f.page for f in files.documentation_pages()
-                                   if f.src_uri.startswith(f"{GALLERIES}{m}/") and f.src_uri.count("/") == 3
-                                   and f.src_uri.endswith("/index.md") and f.page is not None]  # fmt: skip
+            kids: list[Any] = [model_page]
+            for f in files.documentation_pages():
+                if f.src_uri.startswith(f"{GALLERIES}{m}/") and f.src_uri.count("/") == 3 and f.src_uri.endswith("/index.md") \
+                        and f.page is not None:  # fmt: skip
+                    backend = f.src_uri.split("/")[2]
+                    links = [Link(row["layer"], GALLERIES + row["path"]) for row in layers.get((m, backend), [])]
+                    kids.append(Section(f.page.title or backend, [f.page, *links]) if links else f.page)
             children.append(Section(m, [k for k in kids if k is not None]))
         if len(children) == 1:
             return nav
         section = Section(item.title or "Galleries", children)
-        for child in children:
-            child.parent = section
-            for kid in getattr(child, "children", None) or []:
-                kid.parent = child
+        _adopt(section)
         nav.items[i] = section
         nav.pages = [p for p in _walk(nav.items)]
         _link_pages(nav.pages)
         return nav
     return nav
+
+
+def _adopt(section: Any) -> None:
+    for child in section.children:
+        child.parent = section
+        if getattr(child, "children", None):
+            _adopt(child)
 
 
 def _walk(items: list) -> list:
@@ -104,30 +115,19 @@ def _link_pages(pages: list) -> None:
             a.next_page = b
 
 
-_lit: list[Any] = []
+@event_priority(-100)  # after the search plugin has written its index
+def on_post_build(config: Any) -> None:
+    """The gallery's own pages join the built site, and its layer pages the search index."""
+    n = publish_pages(config["docs_dir"], config["site_dir"])
+    if n:
+        log.info(f"featgen: {n} gallery files linked into the site")
+    index = Path(config["site_dir"]) / "search" / "search_index.json"
+    if index.is_file():
+        import json
 
-
-def on_page_context(context: dict, page: Any, config: Any, nav: Any) -> dict:
-    """A gallery page outside the navigation lights up its nearest ancestor that is in it."""
-    uri = page.file.src_uri
-    if not uri.startswith(GALLERIES) or page.parent is not None or page in nav.pages:
-        return context
-    by_uri = {p.file.src_uri: p for p in nav.pages}
-    parts = uri.split("/")[:-1]
-    while parts:
-        parts.pop()
-        anchor = by_uri.get("/".join(parts + ["index.md"]))
-        if anchor is not None and anchor is not page:
-            anchor.active = True
-            _lit.append(anchor)
-            break
-    return context
-
-
-def on_post_page(output: str, page: Any, config: Any) -> str:
-    while _lit:
-        _lit.pop().active = False
-    return output
+        data = json.loads(index.read_text(encoding="utf-8"))
+        data["docs"] = data.get("docs", []) + search_entries(config["docs_dir"])
+        index.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
 
 _GRID_RULE = re.compile(r"^\+(-+\+)+\s*$")

@@ -1,4 +1,6 @@
-"""Page templates: safe folder names (slugs) and names made inert in markdown and HTML."""
+"""Page templates: safe folder names (slugs), names made inert in markdown and HTML, and the two
+template environments: markdown pages for mkdocs (``*.md.j2``) and the gallery's own HTML pages
+(``*.html.j2``, with each view's block, :meth:`featgen.site.views.View.template`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, FunctionLoader, select_autoescape
 from markupsafe import Markup
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -60,9 +62,31 @@ def env() -> Environment:
                        finalize=md_text)  # fmt: skip
 
 
+def _inline_block(name: str) -> tuple[str, None, Any] | None:
+    """The Jinja source of a view whose block is inline (``View.block``), looked up on every use."""
+    from .. import views
+
+    for view in views.all_views():
+        if view.block is not None and view.template() == name:
+            return view.block, None, lambda: False
+    return None
+
+
+@functools.cache
+def html_env() -> Environment:
+    """The gallery's HTML pages' environment: autoescaped (a name is text, never markup)."""
+    loader = ChoiceLoader([FunctionLoader(_inline_block), FileSystemLoader(str(TEMPLATES))])
+    return Environment(loader=loader, autoescape=True, trim_blocks=False, keep_trailing_newline=True)
+
+
 def render(template: str, **ctx: Any) -> str:
-    """Render one of the page templates; they get ``slug`` and ``title`` besides ``ctx``."""
+    """Render one of the markdown page templates; they get ``slug`` and ``title`` besides ``ctx``."""
     return env().get_template(template).render(**ctx, slug=lambda name: Markup(slug(name)), title=title)
+
+
+def render_html(template: str, **ctx: Any) -> str:
+    """Render one of the HTML page templates."""
+    return html_env().get_template(template).render(**ctx)
 
 
 def write_page(template: str, path: Path, **ctx: Any) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 DEAD_EPS = 1e-6  # activations at or below this, on a unit that cannot go below 0, count as zero
-FAIL_SHARE = 0.25  # regularized final under this share of the naive final: it did not converge
+FAIL_SHARE = 0.25  # regularized under this share of naive ascent's gain: it did not converge
 WEAK_SHARE = 0.5  # under this share: it converged only part of the way
 # Layer types whose output cannot be negative (torch and Keras class names).
 RELU_TYPES = ("ReLU", "ReLU6", "BatchNormAct2d", "Hardtanh")
@@ -21,8 +20,9 @@ RELU_TYPES = ("ReLU", "ReLU6", "BatchNormAct2d", "Hardtanh")
 
 @dataclass(frozen=True)
 class Verdict:
-    """``status`` is one of ``ok``, ``weak``, ``failed``, ``dead``, ``nan``; ``label`` is the badge text,
-    ``detail`` one sentence with the numbers behind it."""
+    """``status`` is one of ``ok``, ``weak``, ``failed``, ``dead``, ``nan``, ``floor``; ``label`` is the
+    badge text, the same words on unit and layer pages; ``detail`` the sentence with the numbers behind
+    it, the quantity the status was decided on among them."""
 
     status: str
     label: str
@@ -41,13 +41,21 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
+def share_percent(start: float, final: float, reference: float) -> int:
+    """The share of the reference's gain over ``start`` that ``final`` reached, in whole percent: the
+    one quantity the verdict is decided on and states."""
+    return round(max((final - start) / (reference - start), -9.99) * 100)
+
+
 def unit_verdict(start: float, final: float, naive_final: float, floor: float | None = None) -> Verdict:
-    """The verdict on a unit's regularized render.
+    """The verdict on a unit's regularized render, decided on the share of naive ascent's gain that
+    it reached (:func:`share_percent`), the number its sentence states.
 
     Args:
         start: the unit's mean activation on the regularized start image.
         final: the regularized final (mean activation on the final image, without transforms).
-        naive_final: the naive ascent's final on the same unit.
+        naive_final: the naive ascent's final on the same unit (on its image clipped to [0, 1] where
+            known: the reference an image in range can reach).
         floor: the lowest value the unit can take (0 after a ReLU), if known.
     """
     values = (start, final, naive_final)
@@ -66,20 +74,15 @@ def unit_verdict(start: float, final: float, naive_final: float, floor: float | 
                            f"raise it ({_num(naive_final)}).")  # fmt: skip
         return Verdict("failed", "did not rise", f"Neither method raised the unit above its start {_num(start)} "
                        f"(regularized {_num(final)}, naive {_num(naive_final)}).")  # fmt: skip
-    share = (final - start) / (naive_final - start)  # the share of the naive gain the render reached
-    pct = f"{max(share, -9.99) * 100:.0f} %"
-    if final < FAIL_SHARE * naive_final or share < FAIL_SHARE:
-        return Verdict(
-            "failed", f"regularized did not converge (final < {FAIL_SHARE * 100:.0f} % of naive)",
-            f"Regularized final {_num(final)} against naive {_num(naive_final)} (start {_num(start)}): it reached "
-            f"{pct} of the naive gain, so the tile shows the start image more than the feature.",
-        )  # fmt: skip
-    if final < WEAK_SHARE * naive_final:
-        return Verdict(
-            "weak", f"partly converged (final < {WEAK_SHARE * 100:.0f} % of naive)",
-            f"Regularized final {_num(final)} against naive {_num(naive_final)}: a faint version of the feature.",
-        )  # fmt: skip
-    return Verdict("ok", "converged", f"Regularized final {_num(final)}, naive {_num(naive_final)} (start {_num(start)}).")
+    pct = share_percent(start, final, naive_final)
+    said = (f"Regularized final {_num(final)} against naive {_num(naive_final)}, from a start of {_num(start)}: "
+            f"the render reached {pct} % of naive ascent's gain")  # fmt: skip
+    rule = f"under {FAIL_SHARE * 100:.0f} % counts as not converged, under {WEAK_SHARE * 100:.0f} % as partly converged"
+    if pct < FAIL_SHARE * 100:
+        return Verdict("failed", "did not converge", f"{said} ({rule}): the tile shows the start image more than the feature.")
+    if pct < WEAK_SHARE * 100:
+        return Verdict("weak", "partly converged", f"{said} ({rule}): a faint version of the feature.")
+    return Verdict("ok", "converged", f"{said}.")
 
 
 def negative_verdict(start: float, negative_final: float, floor: float | None = None) -> Verdict:
@@ -101,17 +104,15 @@ def negative_verdict(start: float, negative_final: float, floor: float | None = 
     return Verdict("ok", "decreased", f"Start {_num(start)} → {_num(negative_final)}.")
 
 
-def unit_extras(ctx: dict[str, Any], negative_final: float | None = None, layer_type: str | None = None) -> dict[str, Any]:
-    """What a unit page context gains from this module: ``verdict`` and, with a negative render,
-    ``negative_verdict`` (plain dicts, for templates).
-
-    The naive reference is ``ctx["naive_valid_final"]`` when the context has it: the naive final
-    measured on its image clipped to [0, 1]. Naive ascent does not clip while it runs, so its own
-    final can be several times what any real image reaches (5× on ``conv_stem``)."""
-    floor = floor_of(layer_type)
-    naive = ctx.get("naive_valid_final", ctx["naive_final"])
-    out: dict[str, Any] = {"verdict": unit_verdict(ctx["start"], ctx["final"], naive, floor).as_dict()}
-    if negative_final is not None:
-        out["negative_final"] = float(negative_final)
-        out["negative_verdict"] = negative_verdict(ctx["start"], float(negative_final), floor).as_dict()
-    return out
+def diversity_verdict(similarity: float, count: int, alike: float) -> Verdict | None:
+    """The verdict on a unit's ``count`` diversity images from their mean pairwise correlation
+    (``similarity``): at or above ``alike`` they are one picture, and the diversity term failed."""
+    if count < 2:
+        return None
+    if not math.isfinite(similarity):
+        return Verdict("nan", "no number", "The diversity images' correlation is not a number.")
+    r = round(similarity, 2)
+    if r >= alike:
+        return Verdict("failed", "images alike", f"The {count} images are one picture (mean pairwise correlation {r:.2f}; "
+                       f"{alike:.2f} or more counts as alike): the diversity term did not push them apart.")  # fmt: skip
+    return Verdict("ok", "pushed apart", f"The {count} images differ: mean pairwise correlation {r:.2f} (under {alike:.2f}).")

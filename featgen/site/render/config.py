@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,15 @@ from ... import limits
 from ...errors import FeatgenError, suggest
 from ...files import is_filesystem_root, regular_file
 from ...limits import cut, short
-from .jobs import DEVICES, VIEWS
+from .. import views as view_registry
+from .jobs import DEVICES
 
 CONFIG_NAME = "galleries.yml"
 ALL_CONV = "conv"
 TRANSFORMS = ("lucid", "distill2017", "none")
 PARAMS = ("fourier", "pixel")
 PRECISIONS = ("float32", "float64")
-LAYER_OPTIONS = ("lr", "transforms", "param", "decorrelate", "steps", "naive_steps", "naive_lr")
+RECIPE_OPTIONS = ("lr", "transforms", "param", "decorrelate", "steps")  # what layer_options may set, besides views' own
 
 
 @dataclass(frozen=True)
@@ -62,20 +63,32 @@ class Gallery:
     layers: tuple[str, ...] = (ALL_CONV,)  # names or globs; ("conv",): every conv layer
     units: int | tuple[int, ...] | None = None  # the first N units; explicit indices; None: all
     size: int = 96
-    steps: int = 48  # regularized, negative and diversity
-    naive_steps: int = 30
+    steps: int = 48  # the optimizing views' steps (a view may declare its own, as naive_steps)
     seed: int = 0
-    diversity: int = 4  # diversity images per unit
-    views: tuple[str, ...] = VIEWS
+    views: tuple[str, ...] = field(default_factory=view_registry.names)
     device: str = "auto"
     precision: str = "float32"
     lr: float = 0.05
-    naive_lr: float = 10.0
     transforms: str = "lucid"
     param: str = "fourier"
     decorrelate: bool = True
     layer_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # layer -> overrides
     arch: str | None = None  # a file: state dict's architecture (timm:NAME, torchvision:NAME, efficientnet_lite0)
+    view_options: tuple[tuple[str, Any], ...] = ()  # the keys that views declare (naive_steps, diversity, ...)
+
+    @classmethod
+    def make(cls, model: str, **kw: Any) -> Gallery:
+        """A gallery from keyword options, the views' own among them (``naive_steps=2``)."""
+        declared = view_registry.options()
+        own = tuple(sorted((k, kw.pop(k)) for k in list(kw) if k in declared))
+        return cls(model, **kw, view_options=own)
+
+    def __getattr__(self, name: str) -> Any:
+        """A view's option (``g.naive_steps``): its value in this gallery, else the view's default."""
+        declared = view_registry.options()
+        if name not in declared:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return dict(self.__dict__.get("view_options", ())).get(name, declared[name].default)
 
     @property
     def load_spec(self) -> str:
@@ -86,9 +99,12 @@ class Gallery:
 
     def options_for(self, layer: str) -> Gallery:
         """This gallery with the overrides of ``layer`` (from ``layer_options``) applied."""
+        declared = view_registry.options()
         for name, opts in self.layer_options:
             if name == layer:
-                return replace(self, **dict(opts))
+                core = {k: v for k, v in opts if k not in declared}
+                own = dict(self.view_options) | {k: v for k, v in opts if k in declared}
+                return replace(self, **core, view_options=tuple(sorted(own.items())))
         return self
 
 
@@ -108,7 +124,14 @@ class Profile:
     source: str = ""  # the file it came from
 
 
-GALLERY_KEYS = tuple(f.name for f in fields(Gallery))
+def gallery_keys() -> tuple[str, ...]:
+    """The keys of a gallery in ``galleries.yml``: the :class:`Gallery` fields and the views' options."""
+    return tuple(f.name for f in fields(Gallery) if f.name != "view_options") + tuple(view_registry.options())
+
+
+def layer_option_keys() -> tuple[str, ...]:
+    """What ``layer_options`` may set for one layer: the recipe, and the views' per-layer options."""
+    return RECIPE_OPTIONS + tuple(n for n, o in view_registry.options().items() if o.per_layer)
 PROFILE_KEYS = ("description", "photos", "chunk", "crop", "top", "examples", "examples_limit", "galleries")
 
 
@@ -224,12 +247,12 @@ def _gallery(errors: _Errors, where: str, data: Any, defaults: dict, check_model
     if not isinstance(data, dict):
         errors.add(where, f"a gallery is a mapping with at least 'model', got {short(data)}.")
         return None
-    _keys(errors, where, data, GALLERY_KEYS)
+    _keys(errors, where, data, gallery_keys())
     merged = {**defaults, **data}
     if "model" not in merged:
         errors.add(where, "missing 'model' (a model spec such as efficientnet_lite0 or timm:resnet18).")
         return None
-    kw: dict[str, Any] = {k: v for k, v in merged.items() if k in GALLERY_KEYS}
+    kw: dict[str, Any] = {k: v for k, v in merged.items() if k in gallery_keys()}
     kw["backend"] = kw.get("backend", "torch")
     if not isinstance(kw["backend"], str):
         errors.add(where, f"backend must be torch or tensorflow, got {short(kw['backend'])}.")
@@ -254,20 +277,27 @@ def _gallery(errors: _Errors, where: str, data: Any, defaults: dict, check_model
         kw["units"] = tuple(units)
     else:
         kw["units"] = _int(errors, where, "units (a count, a list of indices, or 'all')", units, "units")
-    for name in ("size", "steps", "naive_steps", "diversity", "seed"):  # the CLI's limits
+    for name in ("size", "steps", "seed"):  # the CLI's limits
         if name in kw:
             _int(errors, where, name, kw[name], name)
-    for name in ("lr", "naive_lr"):
-        if name in kw and (isinstance(kw[name], bool) or not isinstance(kw[name], (int, float))
-                           or not math.isfinite(kw[name]) or kw[name] <= 0):  # fmt: skip
-            errors.add(where, f"{name} must be a positive number, got {short(kw[name])}.")
-    views = kw.get("views", list(VIEWS))
+    if "lr" in kw and (isinstance(kw["lr"], bool) or not isinstance(kw["lr"], (int, float))
+                       or not math.isfinite(kw["lr"]) or kw["lr"] <= 0):  # fmt: skip
+        errors.add(where, f"lr must be a positive number, got {short(kw['lr'])}.")
+    declared = view_registry.options()
+    for name, option in declared.items():
+        why = option.problem(kw[name]) if name in kw else None
+        if why is not None:
+            errors.add(where, f"{name} {why}.")
+    known = view_registry.names()
+    views = kw.get("views", list(known))
     if not isinstance(views, list) or not views:
-        errors.add(where, f"views must be a list of {', '.join(VIEWS)}, got {short(views)}.")
-        views = list(VIEWS)
-    kw["views"] = tuple(v for v in views if _choice(errors, where, "view", v, VIEWS))
-    if check_model and len(kw["views"]) == len(views) and "regularized" not in views:  # every page shows it: the grid, the verdicts, the reproduction
-        errors.add(where, f"views {short(views)} lacks regularized, which every gallery page shows: add it.")
+        errors.add(where, f"views must be a list of {', '.join(known)}, got {short(views)}.")
+        views = list(known)
+    kw["views"] = tuple(v for v in views if _choice(errors, where, "view", v, known))
+    primary = view_registry.primary().name  # every page shows it: the tiles, the verdicts, the reproduction
+    if check_model and len(kw["views"]) == len(views) and primary not in views:
+        errors.add(where, f"views {short(views)} lacks {primary}, which every gallery page shows: add it.")
+    kw["view_options"] = tuple(sorted((k, kw.pop(k)) for k in list(kw) if k in declared))
     if "device" in kw and str(kw["device"]).split(":")[0] not in DEVICES:  # cuda:1 and the like pass
         _choice(errors, where, "device", kw["device"], DEVICES)
     if "precision" in kw:
@@ -280,18 +310,19 @@ def _gallery(errors: _Errors, where: str, data: Any, defaults: dict, check_model
         errors.add(where, f"decorrelate must be true or false, got {short(kw['decorrelate'])}.")
     per_layer = kw.get("layer_options") or {}
     if not isinstance(per_layer, dict):
-        errors.add(where, f"layer_options maps a layer name to options ({', '.join(LAYER_OPTIONS)}), got {short(per_layer)}.")
+        errors.add(where, f"layer_options maps a layer name to options ({', '.join(layer_option_keys())}), got {short(per_layer)}.")
         per_layer = {}
     opts = []
     for layer, o in per_layer.items():
         w = f"{where}.layer_options.{cut(str(layer))}"
         if not isinstance(o, dict):
-            errors.add(w, f"expected a mapping of {', '.join(LAYER_OPTIONS)}, got {short(o)}.")
+            errors.add(w, f"expected a mapping of {', '.join(layer_option_keys())}, got {short(o)}.")
             continue
-        _keys(errors, w, o, LAYER_OPTIONS)
-        known = {k: v for k, v in o.items() if k in LAYER_OPTIONS}
-        if _gallery(errors, w, {"model": kw["model"], "backend": kw["backend"], **known}, {}, False) is not None:
-            opts.append((str(layer), tuple(sorted((k, v) for k, v in o.items() if k in LAYER_OPTIONS))))
+        allowed = layer_option_keys()
+        _keys(errors, w, o, allowed)
+        ok = {k: v for k, v in o.items() if k in allowed}
+        if _gallery(errors, w, {"model": kw["model"], "backend": kw["backend"], **ok}, {}, False) is not None:
+            opts.append((str(layer), tuple(sorted(ok.items()))))
     kw["layer_options"] = tuple(opts)
     try:
         return Gallery(**kw)
@@ -355,8 +386,8 @@ def parse_config(data: Any, source: str = CONFIG_NAME) -> dict[str, Profile]:
     if not isinstance(defaults, dict):
         errors.add("defaults", "expected a mapping of gallery options.")
         defaults = {}
-    _keys(errors, "defaults", {k: v for k, v in defaults.items() if k != "model"}, GALLERY_KEYS)
-    defaults = {k: v for k, v in defaults.items() if k in GALLERY_KEYS}
+    _keys(errors, "defaults", {k: v for k, v in defaults.items() if k != "model"}, gallery_keys())
+    defaults = {k: v for k, v in defaults.items() if k in gallery_keys()}
     profiles = data.get("profiles")
     if not isinstance(profiles, dict) or not profiles:
         errors.add("profiles", "expected a mapping of profile names to profiles.")

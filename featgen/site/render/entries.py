@@ -1,7 +1,8 @@
-"""What a cache entry must hold: each view's arrays, stated from its job, as the cache checks them.
+"""What a cache entry must hold, as the cache checks it: :class:`Expected` arrays, which each view
+states from its job (:meth:`featgen.site.views.View.expected`).
 
-The render stage writes these arrays (see :mod:`featgen.site.render.renderer`); the cache checks an entry
-against its :class:`Expected` arrays before it decompresses a byte of them (names, dtypes, shapes
+The render stage writes these arrays; the cache checks an entry against its :class:`Expected`
+arrays before it decompresses a byte of them (names, dtypes, shapes
 and so the size of each, from the ``.npy`` headers), and checks the values that index other
 arrays after. So a damaged or hostile entry is refused, not trusted: a zip bomb, an entry with
 fewer images than units, offsets past the end of a JPEG blob.
@@ -12,10 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .jobs import RenderJob
+if TYPE_CHECKING:
+    from .jobs import RenderJob
+
 
 JPEG_SLACK = 4096  # bytes a JPEG may add to its pixels' raw size (headers, tables; q88 never grows more)
 MAX_NAME_CHARS = 4096  # a scanned file's name
@@ -81,63 +85,22 @@ class Expected:
             self.values(arrays)
 
 
-def _optimized(job: RenderJob) -> Expected:
-    o = job.options
-    n = len(job.units) * (int(o.get("diversity", 1)) if job.view == "diversity" else 1)
-    size, steps = int(o["size"]), int(o["steps"])
-    return Expected({
-        "images": Array("u1", (n, size, size, 3)), "start": Array("f4", (n,)), "final": Array("f4", (n,)),
-        "losses": Array("f4", (n, steps)), "valid_final": Array("f4", (n,), optional=True),
-    })  # fmt: skip
-
-
-def _blob(arrays: dict[str, np.ndarray], prefix: str, count: int) -> None:
+def blob(arrays: dict[str, np.ndarray], prefix: str, count: int) -> None:
     """JPEG blob ``prefix_jpeg`` with ``count + 1`` offsets that start at 0, never go back, and end at its length."""
     offsets, data = arrays[f"{prefix}_offsets"], arrays[f"{prefix}_jpeg"]
     if offsets.shape != (count + 1,) or offsets[0] != 0 or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
         raise ValueError(f"{prefix}_offsets do not cut {prefix}_jpeg into {count} pictures")
 
 
-def _photos(job: RenderJob, input_size: int) -> Expected:
-    o = job.options
-    n, photos, top = len(job.units), len(o.get("photos") or ()), int(o.get("top", 1))
-    crop = min(int(o.get("crop", input_size)), input_size)
-    out: dict[str, Array] = {}
-    if photos:  # one strip a unit: the photos side by side, 4 px apart
-        strip = photos * (input_size + 4) ** 2 * 3 + JPEG_SLACK
-        out.update(strip_jpeg=Array("u1", (None,), most=n * strip), strip_offsets=Array("i8", (n + 1,)),
-                   peaks=Array("f4", (n, photos)))  # fmt: skip
-    if o.get("examples"):
-        out["files"] = Array("U", (None,), most=MAX_NAMES_BYTES)
-        for kind in ("top", "bottom"):
-            out.update({f"{kind}_jpeg": Array("u1", (None,), most=n * top * (crop * crop * 3 + JPEG_SLACK)),
-                        f"{kind}_offsets": Array("i8", (None,), most=(n * top + 1) * 8),
-                        f"{kind}_file": Array("i4", (n, None), most=n * top * 4),
-                        f"{kind}_value": Array("f4", (n, None), most=n * top * 4)})  # fmt: skip
-
-    def values(arrays: dict[str, np.ndarray]) -> None:
-        if "strip_jpeg" in arrays:
-            _blob(arrays, "strip", n)
-        if "files" in arrays:
-            k = min(top, len(arrays["files"]))
-            for kind in ("top", "bottom"):
-                index = arrays[f"{kind}_file"]
-                if index.shape != (n, k) or arrays[f"{kind}_value"].shape != (n, k):
-                    raise ValueError(f"{kind}_file has shape {index.shape}, expected ({n}, {k})")
-                if index.size and (index.min() < 0 or index.max() >= len(arrays["files"])):
-                    raise ValueError(f"{kind}_file points past the {len(arrays['files'])} scanned files")
-                _blob(arrays, kind, n * k)
-
-    return Expected(out, values)
-
-
 def job_arrays(job: RenderJob, input_size: int) -> Expected:
-    """The arrays of ``job``'s entry: for its view, units, size and steps (``input_size``: the model's,
-    which sizes the photo strips and crops)."""
-    return _photos(job, input_size) if job.view == "photos" else _optimized(job)
+    """The arrays of ``job``'s entry, as its view states them (``input_size``: the model's, which
+    sizes the photo strips and crops)."""
+    from .. import views
+
+    return views.get(job.view).expected(job, input_size)
 
 
 MAX_KERNEL = 64  # a first convolution's kernel side
 MODEL_INFO = Expected({"kernels": Array("f4", (None, None, 3, None), most=MAX_KERNEL**2 * 3 * 4 * 4096, optional=True)})
 
-__all__ = ["Array", "Expected", "job_arrays", "MODEL_INFO", "MAX_KERNEL"]
+__all__ = ["Array", "Expected", "job_arrays", "blob", "MODEL_INFO", "MAX_KERNEL"]

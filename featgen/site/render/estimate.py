@@ -56,6 +56,7 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
     """Calibrate each (gallery, view) of ``plan`` and project the duration of its jobs (those missing
     from ``cache`` if given) on ``device``, with ``renderer`` (a new one by default)."""
     from ...backends import resolve_device
+    from .. import views
     from .executors.local import worker_slots
     from .renderer import Renderer
 
@@ -78,21 +79,16 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
             todo = [j for lp in layers for j in lp.jobs.get(view, ()) if cache is None or not cache.has(j.key)]
             if not todo:
                 continue
-            renderer.run(_with_steps(base, 1))  # warm-up: model load, first-call costs
-            if view == "photos":
+            v = views.get(view)
+            renderer.run(v.with_steps(base, 1))  # warm-up: model load, first-call costs
+            if not v.optimizes:
                 per_job = _timed(renderer, base) / len(base.units)
                 est.rows.append((f"{model} ({backend})", view, len(todo), 0.0, sum(per_job * len(j.units) for j in todo)))
                 continue
-            t1, t2 = (_timed(renderer, _with_steps(base, s)) for s in STEPS)
+            t1, t2 = (_timed(renderer, v.with_steps(base, s)) for s in STEPS)
             per_image = base.unit_steps // max(int(base.options["steps"]), 1)
             step_cost = max(t2 - t1, 1e-9) / ((STEPS[1] - STEPS[0]) * per_image)
             overhead = max(t1 - STEPS[0] * per_image * step_cost, 0.0) / per_image  # per image
             seconds = sum(j.unit_steps * step_cost + overhead * j.unit_steps / max(int(j.options["steps"]), 1) for j in todo)
             est.rows.append((f"{model} ({backend})", view, len(todo), 1.0 / step_cost, seconds))
     return est
-
-
-def _with_steps(job: RenderJob, steps: int) -> RenderJob:
-    if job.view == "photos":
-        return job
-    return replace(job, settings={**job.options, "steps": steps})

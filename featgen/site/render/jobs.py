@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-VIEWS = ("regularized", "naive", "negative", "diversity", "photos")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
 
 
@@ -32,7 +31,7 @@ class RenderJob:
     ``model`` is the model spec (``"efficientnet_lite0"``, ``"timm:resnet18"``, ...), ``layer`` the name
     the gallery uses for the layer (its URL), ``settings`` what the render needs besides: the
     ``Render.settings`` fields (``layer`` there is the model's own name for the layer) and, per view,
-    its own (``diversity``: images per unit; ``photos``: the photo set and crop size). ``device`` is
+    its own (:meth:`featgen.site.views.View.settings`). ``device`` is
     where it runs and is not part of the key: a job gives the same entry wherever it ran.
     """
 
@@ -46,8 +45,10 @@ class RenderJob:
     settings: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.view not in VIEWS:
-            raise ValueError(f"unknown view {self.view!r}: choose {', '.join(VIEWS)}")
+        from .. import views
+
+        if self.view not in views.names():
+            raise ValueError(f"unknown view {self.view!r}: choose {', '.join(views.names())}")
         if isinstance(self.settings, Mapping):  # accept a dict; store it frozen (hashable), in key order
             object.__setattr__(self, "settings", tuple(sorted((k, _frozen(v)) for k, v in self.settings.items())))
         object.__setattr__(self, "units", tuple(int(u) for u in self.units))
@@ -67,12 +68,10 @@ class RenderJob:
 
     @property
     def unit_steps(self) -> int:
-        """Optimization steps times images: the job's cost in the unit the estimate uses."""
-        o = self.options
-        if self.view == "photos":
-            return len(self.units)
-        per_unit = o.get("diversity", 1) if self.view == "diversity" else 1
-        return len(self.units) * per_unit * int(o.get("steps") or 0)
+        """Optimization steps times images: the job's cost in the unit the estimate uses (its view's)."""
+        from .. import views
+
+        return views.get(self.view).unit_steps(self)
 
     def meta(self) -> dict[str, Any]:
         """What the cache stores next to the arrays: enough to find and describe the entry."""

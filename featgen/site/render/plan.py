@@ -8,7 +8,6 @@ and its first convolution's kernels. It reads them once per model and keeps them
 from __future__ import annotations
 
 import fnmatch
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,14 +18,13 @@ from ... import limits
 from ...errors import FeatgenError, suggest
 from ...limits import MAX_CHANNELS, MAX_INPUT_SIZE
 from ...models.base import LayerInfo
+from .. import views
 from .cache import RenderCache
 from .config import ALL_CONV, Gallery, Profile, get_profile
 from .entries import MAX_KERNEL, MODEL_INFO
-from .jobs import VIEWS, RenderJob, cache_key, chunks
+from .jobs import RenderJob, cache_key
 
-MODEL_INFO_VERSION = "model-info-1"
-PHOTOS_VERSION = "photos-2"
-OPTIMIZED = ("regularized", "naive", "negative", "diversity")
+MODEL_INFO_VERSION = "model-info-2"  # 2: records the input channel order
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,8 @@ class ModelInfo:
     aliases: dict[str, str] = field(default_factory=dict)  # other name -> native name
     foreign: dict[str, str] = field(default_factory=dict)  # the other backend's names -> nearest here
     stem: tuple[str, ...] = ()  # layers whose units show the first conv's RGB kernel
-    kernels: np.ndarray | None = None  # that kernel, (kh, kw, 3, C)
+    kernels: np.ndarray | None = None  # that kernel, (kh, kw, 3, C), its input channels in the model's order
+    bgr: bool = False  # the model reads its input as blue, green, red (caffe VGG16): the kernels' order
 
     def resolve(self, name: str) -> str:
         """The native name of layer ``name`` (which may be an alias); one-line error with suggestions."""
@@ -131,11 +130,11 @@ def _load_info(spec: str, backend: str, precision: str, model) -> tuple[ModelInf
     stem, kernels = _stem(model)
     info = ModelInfo(spec, backend, precision, model.name, model.source, model.input_size, model.weights_digest,
                      tuple(model.layer_table), conv, dict(model.layer_aliases), dict(model.foreign_layers), stem,
-                     None if kernels is None else np.asarray(kernels, np.float32))  # fmt: skip
+                     None if kernels is None else np.asarray(kernels, np.float32), bool(model.norm.bgr))  # fmt: skip
     meta = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision, "name": info.name,
             "source": info.source, "input_size": info.input_size, "weights_digest": info.weights_digest,
             "table": [[r.name, r.type, list(r.shape), r.channels] for r in info.table], "conv": list(conv),
-            "aliases": info.aliases, "foreign": info.foreign, "stem": list(stem)}  # fmt: skip
+            "aliases": info.aliases, "foreign": info.foreign, "stem": list(stem), "bgr": info.bgr}  # fmt: skip
     return info, meta
 
 
@@ -156,6 +155,8 @@ def _check_info(meta: dict, arrays: dict[str, np.ndarray]) -> None:
     for key in ("spec", "backend", "precision", "name", "source", "weights_digest"):
         text(meta.get(key), key)
     number(meta.get("input_size"), "input_size", MAX_INPUT_SIZE)
+    if not isinstance(meta.get("bgr"), bool):
+        raise ValueError("bgr is not true or false")
     table = meta.get("table")
     if not isinstance(table, list) or not 0 < len(table) <= MAX_LAYERS:
         raise ValueError(f"table is not a list of 1..{MAX_LAYERS:,} layers")
@@ -199,7 +200,7 @@ def _from_meta(meta: dict, arrays: dict[str, np.ndarray]) -> ModelInfo:
     table = tuple(LayerInfo(n, t, tuple(s), c) for n, t, s, c in meta["table"])
     return ModelInfo(meta["spec"], meta["backend"], meta["precision"], meta["name"], meta["source"], meta["input_size"],
                      meta["weights_digest"], table, tuple(meta["conv"]), meta["aliases"], meta["foreign"],
-                     tuple(meta["stem"]), arrays.get("kernels"))  # fmt: skip
+                     tuple(meta["stem"]), arrays.get("kernels"), meta["bgr"])  # fmt: skip
 
 
 def model_info(spec: str, backend: str, precision: str, cache: RenderCache | None, device: str | None = None,
@@ -280,36 +281,11 @@ def select_units(info: ModelInfo, native: str, layer: str, units: int | tuple[in
     return tuple(units)
 
 
-def diversity_batches() -> bool:
-    """Whether the engine's diversity term takes ``groups`` (so diversity images of many units batch)."""
-    from ...vis import objectives
-
-    return "groups" in inspect.signature(objectives.diversity).parameters
-
-
 def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: Profile,
-                  examples: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """A view's job settings, named as ``Render.settings`` names them (plus the view's own);
-    ``examples`` is :func:`examples_settings` of the profile (listed once per plan)."""
-    from ...vis import algorithm_version
-
-    base = {"model": info.name, "backend": info.backend, "precision": info.precision, "layer": native,
-            "weights_digest": info.weights_digest}  # fmt: skip
-    if view == "photos":
-        return {**base, "kind": PHOTOS_VERSION, "photos": list(profile.photos), "crop": profile.crop, "top": profile.top,
-                **(examples if examples is not None else examples_settings(profile))}  # fmt: skip
-    base["algorithm"] = algorithm_version(info.backend)
-    if view == "naive":
-        return {**base, "method": "naive", "size": g.size, "steps": g.naive_steps, "seed": g.seed, "lr": float(g.naive_lr),
-                "param": None, "decorrelate": None, "transforms": None, "objective": "channel", "start": "noise"}  # fmt: skip
-    s = {**base, "method": "regularized", "size": g.size, "steps": g.steps, "seed": g.seed, "lr": float(g.lr),
-         "param": g.param, "decorrelate": g.decorrelate, "transforms": g.transforms,
-         "objective": "channel" if view == "regularized" else "custom"}  # fmt: skip
-    if view == "diversity":
-        from .renderer import DIVERSITY_WEIGHT
-
-        s.update(diversity=g.diversity, diversity_weight=DIVERSITY_WEIGHT)
-    return s
+                  shared: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A view's job settings for gallery ``g`` (with its layer's overrides), named as ``Render.settings``
+    names them (plus the view's own); ``shared`` holds what a view computes once per plan."""
+    return views.get(view).settings(g, views.PlanContext(profile, info, native, {} if shared is None else shared))
 
 
 def examples_settings(profile: Profile) -> dict[str, Any]:
@@ -352,8 +328,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
     limits.check("chunk", chunk)  # None: the profile's (checked with the config)
     size = prof.chunk if chunk is None else chunk
     devices = parse_device(device)
-    batch_div = diversity_batches()
-    examples = examples_settings(prof) if any("photos" in g.views for g in prof.galleries) else None
+    shared: dict[str, Any] = {}  # what views compute once per plan (the example scan's digest)
     models: dict[tuple[str, str], ModelInfo] = {}
     layers: list[LayerPlan] = []
     for g in prof.galleries:
@@ -370,10 +345,9 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
             lg = g.options_for(recipes[native]) if native in recipes else g
             units = select_units(info, native, name, lg.units)
             jobs = {}
-            for view in (v for v in VIEWS if v in lg.views):
-                settings = view_settings(view, lg, info, native, prof, examples)
-                # a forward-only scan costs per photo, not per unit: one job reads the photos once per layer
-                parts = [units] if view == "photos" else chunks(units, size if view != "diversity" or batch_div else 1)
-                jobs[view] = tuple(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view, settings) for c in parts)
+            for view in (v for v in views.all_views() if v.name in lg.views):
+                settings = view.settings(lg, views.PlanContext(prof, info, native, shared))
+                jobs[view.name] = tuple(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view.name, settings)
+                                        for c in view.chunks(units, size))  # fmt: skip
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
     return Plan(prof, models, layers)

@@ -1,18 +1,11 @@
 """The render stage: the only site module that loads a model. One job in, compact arrays out.
 
 ``Renderer`` keeps each (model, backend, device, precision) it loads, so a worker loads a model once
-however many jobs it runs. Arrays are compact: images as uint8, statistics as float32.
-
-Views and what they return (``N`` units in the job, ``k`` images per unit for diversity):
-
-- ``regularized``, ``naive``, ``negative``: ``images`` (N, S, S, 3) uint8, ``start``, ``final`` (N,),
-  ``losses`` (N, steps) float32;
-- ``diversity``: the same for the N·k images, unit-major (``[u0, u0, …, u1, …]``);
-- ``photos`` (forward only): ``strip_jpeg``/``strip_offsets`` (one JPEG per unit: its activation
-  map over each sample photo, one scale per unit) and ``peaks`` (N, photos); from the examples scan,
-  ``files`` (the scanned names) and, for ``top`` and ``bottom``, ``*_jpeg``/``*_offsets`` (N·k crop
-  JPEGs, unit-major), ``*_file`` (N, k) indices into ``files`` and ``*_value`` (N, k) peak activations
-  (see :mod:`featgen.site.render.examples`).
+however many jobs it runs. A job's view says what it renders (:meth:`featgen.site.views.View.render`)
+with the two kinds of render here: :meth:`Renderer.optimize` (images that optimize an objective:
+``images`` uint8, ``start``, ``final`` and ``losses`` float32) and :meth:`Renderer.photos` (forward
+only: activation strips over the sample photos and the example scan). Arrays are compact: images as
+uint8, statistics as float32.
 """
 
 from __future__ import annotations
@@ -25,7 +18,6 @@ from ...errors import FeatgenError
 from ...images import to_uint8
 from .jobs import RenderJob
 
-DIVERSITY_WEIGHT = 0.5  # the diversity term's weight against the channel objective
 # CPU threads of every render worker, whichever executor runs it. A CPU convolution's rounding
 # depends on its thread count, and naive or regularized ascent can grow that into another picture,
 # so a job renders the same bytes on one machine only if every executor uses the same count.
@@ -117,7 +109,9 @@ class Renderer:
         return arrays, {**job.meta(), "numerics": model.backend.numerics()}
 
     def run(self, job: RenderJob) -> dict[str, np.ndarray]:
-        """Render one job's arrays."""
+        """Render one job's arrays, as its view renders them."""
+        from .. import views
+
         model = self.model(job.model, job.backend, self.device or job.device, job.precision)
         o = job.options
         if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
@@ -125,27 +119,18 @@ class Renderer:
                 f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again "
                 "(delete the cache's models/ folder)."
             )
-        if job.view == "photos":
-            return self._photos_view(model, job)
-        return self._optimize(model, job)
+        return views.get(job.view).render(self, model, job)
 
-    def _optimize(self, model, job: RenderJob) -> dict[str, np.ndarray]:
-        from ...vis import objectives, visualize
+    def optimize(self, model, job: RenderJob, units: list[int], objective: Any = None) -> dict[str, np.ndarray]:
+        """Optimize one image per entry of ``units`` with the job's recipe: each its unit's mean
+        activation, or ``objective`` (one value per image) if given."""
+        from ...vis import visualize
 
         o = job.options
-        native = o["layer"]
-        units = list(job.units)
-        objective = None
-        if job.view == "negative":
-            objective = -objectives.channel(native, units)
-        elif job.view == "diversity":
-            k = int(o["diversity"])
-            units = [u for u in job.units for _ in range(k)]
-            objective = objectives.channel(native, units) + DIVERSITY_WEIGHT * objectives.diversity(native, groups=units)
         kw = {name: o[name] for name in ("size", "steps", "seed", "lr") if name in o}
         if o.get("method") != "naive":
             kw.update(param=o["param"], decorrelate=o["decorrelate"], transforms=o["transforms"])
-        r = visualize(model, native, units=units, method=o["method"], objective=objective, progress=False,
+        r = visualize(model, o["layer"], units=units, method=o["method"], objective=objective, progress=False,
                       batch_size=o.get("batch_size"), **kw)  # fmt: skip
         out = {
             "images": to_uint8(r.images),
@@ -165,7 +150,7 @@ class Renderer:
             self._photos[key] = [resize(sample_image(n), size) for n in names]
         return self._photos[key]
 
-    def _photos_view(self, model, job: RenderJob) -> dict[str, np.ndarray]:
+    def photos(self, model, job: RenderJob) -> dict[str, np.ndarray]:
         """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
         per unit) and, from a scan of the examples, its top and bottom photos with crops."""
         from ...images import grid, overlay
