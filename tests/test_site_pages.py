@@ -286,7 +286,7 @@ def built(tmp_path_factory):
     from site_data import project
 
     proj = project(tmp_path_factory.mktemp("tiny"))
-    stats = _write(proj)
+    stats = _write(proj, workers=2)
     return proj, stats, proj["pages"] / "galleries"
 
 
@@ -423,14 +423,15 @@ def test_units_are_found_by_model_backend_layer_and_number(built):
 
 
 def test_the_same_cache_gives_the_same_pages(built, tmp_path):
-    """What repeats: the same cache gives the same pages, byte for byte (same Pillow)."""
+    """What repeats: the same cache gives the same pages, byte for byte (same Pillow), whether one
+    process writes the layers or several side by side."""
     import shutil
 
     proj, _, out = built
     docs = tmp_path / "docs"
     shutil.copytree(proj["docs"], docs, ignore=shutil.ignore_patterns("galleries", ".*"))
     shutil.copy(proj["docs"].parent / "mkdocs.yml", tmp_path / "mkdocs.yml")
-    _write({**proj, "docs": docs}, pages_dir=tmp_path / "pages")
+    _write({**proj, "docs": docs}, pages_dir=tmp_path / "pages", workers=1)
     again = tmp_path / "pages" / "galleries"
     mine = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     theirs = {p.relative_to(again).as_posix(): p.read_bytes() for p in again.rglob("*") if p.is_file()}

@@ -19,10 +19,10 @@ from .navigation import compare_units, neighbours
 from .templating import slug
 
 
-def compare_digest_jobs(left: LayerPlan, right: LayerPlan) -> list[str]:
-    """The cache keys a compare page is made from (its digest includes them)."""
+def compare_digest_jobs(left: LayerPlan, right: LayerPlan, cache: RenderCache) -> list[tuple[str, str | None]]:
+    """The entries a compare page is made from, each by its key and stamp (its digest includes them)."""
     name = views.primary().name
-    return [j.key for lp in (left, right) for j in lp.jobs[name]]
+    return [(j.key, cache.stamp(j.key)) for lp in (left, right) for j in lp.jobs[name]]
 
 
 def write_compare(left: LayerPlan, right: LayerPlan, input_sizes: tuple[int, int], cache: RenderCache, folder: Path,

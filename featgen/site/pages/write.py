@@ -40,7 +40,7 @@ from ..render.plan import LayerPlan, Plan
 from .compare import compare_digest_jobs, write_compare
 from .files import TILE
 from .install import GALLERIES, MANIFEST, clean_staging, install, read_manifest_data
-from .layer import Site, numerics_label, write_layer
+from .layer import LayerResult, Site, numerics_label, write_layer
 from .navigation import shared_layers
 from .templating import slug, write_page
 from .theme import THEME_CSS, site_theme, theme_css
@@ -49,6 +49,7 @@ PAGES = ".featgen-pages"  # the gallery's own pages, beside the docs folder
 PAGES_KIND = "featgen-pages-1"
 UNITS_JSON = "units.json"
 PAIR = ("torch", "tensorflow")  # the backends a compare page puts side by side
+MAX_WORKERS = 8  # a layer of 512 units holds about 200 MB of arrays in its worker
 
 __all__ = ["write_pages", "write_index_pages", "PageStats", "default_pages_dir", "check_pages_dir", "numerics_label", "PAGES"]
 
@@ -126,10 +127,12 @@ def _site(plan: Plan, docs: Path, synthetic: bool) -> Site:
     return Site(site_theme(docs), models, layers, units, pairs, synthetic)
 
 
-def _layer_digest(lp: LayerPlan, plan: Plan, site: Site) -> str:
+def _layer_digest(lp: LayerPlan, plan: Plan, site: Site, cache: RenderCache) -> str:
+    """What a layer's pages are made of: its entries (each by its stamp: an entry rendered again under
+    the same key changes it), the page engine, the theme and the pages around it."""
     info = plan.models[(lp.model, lp.backend)]
     return _digest({"engine": page_engine(), "site": site.digest_context(lp.model, lp.backend),
-                    "jobs": {v: [j.key for j in js] for v, js in lp.jobs.items()}, "units": lp.units,
+                    "jobs": {v: [(j.key, cache.stamp(j.key)) for j in js] for v, js in lp.jobs.items()}, "units": lp.units,
                     "info": [info.input_size, info.weights_digest, info.bgr, lp.native in info.stem, list(lp.info.shape)]})  # fmt: skip
 
 
@@ -140,14 +143,15 @@ def _kept(entry: dict[str, Any] | None, digest: str, out: Path, index: str) -> b
 
 def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
                 rerender: Callable[[list[RenderJob]], Any] | None = None, pages_dir: str | os.PathLike | None = None,
-                synthetic: bool = False) -> PageStats:  # fmt: skip
+                synthetic: bool = False, workers: int | None = None) -> PageStats:  # fmt: skip
     """Write every page of ``plan`` from ``cache`` alone: the index pages under ``docs/galleries`` and
     the gallery's own pages under ``pages_dir/galleries`` (those whose inputs changed).
 
     ``rerender(jobs)`` is called for an entry found corrupt while reading (it should render it into
     the cache); without it, a missing entry is a one-line error naming the job. ``synthetic``: the
     cache holds synthetic entries on purpose (a benchmark): the pages say so on every page. Without
-    it a synthetic entry is an error, so that none reaches a published site.
+    it a synthetic entry is an error, so that none reaches a published site. ``workers``: processes
+    that write layers side by side (default: one per core); each layer's bytes are the same either way.
     """
     docs = Path(docs)
     pages_dir = check_pages_dir(default_pages_dir(docs) if pages_dir is None else pages_dir)
@@ -171,23 +175,27 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.rerendered += len(rerendered)
             return rerender(rerendered) if rerender is not None else None
 
+        todo: list[tuple[LayerPlan, str, str, str]] = []
         for lp in plan.layers:
             by_layer[(lp.model, lp.backend, lp.layer)] = lp
             base = f"{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}"
-            key, digest = f"layer:{base}", _layer_digest(lp, plan, site)
+            key, digest = f"layer:{base}", _layer_digest(lp, plan, site, cache)
             if _kept(old.get(key), digest, out, f"{base}/index.html"):
                 entries[key] = old[key]
                 keep.update(old[key]["files"])
             else:
-                res = write_layer(lp, plan.models[(lp.model, lp.backend)], cache, staging / base, site,
-                                  counted if rerender is not None else None)  # fmt: skip
-                if res.synthetic and not synthetic:
-                    raise FeatgenError(f"the cache holds synthetic entries ({lp.model}/{lp.backend}/{lp.layer}), made "
-                                       "by benchmarks/bench_pages.py, which no site may show: pass --cache with the "
-                                       "cache of your renders.")  # fmt: skip
-                entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in res.files], "summary": res.summary,
-                                "numerics": res.numerics}  # fmt: skip
-                stats.written += 1
+                todo.append((lp, key, digest, base))
+        results = _write_layers(todo, plan, cache, staging, site, workers, counted if rerender is not None else None)
+        for (lp, key, digest, base), res in zip(todo, results):
+            if res.synthetic and not synthetic:
+                raise FeatgenError(f"the cache holds synthetic entries ({lp.model}/{lp.backend}/{lp.layer}), made "
+                                   "by benchmarks/bench_pages.py, which no site may show: pass --cache with the "
+                                   "cache of your renders.")  # fmt: skip
+            entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in res.files], "summary": res.summary,
+                            "numerics": res.numerics}  # fmt: skip
+            stats.written += 1
+        for lp in plan.layers:
+            key = f"layer:{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}"
             for label, n in entries[key]["numerics"].items():
                 stats.numerics[label] = stats.numerics.get(label, 0) + n
             stats.layers += 1
@@ -214,6 +222,46 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     return stats
 
 
+def _layer_in_worker(task: tuple) -> tuple[str, Any, list[str], dict[str, str]]:
+    """One layer's pages in a worker process: ``("ok", LayerResult, ...)`` or ``("error", message, ...)``,
+    with what the worker's cache found bad (so that the build reports it)."""
+    lp, info, root, layer_dir, site = task
+    cache = RenderCache(root)
+    try:
+        return "ok", write_layer(lp, info, cache, layer_dir, site), cache.corrupt, cache.quarantined
+    except FeatgenError as exc:
+        return "error", str(exc), cache.corrupt, cache.quarantined
+
+
+def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache: RenderCache, staging: Path, site: Site,
+                  workers: int | None, rerender: Callable | None) -> list[LayerResult]:  # fmt: skip
+    """The pages of the layers in ``todo``, in order: side by side in worker processes when there are
+    several, each layer again in this process (where a bad entry can be rendered again) if its
+    worker found an entry missing or bad."""
+    if workers is None:
+        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS)
+    here = [lambda t=t: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender)
+            for t in todo]  # fmt: skip
+    if workers <= 1 or len(todo) < 2:
+        return [f() for f in here]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site) for lp, _, _, base in todo]
+    results: list[LayerResult] = []
+    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for i, (status, value, corrupt, quarantined) in enumerate(pool.map(_layer_in_worker, tasks)):
+            cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
+            cache.quarantined.update(quarantined)
+            if status == "error":
+                if rerender is None:
+                    raise FeatgenError(value)
+                shutil.rmtree(staging / todo[i][3], ignore_errors=True)  # what the worker wrote of it
+                value = here[i]()
+            results.append(value)
+    return results
+
+
 def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, old: dict, out: Path, staging: Path,
                    entries: dict, keep: set[str], rerender: Callable | None) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
     """The torch | TensorFlow page of every layer a model renders in both backends; their summaries by model."""
@@ -223,7 +271,7 @@ def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, o
             a, b = by_layer[(model, left, layer)], by_layer[(model, right, layer)]
             base = f"{slug(model)}/compare/{slug(layer)}"
             key = f"compare:{base}"
-            digest = _digest({"engine": page_engine(), "site": site.digest_context(model, left), "jobs": compare_digest_jobs(a, b),
+            digest = _digest({"engine": page_engine(), "site": site.digest_context(model, left), "jobs": compare_digest_jobs(a, b, cache),
                               "units": [a.units, b.units]})  # fmt: skip
             if _kept(old.get(key), digest, out, f"{base}/index.html"):
                 entries[key] = old[key]

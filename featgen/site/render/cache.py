@@ -201,6 +201,16 @@ class RenderCache:
             self.quarantine(key, str(exc) or type(exc).__name__)
             return None
 
+    def stamp(self, key: str) -> str | None:
+        """A digest of the entry's ``meta.json`` (which holds its arrays' checksum): what changes when the
+        entry does, read without its arrays. None if the entry is not there (``read`` verifies it)."""
+        try:
+            if not self.has(key):
+                return None
+            return hashlib.sha256(_read(self._dir(key) / "meta.json", MAX_META_BYTES)).hexdigest()[:16]
+        except (OSError, _Bad):
+            return None
+
     def get(self, key: str, expect: Expected | None = None) -> dict[str, np.ndarray] | None:
         """The entry's arrays (see :meth:`read`), or None if it is missing or bad."""
         found = self.read(key, expect)

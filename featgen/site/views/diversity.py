@@ -77,7 +77,7 @@ class Diversity(OptimizedView):
         images = arrays["images"][i * k : (i + 1) * k]
         side = int(images.shape[1])
         width = round((k * side + (k - 1) * GAP) * SHOWN / side)  # shown SHOWN px tall, with square pixels
-        return {"image": files.strip("diversity", images), "count": k, "side": side, "width": width, "height": SHOWN,
+        return {"image": files.strip("diversity", images), "count": k, "side": side, "width": width, "height": SHOWN, "gap": GAP,
                 "finals": [float(v) for v in arrays["final"][i * k : (i + 1) * k]], "similarity": similarity(images)}  # fmt: skip
 
     def verdict(self, fields: dict[str, dict[str, Any]], layer_type: str | None) -> Verdict | None:

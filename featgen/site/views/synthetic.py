@@ -17,15 +17,19 @@ SYNTHETIC = "synthetic"  # the meta key that marks an entry no model rendered
 POOL = 256  # distinct images per size; each use rolls and recolours one
 
 
+RENDER_SLOPE = 1.2  # amplitude ~ 1/f^slope: renders at 96 px then weigh what the quick gallery's do as WebP
+PHOTO_SLOPE = 1.4  # photos (and the activation strips over them) are smoother
+
+
 @functools.lru_cache(maxsize=8)
-def _pool(size: int) -> np.ndarray:
-    """``POOL`` images of side ``size`` with a 1/f spectrum, as uint8 (seeded: the same every run)."""
+def _pool(size: int, slope: float = RENDER_SLOPE, count: int = POOL) -> np.ndarray:
+    """``count`` images of side ``size`` with a 1/f^slope spectrum, as uint8 (seeded: the same every run)."""
     rng = np.random.default_rng(size)
     fy = np.fft.fftfreq(size)[:, None]
     fx = np.fft.rfftfreq(size)[None, :]
-    amp = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / size) ** 1.2
-    out = np.empty((POOL, size, size, 3), np.uint8)
-    for i in range(POOL):
+    amp = 1.0 / np.maximum(np.sqrt(fx * fx + fy * fy), 1.0 / size) ** slope
+    out = np.empty((count, size, size, 3), np.uint8)
+    for i in range(count):
         spec = amp[..., None] * np.exp(2j * np.pi * rng.random((size, size // 2 + 1, 3)))
         x = np.fft.irfft2(spec, s=(size, size), axes=(0, 1))
         x = (x - x.mean()) / (x.std() + 1e-8) * 0.18 + 0.5
@@ -33,10 +37,10 @@ def _pool(size: int) -> np.ndarray:
     return out
 
 
-def images(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+def images(rng: np.random.Generator, n: int, size: int, slope: float = RENDER_SLOPE) -> np.ndarray:
     """``n`` synthetic images of side ``size`` (uint8, channels last), each a rolled, recoloured
     image of the pool."""
-    pool = _pool(size)
+    pool = _pool(size, slope)
     picks = rng.integers(0, POOL, n)
     shifts = rng.integers(0, size, (n, 2))
     perms = np.array([rng.permutation(3) for _ in range(n)])
@@ -56,10 +60,9 @@ def jpeg_pool(width: int, height: int, count: int = 16) -> tuple[bytes, ...]:
     """``count`` JPEG files of synthetic pictures ``width`` × ``height`` (strips and crops)."""
     from PIL import Image
 
-    rng = np.random.default_rng(width * 7919 + height)
-    side = max(width, height)
+    side = min(1 << (max(width, height) - 1).bit_length(), 1024)
     out = []
-    for im in images(rng, count, min(1 << (side - 1).bit_length(), 1024)):
+    for im in _pool(side, PHOTO_SLOPE, count):
         buf = io.BytesIO()
         Image.fromarray(im[:height, :width]).resize((width, height)).save(buf, "JPEG", quality=88)
         out.append(buf.getvalue())
