@@ -34,6 +34,7 @@ from typing import Any
 
 from ...errors import FeatgenError
 from ...files import check_own_folder
+from .. import views
 from ..render.cache import WRITE_ERRORS, RenderCache, write_error
 from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, Plan
@@ -225,7 +226,8 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
 def _layer_in_worker(task: tuple) -> tuple[str, Any, list[str], dict[str, str]]:
     """One layer's pages in a worker process: ``("ok", LayerResult, ...)`` or ``("error", message, ...)``,
     with what the worker's cache found bad (so that the build reports it)."""
-    lp, info, root, layer_dir, site = task
+    lp, info, root, layer_dir, site, registered = task
+    views.ensure(registered)
     cache = RenderCache(root)
     try:
         return "ok", write_layer(lp, info, cache, layer_dir, site), cache.corrupt, cache.quarantined
@@ -247,7 +249,8 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site) for lp, _, _, base in todo]
+    registered = list(views.all_views())
+    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered) for lp, _, _, base in todo]
     results: list[LayerResult] = []
     with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
         for i, (status, value, corrupt, quarantined) in enumerate(pool.map(_layer_in_worker, tasks)):

@@ -2,8 +2,10 @@
 renders, its cache arrays, its verdict and its part of a unit page (:class:`~.base.View`).
 
 Stages iterate :func:`all_views` and look views up with :func:`get`; no other module names a view.
-A new view is one module with a :class:`~.base.View` subclass, registered with :func:`register`,
-plus its template block (``pages/templates/views/<name>.html.j2``, or inline as ``View.block``).
+A new view is one module in this package whose ``VIEW`` is an object of a :class:`~.base.View`
+subclass (found and registered on import, in the order of ``VIEW.order``), plus its template block
+(``pages/templates/views/<name>.html.j2``, or inline as ``View.block``). :func:`register` adds a
+view defined elsewhere at run time.
 """
 
 from __future__ import annotations
@@ -60,13 +62,33 @@ def options() -> dict[str, Option]:
     return {o.name: o for v in _REGISTRY.values() for o in v.options}
 
 
-def _register_builtins() -> None:
-    from . import diversity, naive, negative, photos, regularized
+SUPPORT = ("base", "optimized", "synthetic")  # modules of this package that are no view
 
-    for module in (regularized, naive, negative, diversity, photos):
-        register(module.VIEW)
+
+def _register_builtins() -> None:
+    """Every module of this package with a ``VIEW`` registers it, in the order of ``VIEW.order``: a
+    new view is one new module here (and its template block)."""
+    import importlib
+    import pkgutil
+
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in SUPPORT:
+            view = getattr(importlib.import_module(f"{__name__}.{info.name}"), "VIEW", None)
+            if isinstance(view, View):
+                found.append(view)
+    for view in sorted(found, key=lambda v: (v.order, v.name)):
+        register(view)
+
+
+def ensure(registered: list[View]) -> None:
+    """Register the views of ``registered`` that this process lacks (a worker process gets its
+    parent's registry this way, views registered at run time included)."""
+    for view in registered:
+        if view.name not in _REGISTRY:
+            register(view)
 
 
 _register_builtins()
 
-__all__ = ["View", "Option", "PlanContext", "register", "unregister", "get", "names", "all_views", "primary", "options"]
+__all__ = ["View", "Option", "PlanContext", "register", "unregister", "ensure", "get", "names", "all_views", "primary", "options"]

@@ -68,6 +68,7 @@ class View:
         name: the name in ``galleries.yml`` (``views: [...]``), in job keys and cache entries.
         primary: the view that every gallery renders: its image is the unit's tile, its settings the
             reproduction block, its verdict the unit's badge. Exactly one view is primary.
+        order: where its part of a unit page goes (and its place in the registry), lowest first.
         options: the gallery keys this view adds (:class:`Option`).
         optimizes: its jobs run an optimization of ``steps`` steps (the estimate calibrates those).
         block: the Jinja source of its unit-page block; None: ``views/<name>.html.j2``.
@@ -75,6 +76,7 @@ class View:
 
     name: str = ""
     primary: bool = False
+    order: int = 100
     options: tuple[Option, ...] = ()
     optimizes: bool = True
     block: str | None = None

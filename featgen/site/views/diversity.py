@@ -51,6 +51,7 @@ def diversity_batches() -> bool:
 
 class Diversity(OptimizedView):
     name = "diversity"
+    order = 40
     options = (Option("diversity", 4, limit="diversity"),)
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class Naive(OptimizedView):
     name = "naive"
+    order = 20
     options = (Option("naive_steps", 30, limit="naive_steps", per_layer=True), Option("naive_lr", 10.0, per_layer=True))
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 class Negative(OptimizedView):
     name = "negative"
+    order = 30
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:
         return recipe(g, ctx, "custom")

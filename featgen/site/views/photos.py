@@ -25,6 +25,7 @@ MARGIN = 4  # px between two photos of a strip
 
 class Photos(View):
     name = "photos"
+    order = 50
     optimizes = False
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class Regularized(OptimizedView):
     name = "regularized"
+    order = 10
     primary = True
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:
