@@ -199,3 +199,25 @@ def test_a_link_on_the_way_to_a_page_is_refused_before_anything_moves(tmp_path):
     with pytest.raises(FeatgenError, match="is a link: featgen writes pages only inside"):
         install(_staging(tmp_path / "s", {"index.md": "x", "m/a.md": "x"}), out)
     assert list((tmp_path / "elsewhere").iterdir()) == [] and not (out / "index.md").exists()
+
+
+@pytest.mark.slow
+def test_what_the_renderer_writes_is_what_the_cache_expects():
+    """Every view's arrays, as the render stage makes them at a size where naive renders lose their
+    border (80 px -> 30 px), pass the check the cache reads them with."""
+    from featgen.site.render.config import Gallery, Profile
+    from featgen.site.render.plan import plan
+    from featgen.site.render.renderer import Renderer
+
+    g = Gallery.make("efficientnet_lite0", layers=("conv_stem",), units=(0, 1), size=80, steps=2, naive_steps=2,
+                     diversity=2, device="cpu", transforms="none")  # fmt: skip
+    profile = Profile("p", (g,), photos=("chelsea",), crop=32, top=2, examples=None)
+    renderer = Renderer()
+    jobs = plan(profile, None, loader=renderer.model).jobs
+    assert {j.view for j in jobs} == {"regularized", "naive", "negative", "diversity", "photos"}
+    for job in jobs:
+        arrays = renderer.run(job)
+        input_size = renderer.model(job.model, job.backend, job.device).input_size
+        read_npz(npz_bytes(arrays), job_arrays(job, input_size))
+        if job.view == "naive":
+            assert arrays["images"].shape == (2, 30, 30, 3)

@@ -135,6 +135,11 @@ def _evaluate(be, model, objective: obj.Objective, images):
 
 
 # --- one batch: the method as a configuration of the loop ------------------------------------
+def deprocessed_side(side: int, crop: int = 25) -> int:
+    """The side of a ``side``-px naive render after :func:`deprocess` (small renders keep their border)."""
+    return side - 2 * crop if side > 2 * crop + 16 else side
+
+
 def deprocess(images: np.ndarray, crop: int = 25) -> np.ndarray:
     """Keras tutorial: standardize to std 0.15 around 0.5, crop ``crop`` px, clip to [0, 1]."""
     x = np.asarray(images, np.float32)
@@ -142,7 +147,7 @@ def deprocess(images: np.ndarray, crop: int = 25) -> np.ndarray:
     std = x.std(axis=(1, 2, 3), keepdims=True)
     x = (x - mean) / (std + 1e-5) * 0.15 + 0.5
     h = x.shape[1]
-    c = crop if h > 2 * crop + 16 else 0  # small renders keep their border
+    c = (h - deprocessed_side(h, crop)) // 2
     if c:
         x = x[:, c:-c, c:-c, :]
     return np.clip(x, 0.0, 1.0)
@@ -335,4 +340,4 @@ def high_frequency_share(images: np.ndarray) -> np.ndarray:
     return (power[:, high].sum(axis=1) / np.maximum(power.reshape(len(x), -1).sum(axis=1), 1e-20)).astype(np.float64)
 
 
-__all__ = ["visualize", "Render", "deprocess", "high_frequency_share", "METHODS"]
+__all__ = ["visualize", "Render", "deprocess", "deprocessed_side", "high_frequency_share", "METHODS"]

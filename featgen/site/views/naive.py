@@ -30,7 +30,9 @@ class Naive(OptimizedView):
                 "decorrelate": None, "transforms": None, "objective": "channel", "start": "noise"}  # fmt: skip
 
     def side(self, job: RenderJob) -> int | None:
-        return None  # deprocessing crops a border of naive renders (featgen.vis.render.deprocess)
+        from ...vis.render import deprocessed_side
+
+        return deprocessed_side(int(job.options["size"]))  # naive renders lose a border to the Keras tutorial's crop
 
     def unit_fields(self, arrays: dict[str, np.ndarray], i: int, files: UnitFiles, settings: dict[str, Any]) -> dict[str, Any]:
         out = {"image": files.image("naive", arrays["images"][i]), "side": int(arrays["images"].shape[1]),

@@ -33,22 +33,17 @@ def recipe(g: Gallery, ctx: PlanContext, objective: str) -> dict[str, Any]:
             "decorrelate": g.decorrelate, "transforms": g.transforms, "objective": objective}  # fmt: skip
 
 
-def _cropped(size: int) -> int:
-    """The side of a render whose deprocessing crops a 25 px border (``featgen.vis.render.deprocess``)."""
-    return size - 50 if size > 66 else size
-
-
 class OptimizedView(View):
-    """A view whose jobs optimize images: ``images`` (N·k, S', S', 3) uint8 (S' ≤ the size: naive
-    ascent crops a border), ``start``, ``final`` (N·k,) and ``losses`` (N·k, steps) float32, and
+    """A view whose jobs optimize images: ``images`` (N·k, S, S, 3) uint8 (S: :meth:`side`),
+    ``start``, ``final`` (N·k,) and ``losses`` (N·k, steps) float32, and
     ``valid_final`` where the render measures its final on the image clipped to [0, 1]."""
 
     def per_unit(self, job: RenderJob) -> int:
         """Images per unit (``k``)."""
         return 1
 
-    def side(self, job: RenderJob) -> int | None:
-        """The side of the job's images; None: any up to its ``size``."""
+    def side(self, job: RenderJob) -> int:
+        """The side of the job's images."""
         return int(job.options["size"])
 
     def unit_steps(self, job: RenderJob) -> int:
@@ -67,9 +62,9 @@ class OptimizedView(View):
         from ..render.entries import Array, Expected
 
         n = len(job.units) * self.per_unit(job)
-        size, steps, side = int(job.options["size"]), int(job.options["steps"]), self.side(job)
+        steps, side = int(job.options["steps"]), self.side(job)
         return Expected({
-            "images": Array("u1", (n, side, side, 3), most=n * size * size * 3), "start": Array("f4", (n,)),
+            "images": Array("u1", (n, side, side, 3)), "start": Array("f4", (n,)),
             "final": Array("f4", (n,)), "losses": Array("f4", (n, steps)), "valid_final": Array("f4", (n,), optional=True),
         })  # fmt: skip
 
@@ -77,7 +72,7 @@ class OptimizedView(View):
         from .synthetic import curves, images
 
         n = len(job.units) * self.per_unit(job)
-        size, steps = self.side(job) or _cropped(int(job.options["size"])), int(job.options["steps"])
+        size, steps = self.side(job), int(job.options["steps"])
         start = rng.uniform(0, 0.2, n).astype(np.float32)
         final = (start + rng.gamma(2.0, 3.0, n)).astype(np.float32)
         return {"images": images(rng, n, size), "start": start, "final": final, "losses": curves(rng, start, final, steps)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import traceback
 from collections import deque
 from multiprocessing.connection import Connection, wait
@@ -29,16 +30,25 @@ from ..jobs import RenderJob
 WORKER_MEMORY = 3 * 2**30  # what one worker may hold: both frameworks and a few models
 
 
+def _exit(*_: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second stop must not break the exit under way
+    sys.exit(0)
+
+
 def _serve(conn: Connection, threads: int | None, device: str | None) -> None:
     """A worker: render each job received until the driver closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    # stopped by the driver: exit as Python does, so multiprocessing releases what the worker holds
+    # (a semaphore left behind makes its resource tracker warn on the user's terminal)
+    signal.signal(signal.SIGTERM, _exit)
     from ..renderer import Renderer
 
     renderer = Renderer(threads=threads, device=device)
     while True:
         try:
             job = conn.recv()
-        except (EOFError, OSError):  # the driver is gone
+        except (EOFError, OSError):  # the driver is done, or gone
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already on the way out
             return
         try:
             reply: tuple = ("ok", *renderer.entry(job))
