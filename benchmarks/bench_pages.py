@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -87,16 +88,28 @@ def make_project(work: Path) -> Path:
 
 # --- the stages, each run in a child process ---------------------------------------------------------------
 def stage_fill(work: Path, scale: str, units: int | None, changed: str | None) -> dict:
-    from featgen.site.render import synthetic
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from featgen.site.render.cache import RenderCache
-    from featgen.site.render.plan import plan
+    from featgen.site.render.plan import Plan, plan
 
     cache = RenderCache(work / "cache" / "renders")
     p = plan(profile_of(scale, units, changed), cache)  # model infos: loaded once, then from the cache
     t0 = time.perf_counter()
-    made = synthetic.fill(p, cache)
+    workers = len(os.sched_getaffinity(0))
+    groups = [Plan(p.profile, p.models, p.layers[i::workers]) for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        made = sum(pool.map(_fill, groups, [cache.root] * workers))
     return {"entries": made, "jobs": len(p.jobs), "units": sum(len(lp.units) for lp in p.layers),
             "layers": len(p.layers), "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def _fill(p, root: Path) -> int:
+    from featgen.site.render import synthetic
+    from featgen.site.render.cache import RenderCache
+
+    return synthetic.fill(p, RenderCache(root))
 
 
 def stage_pages(work: Path, scale: str, units: int | None, changed: str | None) -> dict:
@@ -129,21 +142,56 @@ def stage_site(work: Path, *_: object) -> dict:
 STAGES = {"fill": stage_fill, "pages": stage_pages, "site": stage_site}
 
 
+def tree_rss(pid: int) -> int:
+    """Bytes of memory resident in process ``pid`` and all its descendants now (Linux's /proc)."""
+    parent, rss = {}, {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/statm") as f:
+                rss[int(entry)] = int(f.read().split()[1]) * page
+            parent[int(entry)] = int(fields[1])
+        except (OSError, ValueError, IndexError):  # a process that just ended
+            continue
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return total
+
+
 def run_stage(name: str, work: Path, scale: str, units: int | None, changed: str | None = None) -> dict:
-    """One stage in a child process: its result, wall time and peak memory (its own and its children's)."""
+    """One stage in a child process: its result, wall time, and peak memory: the most that the stage
+    and its worker processes held together (sampled every 0.2 s) and the largest single process."""
     args = [sys.executable, __file__, "--stage", name, "--work", str(work), "--scale", scale]
     args += ["--units", str(units)] if units is not None else []
     args += ["--changed", changed] if changed else []
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_rss(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"stage {name} failed ({proc.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
-    grandchildren = result.pop("children_maxrss_kb", 0)
-    return {**result, "wall": time.perf_counter() - t0, "peak_mb": max(usage.ru_maxrss, grandchildren) / 1024}
+    largest = max(usage.ru_maxrss, result.pop("children_maxrss_kb", 0)) * 1024
+    return {**result, "wall": time.perf_counter() - t0, "peak_mb": max(peak[0], largest) / 2**20,
+            "largest_process_mb": largest / 2**20}  # fmt: skip
 
 
 def disk(folder: Path) -> dict:
@@ -217,7 +265,8 @@ def main() -> int:
             "search_index_bytes": index.stat().st_size, "units_json_bytes": (project / ".featgen-pages/galleries/units.json").stat().st_size,
             "unit_folders": unit_folders(project / ".featgen-pages"), "cpus": os.cpu_count(),
         }  # fmt: skip
-        print(f"page stage: {pages['units']:,} units, {pages['layers']} layers: {pages['wall']:.0f} s, peak {pages['peak_mb']:.0f} MB")
+        print(f"page stage: {pages['units']:,} units, {pages['layers']} layers: {pages['wall']:.0f} s, peak {pages['peak_mb']:.0f} MB "
+              f"(its processes together; the largest alone {pages['largest_process_mb']:.0f} MB)")  # fmt: skip
         print(f"site build: {site['wall']:.0f} s, peak {site['peak_mb']:.0f} MB")
         print(f"together: {full:.0f} s ({full / 60:.1f} min), peak memory {report['peak_mb']:.0f} MB")
         print(f"rebuild after {changed} changed: page stage {re_pages['wall']:.0f} s ({re_pages['layers_written']} layer written), "

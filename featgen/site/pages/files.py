@@ -132,8 +132,8 @@ def curve_svg(values: list[float], width: int = 360, height: int = 160) -> str:
     """The objective during an optimization as an SVG line chart, drawn in the text colour (``currentColor``)
     on a transparent ground, so it reads in both palettes. Its ``role`` and ``aria-label`` say what it shows."""
     y = np.nan_to_num(np.asarray(values, np.float64))
-    if len(y) > 120:  # more points than a reader tells apart: every n-th (and the last)
-        idx = np.unique(np.r_[np.linspace(0, len(y) - 1, 120).round().astype(int), len(y) - 1])
+    if len(y) > 90:  # more points than a reader tells apart at this size: every n-th (and the last)
+        idx = np.unique(np.r_[np.linspace(0, len(y) - 1, 90).round().astype(int), len(y) - 1])
         x, y = idx.astype(np.float64), y[idx]
     else:
         x = np.arange(len(y), dtype=np.float64)

@@ -29,7 +29,7 @@ class Naive(OptimizedView):
                 "size": g.size, "steps": g.naive_steps, "seed": g.seed, "lr": float(g.naive_lr), "param": None,
                 "decorrelate": None, "transforms": None, "objective": "channel", "start": "noise"}  # fmt: skip
 
-    def side(self, job: RenderJob) -> int | None:
+    def side(self, job: RenderJob) -> int:
         from ...vis.render import deprocessed_side
 
         return deprocessed_side(int(job.options["size"]))  # naive renders lose a border to the Keras tutorial's crop
