@@ -40,7 +40,7 @@ def test_pages_escape_hostile_layer_names(tmp_path):
     table = TABLE + [LayerInfo(name, "ReLU", (2, 2, 4), 4) for name in HOSTILE]
     config = CONFIG.replace("layers: [block1_conv1, block5_conv3]", "layers: " + json.dumps(["block1_conv1", *HOSTILE]))
     proj = project(tmp_path, units=1, config=config, table=table)
-    write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True)
+    write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True, workers=1)
     pages = [*proj["pages"].rglob("*.html"), *(proj["docs"] / "galleries").rglob("*.md")]
     assert len(pages) > 12
     for page in pages:
@@ -67,7 +67,7 @@ def test_unit_pages_show_each_rendered_view_and_no_other(tmp_path):
                           {"regularized", "naive", "negative", "diversity", "photos", "examples"}), ("[regularized]", {"regularized"})):  # fmt: skip
         root = tmp_path / views.strip("[]").replace(", ", "-")
         proj = project(root, units=1, views=views)
-        write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True)
+        write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True, workers=1)
         unit = proj["pages"] / "galleries/vgg16_hed/torch/block1_conv1/unit-0"
         assert {p.stem for p in unit.glob("*.webp")} == files
         html = (unit / "index.html").read_text()

@@ -118,7 +118,14 @@ def _link_pages(pages: list) -> None:
 @event_priority(-100)  # after the search plugin has written its index
 def on_post_build(config: Any) -> None:
     """The gallery's own pages join the built site, and its layer pages the search index."""
-    n = publish_pages(config["docs_dir"], config["site_dir"])
+    from mkdocs.exceptions import PluginError
+
+    from featgen.errors import FeatgenError
+
+    try:
+        n = publish_pages(config["docs_dir"], config["site_dir"])
+    except FeatgenError as exc:  # one line, as mkdocs reports a plugin's error
+        raise PluginError(f"featgen: {exc}") from None
     if n:
         log.info(f"featgen: {n} gallery files linked into the site")
     index = Path(config["site_dir"]) / "search" / "search_index.json"
