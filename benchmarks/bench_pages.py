@@ -60,11 +60,23 @@ def profile_of(scale: str, units: int | None, changed: str | None = None):
     galleries = prof.galleries if scale == "full" else tuple(g for g in prof.galleries if g.model == "vgg16_hed")[:1]
     if units is not None:
         galleries = tuple(replace(g, units=units) for g in galleries)
-    if changed is not None:
+    if changed is not None:  # that layer's options (or none) with one more step
         model, backend, layer = changed.split("/")
-        galleries = tuple(replace(g, layer_options=g.layer_options + ((layer, (("steps", g.steps + 1),)),))
-                          if (g.model, g.backend) == (model, backend) else g for g in galleries)  # fmt: skip
+        galleries = tuple(replace(g, layer_options=_one_more_step(g, layer)) if (g.model, g.backend) == (model, backend)
+                          else g for g in galleries)  # fmt: skip
     return replace(prof, name=f"bench-{scale}", galleries=galleries)
+
+
+def _one_more_step(g, layer: str) -> tuple:
+    steps = dict(dict(g.layer_options).get(layer, ())).get("steps", g.steps) + 1
+    mine = tuple(sorted({**dict(dict(g.layer_options).get(layer, ())), "steps": steps}.items()))
+    return tuple((name, opts) for name, opts in g.layer_options if name != layer) + ((layer, mine),)
+
+
+def changed_layer(rows: list[dict]) -> str:
+    """A layer of the median size (by units), the one a rebuild changes."""
+    row = sorted(rows, key=lambda r: (sum(b - a + 1 for a, b in r["units"]), r["path"]))[len(rows) // 2]
+    return f"{row['model']}/{row['backend']}/{row['layer']}"
 
 
 def make_project(work: Path) -> Path:
@@ -125,7 +137,8 @@ def stage_pages(work: Path, scale: str, units: int | None, changed: str | None) 
     cache = RenderCache(work / "cache" / "renders")
     p = plan(profile_of(scale, units, changed), cache, loader=refuse)
     stats = write_pages(p, cache, project / "docs", pages_dir=project / ".featgen-pages", synthetic=True)
-    return {"layers": stats.layers, "layers_written": stats.written, "units": stats.units, "seconds": time.perf_counter() - t0}
+    return {"layers": stats.layers, "layers_written": stats.written, "units": stats.units, "units_written": stats.units_written,
+            "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
 def stage_site(work: Path, *_: object) -> dict:
@@ -246,12 +259,12 @@ def main() -> int:
         pages = run_stage("pages", work, args.scale, args.units)
         site = run_stage("site", work, args.scale, args.units)
         project = work / "project"
-        rows = json.loads((project / ".featgen-pages/galleries/units.json").read_text())
-        middle = rows[len(rows) // 2]  # a layer without options of its own (the first ones have the early recipe)
-        changed = f"{middle['model']}/{middle['backend']}/{middle['layer']}"
+        changed = changed_layer(json.loads((project / ".featgen-pages/galleries/units.json").read_text()))
         run_stage("fill", work, args.scale, args.units, changed)
         re_pages = run_stage("pages", work, args.scale, args.units, changed)
         re_site = run_stage("site", work, args.scale, args.units, changed)
+        if re_pages["layers_written"] != 1:
+            raise SystemExit(f"the rebuild after {changed} changed wrote {re_pages['layers_written']} layers, not 1")
         gallery, built = disk(project / ".featgen-pages"), disk(project / "site")
         both = disk(project)  # the pages and the site, hard links counted once
         index = project / "site" / "search" / "search_index.json"
@@ -269,7 +282,8 @@ def main() -> int:
               f"(its processes together; the largest alone {pages['largest_process_mb']:.0f} MB)")  # fmt: skip
         print(f"site build: {site['wall']:.0f} s, peak {site['peak_mb']:.0f} MB")
         print(f"together: {full:.0f} s ({full / 60:.1f} min), peak memory {report['peak_mb']:.0f} MB")
-        print(f"rebuild after {changed} changed: page stage {re_pages['wall']:.0f} s ({re_pages['layers_written']} layer written), "
+        print(f"rebuild after {changed} ({re_pages['units_written']:,} units) changed: page stage {re_pages['wall']:.0f} s "
+              f"({re_pages['layers_written']} layer written), "
               f"site {re_site['wall']:.0f} s: {again:.0f} s, {100 * again / full:.1f} % of the full time")  # fmt: skip
         print(f"on disk: gallery pages {gallery['bytes'] / 1e9:.3f} GB in {gallery['files']:,} files "
               f"({gallery['allocated'] / 1e9:.3f} GB allocated); site with them {both['bytes'] / 1e9:.3f} GB "

@@ -60,6 +60,7 @@ class PageStats:
     layers: int = 0
     units: int = 0
     written: int = 0  # layers whose pages were written (the others had not changed)
+    units_written: int = 0  # units of those layers
     rerendered: int = 0  # entries found corrupt while writing, rendered again through ``rerender``
     numerics: dict[str, int] = field(default_factory=dict)  # entries per numerics they were rendered with
 
@@ -195,6 +196,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in res.files], "summary": res.summary,
                             "numerics": res.numerics}  # fmt: skip
             stats.written += 1
+            stats.units_written += len(lp.units)
         for lp in plan.layers:
             key = f"layer:{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}"
             for label, n in entries[key]["numerics"].items():
