@@ -469,12 +469,14 @@ def test_synthetic_entries_never_reach_pages_unless_expected(tmp_path):
 
 
 def test_the_gallery_joins_the_built_site_and_a_users_file_stays(tmp_path):
+    """The hook links the manifest's files into the site; on the next build (mkdocs empties the site
+    first) the layers that did not change move back whole and the changed one is linked anew."""
     import os
 
     from site_data import project
 
     from featgen.errors import FeatgenError
-    from featgen.site.pages.publish import publish_pages
+    from featgen.site.pages.publish import publish_pages, set_aside
 
     proj = project(tmp_path, units=1)
     _write(proj)
@@ -487,6 +489,25 @@ def test_the_gallery_joins_the_built_site_and_a_users_file_stays(tmp_path):
     linked = site / "galleries/vgg16_hed/torch/block1_conv1/unit-0/index.html"
     assert n > 10 and linked.is_file() and not (site / "galleries/vgg16_hed/notes.txt").exists()
     assert os.path.samefile(linked, proj["pages"] / "galleries/vgg16_hed/torch/block1_conv1/unit-0/index.html")
+    before = {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in (site / "galleries").rglob("*") if p.is_file()}
+    page = proj["pages"] / "galleries/vgg16_hed/torch/block5_conv3/unit-0/index.html"
+    fresh = page.with_name("new.html")
+    fresh.write_text(page.read_text())
+    os.replace(fresh, page)  # a new page, as the page stage writes one (and its entry's new digest)
+    manifest = proj["pages"] / "galleries" / ".featgen-manifest.json"
+    manifest.write_text(manifest.read_text().replace('"layer:vgg16_hed/torch/block5_conv3":{"digest":"', '"layer:vgg16_hed/torch/block5_conv3":{"digest":"x'))
+    set_aside(site)  # what the hook does before mkdocs empties the site
+    assert not (site / "galleries").exists() and (site / ".featgen-galleries").is_dir()
+    assert publish_pages(proj["docs"], site) == n and not (site / ".featgen-galleries").exists()
+    after = {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in (site / "galleries").rglob("*") if p.is_file()}
+    untouched = {p.relative_to(site).as_posix() for p in after if before.get(p) == after[p]}  # moved with their folder
+    assert len(untouched) > 10 and not any(p.startswith("galleries/vgg16_hed/torch/block5_conv3/") for p in untouched)
+    assert all(p.startswith(("galleries/vgg16_hed/torch/block1_conv1/", "galleries/vgg16_hed/tensorflow/",
+                             "galleries/vgg16_hed/compare/")) for p in untouched)  # fmt: skip
+    assert os.path.samefile(site / "galleries/vgg16_hed/torch/block5_conv3/unit-0/index.html", page)
+    set_aside(site)
+    (site / "galleries/vgg16_hed/torch/block1_conv1").mkdir(parents=True)
+    (site / "galleries/vgg16_hed/torch/block1_conv1/index.html").write_text("mkdocs's page")
     with pytest.raises(FeatgenError, match="both a page mkdocs built and a gallery page"):
         publish_pages(proj["docs"], site)
 

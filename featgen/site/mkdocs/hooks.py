@@ -7,6 +7,8 @@
 - After the build, the gallery's own pages (layers, units, torch | TensorFlow; written as HTML by
   the page stage, :mod:`featgen.site.pages.write`) join the site: each file its manifest lists is
   hard-linked (or copied) into ``site/galleries``, and the search index gains the layer pages.
+  Before the build (mkdocs empties the site), the gallery published last is moved aside, and its
+  unchanged layers move back whole (:mod:`featgen.site.pages.publish`).
 - mkdocs-gallery's execution-times page is a grid table that markdown shows as ``+----+`` text: it
   becomes a pipe table.
 """
@@ -22,7 +24,7 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.nav import Link, Section
 
 from featgen.site.mkdocs.tutorials import drop_stale_tutorial_pages
-from featgen.site.pages.publish import gallery_layers, publish_pages, search_entries
+from featgen.site.pages.publish import gallery_layers, publish_pages, search_entries, set_aside
 
 log = logging.getLogger("mkdocs.featgen")
 
@@ -38,9 +40,10 @@ def _absl_logging_on_real_stderr() -> None:
         pass
 
 
-@event_priority(100)  # before the gallery plugin's own on_pre_build
+@event_priority(100)  # before the gallery plugin's own on_pre_build, and before mkdocs empties the site
 def on_pre_build(config: Any) -> None:
     _absl_logging_on_real_stderr()
+    set_aside(config["site_dir"])  # the gallery published last: its unchanged layers move back whole
     gallery = config.plugins.get("gallery")
     if gallery is None:
         return
@@ -127,7 +130,7 @@ def on_post_build(config: Any) -> None:
     except FeatgenError as exc:  # one line, as mkdocs reports a plugin's error
         raise PluginError(f"featgen: {exc}") from None
     if n:
-        log.info(f"featgen: {n} gallery files linked into the site")
+        log.info(f"featgen: the gallery's {n} files are in the site")
     index = Path(config["site_dir"]) / "search" / "search_index.json"
     if index.is_file():
         import json
