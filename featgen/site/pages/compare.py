@@ -29,7 +29,7 @@ def write_compare(left: LayerPlan, right: LayerPlan, input_sizes: tuple[int, int
                   site: Site, rerender: Callable[[list[RenderJob]], Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Write the compare page of one layer into ``folder``; return its summary (``median`` r)."""
     name = views.primary().name
-    a, b = (primary_images(read_view(lp.jobs[name], cache, size, rerender).arrays) for lp, size in zip((left, right), input_sizes))
+    a, b = (primary_images(read_view(lp.jobs[name], cache, size, rerender)) for lp, size in zip((left, right), input_sizes))
     theirs = {u: i for i, u in enumerate(right.units)}
     mine = [(i, u) for i, u in enumerate(left.units) if u in theirs]
     units = [u for _, u in mine]

@@ -52,9 +52,9 @@ def check_docs(docs: str | os.PathLike, flag: str = "--docs") -> Path:
 
 
 def _relative(text: Any) -> str:
-    """A manifest entry: a plain relative path inside the galleries folder, else ValueError."""
-    p = PurePosixPath(text) if isinstance(text, str) else None
-    if p is None or not text or p.is_absolute() or ".." in p.parts or str(p) != text or "\\" in text:
+    """A manifest entry: a plain relative path inside the galleries folder (no root, no empty, ``.``
+    or ``..`` part, no backslash), else ValueError. String checks: a manifest lists 350,000 files."""
+    if not isinstance(text, str) or not text or "\\" in text or any(part in ("", ".", "..") for part in text.split("/")):
         raise ValueError(f"{text!r} is no path inside the folder")
     return text
 

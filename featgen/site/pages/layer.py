@@ -22,7 +22,7 @@ from ..render.entries import job_arrays
 from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, ModelInfo
 from ..views.synthetic import SYNTHETIC
-from .files import SHEET_COLUMNS, SHEET_ROWS, TILE, UnitFiles, curve_svg, kernel_svg, sheet, webp
+from .files import SHEET_COLUMNS, SHEET_ROWS, TILE, UnitFiles, curve_svg, kernel_svg, sheet, tile, webp
 from .navigation import neighbours
 from .reproduce import reproduction
 from .templating import render_html, slug
@@ -82,15 +82,6 @@ class Site:
                 "twins": {b: self.layers[(model, b)] for b in self.models[model]}}  # fmt: skip
 
 
-@dataclass
-class Loaded:
-    """A view's arrays over the layer's units, and what reading them found."""
-
-    arrays: dict[str, np.ndarray]
-    numerics: list[str]  # one label per entry read
-    synthetic: bool
-
-
 def numerics_label(numerics: dict[str, Any] | None) -> str:
     """``"torch 2.13.0 on cpu (1 thread, avx512)"``: what an entry's float rounding came from."""
     if not numerics:
@@ -100,29 +91,55 @@ def numerics_label(numerics: dict[str, Any] | None) -> str:
     return f"{numerics.get('framework')} on {numerics.get('device')}{cpu}"
 
 
-def read_view(jobs: tuple[RenderJob, ...], cache: RenderCache, input_size: int,
-              rerender: Callable[[list[RenderJob]], Any] | None = None) -> Loaded:  # fmt: skip
-    """A view's arrays over all its chunks, each checked against its job, concatenated in unit order.
-    An entry found bad is rendered again through ``rerender`` if given; else one line names the job."""
-    parts, labels, synthetic = [], [], False
-    for job in jobs:
-        expect = job_arrays(job, input_size)
+def _read_entry(job: RenderJob, cache: RenderCache, input_size: int,
+                rerender: Callable[[list[RenderJob]], Any] | None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:  # fmt: skip
+    """One job's meta and arrays, checked against what its view expects. An entry found bad is
+    rendered again through ``rerender`` if given; else one line names the job."""
+    expect = job_arrays(job, input_size)
+    found = cache.read(job.key, expect)
+    if found is None and rerender is not None:
+        rerender([job])
         found = cache.read(job.key, expect)
-        if found is None and rerender is not None:
-            rerender([job])
-            found = cache.read(job.key, expect)
-        if found is None and job.key in cache.quarantined:
-            raise FeatgenError(f"the cache's render of {job.label()} was bad ({cache.quarantined[job.key]}): "
-                               "run `python -m featgen.site render` (or build) with this profile to render it again.")  # fmt: skip
-        if found is None:
-            raise FeatgenError(f"the cache has no render of {job.label()}: run `python -m featgen.site render` "
-                               "(or build) with this profile first, or copy the cache that has it.")  # fmt: skip
-        meta, arrays = found
-        meta = meta if isinstance(meta, dict) else {}
-        synthetic = synthetic or bool(meta.get(SYNTHETIC))
-        labels.append(numerics_label(meta.get("numerics") if isinstance(meta.get("numerics"), dict) else None))
-        parts.append(arrays)
-    return Loaded({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, labels, synthetic)
+    if found is None and job.key in cache.quarantined:
+        raise FeatgenError(f"the cache's render of {job.label()} was bad ({cache.quarantined[job.key]}): "
+                           "run `python -m featgen.site render` (or build) with this profile to render it again.")  # fmt: skip
+    if found is None:
+        raise FeatgenError(f"the cache has no render of {job.label()}: run `python -m featgen.site render` "
+                           "(or build) with this profile first, or copy the cache that has it.")  # fmt: skip
+    meta, arrays = found
+    return (meta if isinstance(meta, dict) else {}), arrays
+
+
+class ViewReader:
+    """A view's entries over a layer's units, one job's entry in memory at a time: the units are read
+    in order, so a layer of 1,280 units holds one chunk of each view, not all of them."""
+
+    def __init__(self, jobs: tuple[RenderJob, ...], cache: RenderCache, input_size: int,
+                 rerender: Callable[[list[RenderJob]], Any] | None = None):  # fmt: skip
+        self.jobs, self.cache, self.input_size, self.rerender = jobs, cache, input_size, rerender
+        self.starts = np.cumsum([0] + [len(j.units) for j in jobs])
+        self.numerics: list[str] = []
+        self.synthetic = False
+        self._at, self._arrays = -1, {}
+
+    def at(self, i: int) -> tuple[dict[str, np.ndarray], int]:
+        """The arrays of the entry that holds the layer's ``i``-th unit, and its index there."""
+        j = int(np.searchsorted(self.starts, i, side="right") - 1)
+        if j != self._at:
+            self._arrays = {}  # the last entry goes before the next is read
+            meta, self._arrays = _read_entry(self.jobs[j], self.cache, self.input_size, self.rerender)
+            self._at = j
+            self.synthetic = self.synthetic or bool(meta.get(SYNTHETIC))
+            numerics = meta.get("numerics")
+            self.numerics.append(numerics_label(numerics if isinstance(numerics, dict) else None))
+        return self._arrays, i - int(self.starts[j])
+
+
+def read_view(jobs: tuple[RenderJob, ...], cache: RenderCache, input_size: int,
+              rerender: Callable[[list[RenderJob]], Any] | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """A view's arrays over all its chunks, concatenated in unit order (a compare page's images)."""
+    parts = [_read_entry(job, cache, input_size, rerender)[1] for job in jobs]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def reproducible(lp: LayerPlan) -> dict[str, Any]:
@@ -190,18 +207,21 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     """Write one layer's unit pages and its page into ``layer_dir``, from the cache alone."""
     present = [v for v in views.all_views() if v.name in lp.jobs]
     primary = views.primary()
-    loaded = {v.name: read_view(lp.jobs[v.name], cache, info.input_size, rerender) for v in present}
+    readers = {v.name: ViewReader(lp.jobs[v.name], cache, info.input_size, rerender) for v in present}
     settings = {v.name: lp.jobs[v.name][0].options for v in present}
     units = list(lp.units)
     kernels = info.kernels if lp.native in info.stem else None
     reproduce_settings = reproducible(lp)
     recipe = recipe_text(settings[primary.name])
     files: list[str] = []
+    tiles: list[np.ndarray] = []
     statuses: list[tuple[str, str]] = []  # per unit: the primary verdict's status and label
     others: dict[str, int] = {}  # the other views' failures, by "view: label"
     for i, u in enumerate(units):
         out = UnitFiles(layer_dir / f"unit-{u}")
-        fields = {v.name: v.unit_fields(loaded[v.name].arrays, i, out, settings[v.name]) for v in present}
+        fields = {v.name: v.unit_fields(*readers[v.name].at(i), out, settings[v.name]) for v in present}
+        arrays, j = readers[primary.name].at(i)
+        tiles.append(tile(primary_images(arrays)[j]))  # the overview keeps tiles, not the renders
         verdicts = {v.name: v.verdict(fields, lp.info.type) for v in present}
         blocks = [{"template": v.template(), "fields": fields[v.name], "verdict": _plain(verdicts[v.name])} for v in present]
         verdict = _plain(verdicts[primary.name])
@@ -223,9 +243,8 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
                          reproduce=reproduction(reproduce_settings, u, out=f"{primary.name}.png"))  # fmt: skip
         (layer_dir / f"unit-{u}" / "index.html").write_text(html)
         files += [f"unit-{u}/{name}" for name in (*out.written, "index.html")]
-    images = primary_images(loaded[primary.name].arrays)
-    sheets, sheet_files = _sheets(layer_dir, images, units, statuses)
-    (layer_dir / "preview.webp").write_bytes(webp(sheet(images[:PREVIEW], columns=PREVIEW)))
+    sheets, sheet_files = _sheets(layer_dir, tiles, units, statuses)
+    (layer_dir / "preview.webp").write_bytes(webp(sheet(tiles[:PREVIEW], columns=PREVIEW)))
     legend = _legend(statuses, others)
     html = site.page("layer.html.j2", "../../../..", f"{lp.layer} · {lp.model} ({lp.backend})", (lp.model, lp.backend, lp.layer),
                      model=lp.model, backend=lp.backend, layer=lp.layer, type=lp.info.type, shape=lp.info.shape,
@@ -235,14 +254,14 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     (layer_dir / "index.html").write_text(html)
     files += [*sheet_files, "preview.webp", "index.html"]
     numerics: dict[str, int] = {}
-    for ld in loaded.values():
-        for label in ld.numerics:
+    for reader in readers.values():
+        for label in reader.numerics:
             numerics[label] = numerics.get(label, 0) + 1
     summary = {"model": lp.model, "backend": lp.backend, "layer": lp.layer, "slug": slug(lp.layer), "type": lp.info.type,
                "shape": list(lp.info.shape), "channels": lp.info.channels, "native": lp.native, "units": len(units),
                "flagged": [row for row in legend if row["status"] != "ok"], "preview": "preview.webp",
                "preview_width": min(PREVIEW, len(units)) * TILE, "image": f"{primary.name}.webp"}  # fmt: skip
-    return LayerResult(summary, files, numerics, any(ld.synthetic for ld in loaded.values()))
+    return LayerResult(summary, files, numerics, any(r.synthetic for r in readers.values()))
 
 
 def primary_images(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -254,7 +273,7 @@ def _plain(v: Any) -> dict[str, str] | None:
     return None if v is None else v.as_dict()
 
 
-def _sheets(layer_dir: Path, images: np.ndarray, units: list[int], statuses: list[tuple[str, str]]) -> tuple[list[dict], list[str]]:
+def _sheets(layer_dir: Path, images: list[np.ndarray], units: list[int], statuses: list[tuple[str, str]]) -> tuple[list[dict], list[str]]:
     per = SHEET_COLUMNS * SHEET_ROWS
     sheets, files = [], []
     for k in range(0, len(units), per):
