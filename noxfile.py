@@ -74,6 +74,8 @@ def gallery(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def browser(session: nox.Session) -> None:
-    """Open the built site in headless Chromium (Debian's `chromium`): images, links, search, screenshots."""
-    session.install("playwright>=1.40")
+    """Open the built site in headless Chromium (Debian's `chromium`): images, links, search, the reader
+    defects, page weights; then a synthetic 512-unit layer's site (no framework: its renders are
+    synthetic), built in a temporary folder, for the load limits. Screenshots go to site-screenshots/."""
+    session.install("playwright>=1.40", "-e", ".[docs]")  # featgen and mkdocs build the synthetic layer
     session.run("python", "tests/browser/check_site.py", "--site", "site", "--out", "site-screenshots", *session.posargs)

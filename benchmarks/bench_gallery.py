@@ -35,11 +35,11 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from featgen.errors import FeatgenError  # noqa: E402
-from featgen.site.cache import RenderCache  # noqa: E402
-from featgen.site.config import get_profile, parse_config  # noqa: E402
-from featgen.site.executors import RunProgress, run_jobs  # noqa: E402
-from featgen.site.jobs import RenderJob  # noqa: E402
-from featgen.site.plan import plan  # noqa: E402
+from featgen.site.render.cache import RenderCache  # noqa: E402
+from featgen.site.render.config import get_profile, parse_config  # noqa: E402
+from featgen.site.render.executors import RunProgress, run_jobs  # noqa: E402
+from featgen.site.render.jobs import RenderJob  # noqa: E402
+from featgen.site.render.plan import plan  # noqa: E402
 
 # Layers whose full render fits the script's time limit on one H200 (measured there: HED-VGG16
 # block3_conv1 ran at 3,000 unit-steps/s, Lite0 blocks.3 at 1,700 to 2,200, full settings).
@@ -98,7 +98,7 @@ class Budget(Exception):
 
 # --- cpu: local executor against Ray -----------------------------------------------------------------
 def cpu(args: argparse.Namespace) -> dict:
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     config = {"profiles": {"bench": {"chunk": args.chunk, "photos": ["chelsea", "coffee"], "examples": None, "galleries": [
         {"model": m, "backend": "torch", "layers": list(layers), "units": args.units, "size": args.size,
@@ -161,7 +161,7 @@ def print_cpu(f: dict) -> None:
 def gpu(args: argparse.Namespace) -> dict:
     import ray
 
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     full = get_profile("full", args.config)
     has_tf = importlib.util.find_spec("tensorflow") is not None

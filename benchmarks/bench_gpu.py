@@ -238,7 +238,7 @@ def gallery_config(key: str, folder: Path, args, layers: list[str] | None = None
     conv layer, or ``layers``); with ``--smoke``, a few units and steps of two layers."""
     import yaml
 
-    from featgen.site.config import GALLERY_KEYS, get_profile
+    from featgen.site.render.config import GALLERY_KEYS, get_profile
 
     full = get_profile("full", str(ROOT / "galleries.yml"))
     g = next(g for g in full.galleries if g.model == MODELS[key][0] and g.backend == "torch")
@@ -292,9 +292,9 @@ def estimate(key: str, folder: Path, args) -> dict:
 
 def layer(key: str, folder: Path, args) -> dict:
     """One full layer through ``python -m featgen.site render``; what it rendered is read from the cache."""
-    from featgen.site.cache import RenderCache
-    from featgen.site.config import get_profile
-    from featgen.site.plan import plan
+    from featgen.site.render.cache import RenderCache
+    from featgen.site.render.config import get_profile
+    from featgen.site.render.plan import plan
 
     name = args.layer_name or LAYER[key]
     config = gallery_config(key, folder, args, [name])

@@ -302,7 +302,7 @@ _SHOWN: deque[tuple[np.ndarray, str]] = deque(maxlen=256)  # images waiting for 
 def show_image(image: ImageLike, title: str | None = None) -> None:
     """Show a PIL image or an array on a tutorial page as a PNG of its own, at its own size.
 
-    Under mkdocs-gallery the image is queued for ``featgen.site.scraper``, which writes it below the
+    Under mkdocs-gallery the image is queued for ``featgen.site.mkdocs.scraper``, which writes it below the
     code block (after any matplotlib figures). In Jupyter it is displayed at once.
     """
     arr = to_uint8(load_image(image))

@@ -19,7 +19,6 @@ call to `featgen.visualize`, and check that both reach the same activation.
 # `backend="tensorflow"` featgen builds it as a Keras model with the layer names of
 # `keras.applications.VGG16`. `model.module` is the plain `keras.Model`; `model.layer_table` lists
 # its layers with their output shapes at the default input size, 224 px.
-# mkdocs_gallery_thumbnail_number = 5
 import time
 
 import keras
@@ -30,6 +29,7 @@ import tensorflow as tf
 import featgen
 import featgen.vis
 
+# mkdocs_gallery_thumbnail_number = 5
 model = featgen.load_model("vgg16_hed", backend="tensorflow")
 print(type(model.module).__name__, "with", len(model.layer_table), "layers; the first eight:")
 for row in model.layer_table[:8]:

@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from featgen.site.cache import RenderCache  # noqa: E402
-from featgen.site.jobs import RenderJob  # noqa: E402
+from featgen.site.render.cache import RenderCache  # noqa: E402
+from featgen.site.render.jobs import RenderJob  # noqa: E402
 
 KILL_AFTER = 3  # entries the dying driver writes
 
@@ -52,8 +52,8 @@ TINY = {"profiles": {"tiny": {
 def tiny_plan() -> list[RenderJob]:
     """Ten small jobs of HED-VGG16 (torch): two layers; two chunks of two units each for two optimized
     views, and the photos view (activation strips over two photos) of each layer."""
-    from featgen.site.config import parse_config
-    from featgen.site.plan import plan
+    from featgen.site.render.config import parse_config
+    from featgen.site.render.plan import plan
 
     return plan(parse_config(TINY)["tiny"], None).jobs
 
@@ -168,7 +168,7 @@ class Handshake:
 
 def blocking_worker(work: Path, key: str):
     """A ``RenderWorker`` whose first run of job ``key`` stops mid-job and waits to be killed."""
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     class BlockingWorker(ray_executor.RenderWorker):
         def run(self, task):
@@ -207,7 +207,7 @@ class DieAfter:
 
 # --- the scenarios -----------------------------------------------------------------------------------
 def dying_driver(work: Path, address: str, k: int) -> None:
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     jobs = pickle.loads((work / "jobs.pickle").read_bytes())
     ray_executor.execute(jobs, CountingCache(work / "resume"), DieAfter(k), address=address, workers=2)
@@ -216,7 +216,7 @@ def dying_driver(work: Path, address: str, k: int) -> None:
 def prepare(work: Path) -> None:
     """The plan's jobs, pickled to ``WORKDIR/jobs.pickle``, and their entries from the local executor
     in ``WORKDIR/local``: the reference of every scenario. The driver itself then needs no framework."""
-    from featgen.site.executors import run_jobs
+    from featgen.site.render.executors import run_jobs
 
     jobs = tiny_plan()
     (work / "jobs.pickle").write_bytes(pickle.dumps(jobs))
@@ -232,7 +232,7 @@ def main(work: Path) -> dict:
         out["seconds"][name] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
 
-    from featgen.site.executors import missing_jobs, run_jobs
+    from featgen.site.render.executors import missing_jobs, run_jobs
 
     if not (work / "jobs.pickle").exists():
         prepare(work)  # run alone; the tests prepare in their own process, where torch is loaded already
@@ -243,7 +243,7 @@ def main(work: Path) -> dict:
 
     import ray
 
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     tmp = tempfile.mkdtemp(prefix="fgray", dir="/tmp")  # short: Ray's socket paths live under it
     try:

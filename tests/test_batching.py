@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from featgen.site.cache import RenderCache
-from featgen.site.jobs import RenderJob
+from featgen.site.render.cache import RenderCache
+from featgen.site.render.jobs import RenderJob
 from featgen.vis.batching import GIB, activation_values, budget, images_that_fit, pack
 
 
@@ -62,7 +62,7 @@ class _AsGpu:
 def gpu_renderer(lite0):
     """A renderer whose Lite0 stands for one on a GPU whose free memory holds 4 images of ``conv_stem``
     at 32 px (a 32-px render without transforms: the network sees 32 px)."""
-    from featgen.site.render import Renderer
+    from featgen.site.render.renderer import Renderer
     from featgen.vis.batching import BYTES_PER_VALUE
 
     renderer = Renderer()
@@ -83,7 +83,7 @@ def _jobs(view: str = "naive") -> list[RenderJob]:
 
 
 def test_on_a_gpu_the_jobs_of_a_layer_render_in_packs_that_the_plan_and_memory_fix(gpu_renderer):
-    from featgen.site.executors import tasks
+    from featgen.site.render.executors import tasks
     from featgen.vis import visualize
 
     jobs = _jobs()
@@ -107,7 +107,7 @@ def test_on_a_gpu_the_jobs_of_a_layer_render_in_packs_that_the_plan_and_memory_f
 
 
 def test_diversity_packs_count_its_images_and_a_cpu_packs_nothing(gpu_renderer, lite0):
-    from featgen.site.render import Renderer
+    from featgen.site.render.renderer import Renderer
 
     div = [replace(j, view="diversity", settings={**j.options, "method": "regularized", "diversity": 2,
                                                   "param": "fourier", "decorrelate": True, "transforms": "none"})
@@ -120,8 +120,8 @@ def test_diversity_packs_count_its_images_and_a_cpu_packs_nothing(gpu_renderer, 
 
 def test_the_plan_gives_siblings_only_to_the_views_that_render_on_a_gpu(tmp_path, monkeypatch):
     import featgen.backends
-    from featgen.site.config import parse_config
-    from featgen.site.plan import plan
+    from featgen.site.render.config import parse_config
+    from featgen.site.render.plan import plan
 
     config = {"profiles": {"p": {"chunk": 2, "galleries": [{"model": "efficientnet_lite0", "layers": ["conv_stem"],
                                                             "units": 5, "views": ["regularized", "photos"]}]}}}  # fmt: skip

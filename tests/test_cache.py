@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import BuildLock, RenderCache, check_cache_folder, npz_bytes, read_npz
-from featgen.site.entries import job_arrays
-from featgen.site.jobs import RenderJob, cache_key
-from featgen.site.pages import MANIFEST, check_docs, install, read_manifest
+from featgen.site.pages.install import MANIFEST, check_docs, install, read_manifest
+from featgen.site.render.cache import BuildLock, RenderCache, check_cache_folder, npz_bytes, read_npz
+from featgen.site.render.entries import job_arrays
+from featgen.site.render.jobs import RenderJob, cache_key
 
 ARRAYS = {"images": np.zeros((2, 32, 32, 3), np.uint8), "start": np.zeros(2, np.float32),
           "final": np.ones(2, np.float32), "losses": np.zeros((2, 3), np.float32)}  # fmt: skip
@@ -117,7 +117,7 @@ def test_a_quarantine_that_is_a_link_is_one_line(tmp_path):
 def test_a_failed_write_leaves_no_entry_folder(tmp_path, monkeypatch):
     import errno
 
-    import featgen.site.cache as cache_module
+    import featgen.site.render.cache as cache_module
 
     def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -205,12 +205,12 @@ def test_a_link_on_the_way_to_a_page_is_refused_before_anything_moves(tmp_path):
 def test_what_the_renderer_writes_is_what_the_cache_expects():
     """Every view's arrays, as the render stage makes them at a size where naive renders lose their
     border (80 px -> 30 px), pass the check the cache reads them with."""
-    from featgen.site.config import Gallery, Profile
-    from featgen.site.plan import plan
-    from featgen.site.render import Renderer
+    from featgen.site.render.config import Gallery, Profile
+    from featgen.site.render.plan import plan
+    from featgen.site.render.renderer import Renderer
 
-    g = Gallery("efficientnet_lite0", layers=("conv_stem",), units=(0, 1), size=80, steps=2, naive_steps=2,
-                diversity=2, device="cpu", transforms="none")  # fmt: skip
+    g = Gallery.make("efficientnet_lite0", layers=("conv_stem",), units=(0, 1), size=80, steps=2, naive_steps=2,
+                     diversity=2, device="cpu", transforms="none")  # fmt: skip
     profile = Profile("p", (g,), photos=("chelsea",), crop=32, top=2, examples=None)
     renderer = Renderer()
     jobs = plan(profile, None, loader=renderer.model).jobs

@@ -10,7 +10,7 @@ import pytest
 
 from featgen.errors import FeatgenError
 from featgen.limits import LIMITS, short
-from featgen.site.config import load_config, parse_config
+from featgen.site.render.config import load_config, parse_config
 
 
 def _config(**gallery) -> dict:
@@ -102,7 +102,7 @@ def test_an_image_path_that_is_no_file_is_refused_before_it_is_opened(tmp_path, 
 def test_an_examples_folder_is_walked_within_its_limit(tmp_path):
     from PIL import Image
 
-    from featgen.site.examples import folder_photos
+    from featgen.site.render.examples import folder_photos
 
     (tmp_path / "a").mkdir()
     for i in range(3):
@@ -119,7 +119,7 @@ def test_an_examples_folder_is_walked_within_its_limit(tmp_path):
 
 
 def test_the_tutorials_stamp_is_not_written_through_a_link(tmp_path):
-    from featgen.site.tutorials import invalidate_stale_tutorials
+    from featgen.site.mkdocs.tutorials import invalidate_stale_tutorials
 
     victim = tmp_path / "precious"
     victim.write_text("keep")

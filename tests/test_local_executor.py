@@ -8,11 +8,11 @@ import os
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import RenderCache
-from featgen.site.executors import run_jobs
-from featgen.site.executors.local import worker_slots
-from featgen.site.jobs import RenderJob
-from featgen.site.render import RENDER_THREADS
+from featgen.site.render.cache import RenderCache
+from featgen.site.render.executors import run_jobs
+from featgen.site.render.executors.local import worker_slots
+from featgen.site.render.jobs import RenderJob
+from featgen.site.render.renderer import RENDER_THREADS
 
 pytestmark = pytest.mark.slow  # worker processes import torch and load a model
 
@@ -24,7 +24,7 @@ def _job(unit: int, device: str = "cpu", **settings) -> RenderJob:
 
 
 def test_worker_slots_one_single_threaded_worker_per_core_on_a_cpu(monkeypatch):
-    from featgen.site.executors import local
+    from featgen.site.render.executors import local
 
     cores = len(os.sched_getaffinity(0))
     monkeypatch.setattr(local, "available_memory", lambda: 64 * local.WORKER_MEMORY)

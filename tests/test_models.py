@@ -159,8 +159,8 @@ def test_one_list_of_device_names_in_each_backends_spelling(given, torch_device,
 
 
 def test_a_bad_device_gets_the_same_line_from_the_engine_the_plan_and_the_config():
-    from featgen.site.config import parse_config
-    from featgen.site.plan import parse_device
+    from featgen.site.render.config import parse_config
+    from featgen.site.render.plan import parse_device
 
     line = "unknown device 'potato' (--device): use auto, cpu, cuda, cuda:N (or gpu, gpu:N), mps or xpu."
     for call in (lambda: featgen.load_model("efficientnet_lite0", device="potato"), lambda: parse_device("potato"),
@@ -180,7 +180,7 @@ def test_a_bad_device_gets_the_same_line_from_the_engine_the_plan_and_the_config
 
 def test_auto_is_resolved_once_into_the_value_the_backend_holds(device):
     from featgen.backends import get_backend
-    from featgen.site.render import Renderer
+    from featgen.site.render.renderer import Renderer
 
     assert get_backend("torch", "auto") is get_backend("torch", None) is get_backend("torch", featgen.backends.resolve_device("torch", "auto"))
     renderer = Renderer()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import BuildLock, RenderCache
+from featgen.site.render.cache import BuildLock, RenderCache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _job_keys(config: Path, cache: Path) -> list[str]:
     """The plan's job keys (from the cached model info: no model loads)."""
-    from featgen.site.plan import plan
+    from featgen.site.render.plan import plan
 
     def refuse(*a):
         raise AssertionError("the plan should come from the cached model info")
@@ -85,15 +85,15 @@ def filled(tmp_path_factory):
 # --- the job contract ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["torch", "tensorflow"])
 def test_job_key_is_the_key_of_its_render_settings(backend, request):
-    from featgen.site.config import Gallery, Profile
-    from featgen.site.jobs import RenderJob, cache_key
-    from featgen.site.plan import model_info, view_settings
+    from featgen.site.render.config import Gallery, Profile
+    from featgen.site.render.jobs import RenderJob, cache_key
+    from featgen.site.render.plan import model_info, view_settings
     from featgen.vis import ALGORITHM_VERSION, visualize
     from featgen.vis.render import BACKEND_REVISIONS
 
     lite0 = request.getfixturevalue("lite0" if backend == "torch" else "lite0_tf")
     info = model_info("efficientnet_lite0", backend, "float32", None, loader=lambda *a: lite0)
-    g = Gallery("efficientnet_lite0", backend=backend, size=32, steps=2, naive_steps=2)
+    g = Gallery.make("efficientnet_lite0", backend=backend, size=32, steps=2, naive_steps=2)
     for view, method in [("regularized", "regularized"), ("naive", "naive")]:
         settings = view_settings(view, g, info, "conv_stem", Profile("p", (g,)))
         # each backend's renders also changed alone (Keras: BatchNorms folded; torch: a closing
@@ -139,8 +139,8 @@ profiles:
 
 @pytest.mark.slow
 def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path):
-    from featgen.site.executors import run_jobs
-    from featgen.site.plan import plan
+    from featgen.site.render.executors import run_jobs
+    from featgen.site.render.plan import plan
 
     root, config = filled
     cache_dir = tmp_path / "cache"
@@ -157,7 +157,7 @@ def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path
 
 
 def test_profiles_come_from_the_config_file():
-    from featgen.site.config import get_profile
+    from featgen.site.render.config import get_profile
 
     quick = get_profile("quick")
     assert [(g.model, g.backend, g.layers, g.units, g.size, g.steps) for g in quick.galleries] == [
@@ -192,13 +192,13 @@ def test_pages_from_a_copied_cache_render_nothing_and_import_no_framework(filled
     res = _run_without_frameworks(command, *_args(config, cache, tmp_path / "docs"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "FRAMEWORKS []" in res.stdout and "nothing to render" in res.stdout
-    original, copy = _files(root / "docs" / "galleries"), _files(tmp_path / "docs" / "galleries")
-    assert copy == original  # the same pages and images, byte for byte
-    unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.md"].decode()
-    assert all(f in copy for f in ["efficientnet_lite0/torch/conv_stem/unit-3/diversity-1.png", "index.md",
-                                   "efficientnet_lite0/torch/conv_stem/unit-3/top-1.jpg",
-                                   "efficientnet_lite0/torch/conv_stem/unit-3/bottom-1.jpg"])  # fmt: skip
-    assert "diversity-1.png" in unit and "kernel.png" in unit
+    for folder in ("docs/galleries", ".featgen-pages/galleries"):  # the index pages and the gallery's own
+        original, copy = _files(root / folder), _files(tmp_path / folder)
+        assert copy == original, folder  # the same pages and images, byte for byte
+    copy = _files(tmp_path / ".featgen-pages/galleries")
+    unit = copy["efficientnet_lite0/torch/conv_stem/unit-3/index.html"].decode()
+    assert all(f"efficientnet_lite0/torch/conv_stem/unit-3/{f}" in copy for f in ("diversity.webp", "examples.webp", "photos.webp"))
+    assert "diversity.webp" in unit and 'class="fg-kernel"' in unit
 
 
 @pytest.mark.slow
@@ -212,7 +212,8 @@ def test_pages_say_which_render_is_missing(filled, tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "the cache has no render of efficientnet_lite0/torch/conv_stem/" in res.stderr and len(res.stderr.splitlines()) == 1
     assert "FRAMEWORKS []" in res.stdout and not (tmp_path / "docs" / "galleries").exists()
-    assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folder went with the error
+    assert not list((tmp_path / "docs").glob(".galleries*"))  # the staging folders went with the error
+    assert not list((tmp_path / ".featgen-pages").glob(".galleries*")) and not (tmp_path / ".featgen-pages/galleries").exists()
 
 
 @pytest.mark.slow
@@ -253,7 +254,7 @@ def _entries(cache: Path, keys: list[str]) -> list[str]:
 # entries do not count.
 STOPPING = """
 import os, signal, sys, tempfile
-from featgen.site import cache
+from featgen.site.render import cache
 from featgen.site.__main__ import main
 fd, mode, k = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 put, stored = cache.RenderCache.put, []
@@ -401,15 +402,14 @@ def test_ctrl_c_during_a_build_exits_cleanly(tmp_path):
 # --- hostile names -----------------------------------------------------------------------------------------
 def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.pages import write_index_pages
-    from featgen.site.templating import slug
+    from featgen.site.pages.templating import slug
+    from featgen.site.pages.write import write_index_pages
 
-    ctx = {"model": "m", "backend": "torch", "layer": "c", "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
-           "units": [{"unit": 0, "start": 0.0, "final": 1.0}], "native": "c"}  # fmt: skip
+    layer = {"layer": "c", "type": "Conv2d", "shape": [4, 4, 2], "channels": 2, "units": 1, "flagged": [],
+             "preview": "preview.webp", "preview_width": 64, "compare": None}  # fmt: skip
     assert slug("index.md") != "index.md" and slug("INDEX.MD") != "INDEX.MD" and slug("index") != "index"
     table = [LayerInfo("c", "Conv2d", (4, 4, 2), 2)]
-    entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {},
-             "layers": [ctx]}  # fmt: skip
+    entry = {"backend": "torch", "source": "s", "input_size": 32, "table": table, "aliases": {}, "layers": [layer]}
     write_index_pages(tmp_path, {"index.md": [entry], "m": [entry]}, type("P", (), {"name": "p", "description": "d"}))
     index = (tmp_path / "index.md").read_text()
     assert index.startswith("# Galleries") and (tmp_path / slug("index.md") / "index.md").is_file()
@@ -419,7 +419,7 @@ def test_a_model_named_index_md_cannot_collide_with_the_index_page(tmp_path):
 # --- plan and estimate ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
-    from featgen.site.plan import parse_device, plan
+    from featgen.site.render.plan import parse_device, plan
 
     root, config = filled
     res = _site("plan", *_args(config, root / "cache"), check=True)
@@ -450,7 +450,7 @@ def test_estimate_projects_the_plan_from_a_calibration(tmp_path, capsys):
 
 _REUSE = """
 import ctypes, resource, sys
-from featgen.site.render import Renderer
+from featgen.site.render.renderer import Renderer
 Renderer()  # a render process: large freed blocks are kept for reuse
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
@@ -484,8 +484,8 @@ def test_auto_precision_takes_the_entry_the_cache_has_else_the_devices(monkeypat
     bfloat16 on a GPU serves a laptop's plan), else what auto means on the gallery's device; its key
     holds the precision it names."""
     import featgen.backends.torch as torch_backend
-    from featgen.site.jobs import RenderJob
-    from featgen.site.plan import Precision
+    from featgen.site.render.jobs import RenderJob
+    from featgen.site.render.plan import Precision
 
     job = RenderJob("efficientnet_lite0", "torch", "auto", "auto", "blocks.4", (0, 1), "regularized",
                     {"precision": "auto", "steps": 4})  # fmt: skip

@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from featgen.errors import FeatgenError
-from featgen.site.examples import encode_jpegs, folder_photos, jpeg_at, offline_photos, scan, set_digest
+from featgen.site.render.examples import (
+    encode_jpegs,
+    folder_photos,
+    jpeg_at,
+    offline_photos,
+    scan,
+    set_digest,
+)
 
 
 def _folder(tmp_path, n=7):
@@ -63,7 +70,7 @@ def test_jpeg_blobs_roundtrip_and_repeat():
 def test_offline_photos_are_a_fixed_list_whatever_is_installed(monkeypatch):
     """The same 29 photos in every environment: scikit-learn's samples (installed here for the tests,
     absent from the site's environment) never join the set."""
-    import featgen.site.examples as ex
+    import featgen.site.render.examples as ex
 
     pytest.importorskip("sklearn", reason="shows that an installed scikit-learn adds nothing")
     photos = offline_photos()
@@ -89,7 +96,7 @@ def test_folder_digest(tmp_path):
 
 
 def test_config_names_an_examples_folder(tmp_path):
-    from featgen.site.config import parse_config
+    from featgen.site.render.config import parse_config
 
     def profile(examples):
         return {"profiles": {"p": {"examples": examples, "galleries": [{"model": "efficientnet_lite0"}]}}}

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.jobs import RenderJob
+from featgen.site.render.jobs import RenderJob
 
 
 def _jobs(n: int, device: str = "auto") -> list[RenderJob]:
@@ -16,17 +16,17 @@ def _jobs(n: int, device: str = "auto") -> list[RenderJob]:
 
 
 def test_featgen_site_does_not_import_ray():
-    code = "import sys, featgen.site, featgen.site.executors, featgen.site.render; print('ray' in sys.modules)"
+    code = "import sys, featgen.site, featgen.site.render.executors, featgen.site.render.renderer; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
 
 def test_missing_ray_says_how_to_install(monkeypatch, tmp_path):
-    from featgen.site.cache import RenderCache
-    from featgen.site.executors import run_jobs
+    from featgen.site.render.cache import RenderCache
+    from featgen.site.render.executors import run_jobs
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as when it is not installed
-    monkeypatch.delitem(sys.modules, "featgen.site.executors.ray", raising=False)
+    monkeypatch.delitem(sys.modules, "featgen.site.render.executors.ray", raising=False)
     with pytest.raises(FeatgenError) as err:
         run_jobs(_jobs(1), RenderCache(tmp_path), executor="ray", quiet=True)
     assert str(err.value) == "the ray executor needs Ray: pip install 'featgen[ray]'."
@@ -37,7 +37,7 @@ def test_missing_ray_says_how_to_install(monkeypatch, tmp_path):
 def cluster(monkeypatch):
     """Pretend ``ray.cluster_resources()`` reports the given resources."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'featgen[ray]')")
-    from featgen.site.executors import ray as ray_executor
+    from featgen.site.render.executors import ray as ray_executor
 
     def use(**resources):
         monkeypatch.setattr(ray_executor.ray, "cluster_resources", lambda: resources)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from featgen.errors import FeatgenError
-from featgen.site.cache import RenderCache
-from featgen.site.config import get_profile
-from featgen.site.jobs import cache_key
-from featgen.site.templating import render, slug
-from featgen.site.tutorials import invalidate_stale_tutorials
+from featgen.site.mkdocs.tutorials import invalidate_stale_tutorials
+from featgen.site.pages.templating import slug
+from featgen.site.render.cache import RenderCache
+from featgen.site.render.config import get_profile
+from featgen.site.render.jobs import cache_key
 
 
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a/b", "..", "<script>alert(1)</script>", "x\\y", "  "])
@@ -24,85 +24,57 @@ def test_slug_cannot_escape_or_inject(name, tmp_path):
 EVIL = "</title><script>alert(1)</script>/../[x](javascript:y)"
 
 
-def _layer_ctx(model, backend, layer, native):
-    return {"model": model, "backend": backend, "layer": layer, "type": "Conv2d", "shape": (4, 4, 2), "channels": 2,
-            "units": [{"unit": 0, "start": 0.1, "final": 1.2}], "native": native}  # fmt: skip
+HOSTILE = ['<img src=x onerror="alert(1)">', "conv\n# injected heading\n\n- item\n```", EVIL.replace("[x]", "x")]  # no glob
 
 
-def _unit_ctx(layer, **kw):
-    ctx = dict(model="m", backend="torch", layer=layer, unit=0, shape=(4, 4, 2), start=0.1, final=1.0, naive_final=0.5,
-               naive=True, negative=True, diversity=4, kernel=True,
-               examples={"top": [{"file": f"a/{j}.png", "activation": 3.0 - j} for j in range(3)],
-                         "bottom": [{"file": f"b/{j}.png", "activation": -j} for j in range(3)], "scanned": 9}, photos=["chelsea", "coffee"], prev=None, next=1,
-               steps=48, size=96, naive_steps=30)  # fmt: skip
-    return {**ctx, **kw}
+def test_pages_escape_hostile_layer_names(tmp_path):
+    """Markup and line breaks in a layer name stay text: in the HTML pages (escaped), in the markdown
+    index pages (entities: no tag, no new block), in titles, and in folder names (slugs)."""
+    import json
 
+    from site_data import CONFIG, TABLE, project
 
-@pytest.mark.parametrize(
-    "field,name,escaped",
-    [("layer", '<img src=x onerror="alert(1)">', "&#60;img src=x"),
-     ("layer", "conv\n# injected heading\n\n- item\n```", "conv&#10;&#35; injected heading&#10;&#10;- item&#10;&#96;&#96;&#96;"),
-     ("model", "a\r\nb", "a&#13;&#10;b")],
-)  # fmt: skip
-def test_layer_page_escapes_hostile_names(field, name, escaped):
-    """Markup and line breaks in a name become entities: no tag, no new markdown block, no extra line."""
-    ctx = _layer_ctx("m", "torch", "conv", "conv")
-    page = render("layer.md.j2", **{**ctx, field: name, **({"native": name} if field == "layer" else {})})
-    assert escaped in page
-    assert "<img src=x" not in page
-    assert not any(line.startswith(("# injected", "- item", "```")) for line in page.splitlines())
-    assert page.count("\n") == render("layer.md.j2", **ctx).count("\n")
-
-
-def test_unit_page_shows_every_view():
-    html = render("unit.md.j2", **_unit_ctx("blocks.4"))
-    for src in ["regularized.png", "naive.png", "negative.png", "kernel.png", "curve.png", "photos.jpg"]:
-        assert f'src="{src}"' in html
-    assert all(f'src="diversity-{j}.png"' in html for j in range(4))
-    assert all(f'src="top-{j}.jpg"' in html and f'src="bottom-{j}.jpg"' in html for j in range(3))
-    assert "a/2.png · 1.00" in html.replace("&#95;", "_") and "of 9 scanned photos" in html
-    assert html.index("regularized.png") < html.index("naive.png")  # the large one first
-    assert 'width="384"' in html.split("regularized.png")[1].split(">")[0]
-    plain = render("unit.md.j2", **_unit_ctx("blocks.4", kernel=False, negative=False, diversity=0, naive=False,
-                                             photos=[], examples=None))  # fmt: skip
-    for src in ["kernel.png", "negative.png", "diversity-0", "naive.png", "photos.jpg", "top-0", "bottom-0"]:
-        assert src not in plain, src
-
-
-def test_pages_with_two_backends_and_hostile_layer_names(tmp_path):
     from featgen.models.base import LayerInfo
-    from featgen.site.pages import write_index_pages
-    from featgen.site.templating import write_page as _write
+    from featgen.site.pages.write import write_pages
 
-    table = [LayerInfo("features.0", "Conv2d", (224, 224, 64), 64), LayerInfo(EVIL, "Conv2d", (4, 4, 2), 2),
-             LayerInfo("pool", "MaxPool2d", (7, 7, 512), None)]  # fmt: skip
-    galleries = {"vgg16_hed": [
-        {"backend": "torch", "source": "torch source", "input_size": 224, "table": table, "aliases": {"features.0": "block1_conv1"},
-         "layers": [_layer_ctx("vgg16_hed", "torch", "block1_conv1", "features.0"), _layer_ctx("vgg16_hed", "torch", EVIL, EVIL)]},
-        {"backend": "tensorflow", "source": "keras source", "input_size": 224, "aliases": {},
-         "table": [LayerInfo("block1_conv1", "Conv2D", (224, 224, 64), 64)],
-         "layers": [_layer_ctx("vgg16_hed", "tensorflow", "block1_conv1", "block1_conv1")]},
-    ]}  # fmt: skip
-    write_index_pages(tmp_path, galleries, get_profile("quick"))
-    layer_dir = tmp_path / "vgg16_hed" / "torch" / slug(EVIL)
-    _write("layer.md.j2", layer_dir / "index.md", **_layer_ctx("vgg16_hed", "torch", EVIL, EVIL))
-    _write("unit.md.j2", layer_dir / "unit-0" / "index.md", **_unit_ctx(EVIL))
-    pages = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*.md")}
-    assert set(pages) == {"index.md", "vgg16_hed/index.md", "vgg16_hed/torch/index.md", "vgg16_hed/tensorflow/index.md",
-                          f"vgg16_hed/torch/{slug(EVIL)}/index.md", f"vgg16_hed/torch/{slug(EVIL)}/unit-0/index.md"}  # fmt: skip
-    for name, text in pages.items():
-        head, body = text.split("\n---\n", 1) if text.startswith("---") else ("", text)
-        assert "<script" not in body and "</title" not in body and "](javascript" not in body, name
-        if head:  # the front-matter title: quoted, with no character that could become markup
-            assert head.startswith('---\ntitle: "') and not set("<>&") & set(head), head
-    index, model = pages["index.md"], pages["vgg16_hed/index.md"]
-    assert 'class="grid cards" markdown' in index and "(vgg16_hed/torch/index.md)" in index
-    assert "(vgg16_hed/tensorflow/block1_conv1/index.md)" in index
-    assert "(torch/index.md)" in model and "(tensorflow/index.md)" in model
-    torch_page = pages["vgg16_hed/torch/index.md"]
-    assert "also in [tensorflow](../tensorflow/index.md)" in torch_page
-    assert "- [**block1&#95;conv1**](block1_conv1/index.md) — Conv2d, 4 × 4 × 2" in torch_page  # clickable list
-    assert f"]({slug(EVIL)}/index.md)" in torch_page and "| pool | MaxPool2d | 7 × 7 × 512 | – |" in torch_page
+    table = TABLE + [LayerInfo(name, "ReLU", (2, 2, 4), 4) for name in HOSTILE]
+    config = CONFIG.replace("layers: [block1_conv1, block5_conv3]", "layers: " + json.dumps(["block1_conv1", *HOSTILE]))
+    proj = project(tmp_path, units=1, config=config, table=table)
+    write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True, workers=1)
+    pages = [*proj["pages"].rglob("*.html"), *(proj["docs"] / "galleries").rglob("*.md")]
+    assert len(pages) > 12
+    for page in pages:
+        text = page.read_text()
+        assert "<img src=x" not in text and "<script>alert" not in text and "</title><script" not in text, page
+        if page.suffix == ".md":  # a name can start no markdown block
+            assert not any(line.startswith(("# injected", "- item", "```")) for line in text.splitlines()), page
+    for name in HOSTILE:
+        assert (proj["pages"] / "galleries" / "vgg16_hed" / "torch" / slug(name) / "unit-0" / "index.html").is_file()
+    backend = (proj["docs"] / "galleries/vgg16_hed/torch/index.md").read_text()
+    head = backend.split("\n---\n", 1)[0]
+    assert head.startswith('---\ntitle: "') and not set("<>&") & set(head)
+    assert f'href="{slug(HOSTILE[2])}/"' in backend and "| pool1 | MaxPooling2D | 16 × 16 × 64 | – |" in backend
+    unit = (proj["pages"] / "galleries/vgg16_hed/torch" / slug(HOSTILE[0]) / "unit-0/index.html").read_text()
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; · unit 0" in unit
+
+
+def test_unit_pages_show_each_rendered_view_and_no_other(tmp_path):
+    from site_data import project
+
+    from featgen.site.pages.write import write_pages
+
+    for views, files in (("[regularized, naive, negative, diversity, photos]",
+                          {"regularized", "naive", "negative", "diversity", "photos", "examples"}), ("[regularized]", {"regularized"})):  # fmt: skip
+        root = tmp_path / views.strip("[]").replace(", ", "-")
+        proj = project(root, units=1, views=views)
+        write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True, workers=1)
+        unit = proj["pages"] / "galleries/vgg16_hed/torch/block1_conv1/unit-0"
+        assert {p.stem for p in unit.glob("*.webp")} == files
+        html = (unit / "index.html").read_text()
+        for name in ("regularized", "naive", "negative", "diversity", "photos", "examples"):
+            assert (f'src="{name}.webp"' in html) == (name in files), (views, name)
+        assert 'class="fg-kernel"' in html  # the first layer shows its kernels whatever the views
+        assert html.index('src="regularized.webp"') < html.index("</figure>")  # the hero first
 
 
 def test_slugs_of_different_names_differ():
@@ -175,7 +147,7 @@ def test_engine_change_invalidates_tutorial_checksums(tmp_path):
 
 @pytest.mark.slow
 def test_full_profile_plan_counts_every_conv_layer(tmp_path, request):
-    from featgen.site.plan import plan
+    from featgen.site.render.plan import plan
 
     shared = {("efficientnet_lite0", "torch"): "lite0", ("vgg16_hed", "torch"): "hed_torch",
               ("efficientnet_lite0", "tensorflow"): "lite0_tf", ("vgg16_hed", "tensorflow"): "hed_tf"}  # fmt: skip
@@ -211,7 +183,7 @@ def test_scraper_writes_shown_images_and_returns_markdown(tmp_path):
     from PIL import Image
 
     import featgen
-    from featgen.site.scraper import _get_sg_image_scraper, featgen_scraper
+    from featgen.site.mkdocs.scraper import _get_sg_image_scraper, featgen_scraper
 
     assert _get_sg_image_scraper() is featgen_scraper  # how mkdocs-gallery finds it by module name
     script = _fake_script(tmp_path)
@@ -278,14 +250,14 @@ def test_failing_tutorial_fails_the_build_names_its_line_and_leaves_no_page(tmp_
     (tmp_path / "mkdocs.yml").write_text(f"""site_name: t
 docs_dir: docs
 strict: true
-hooks: [{root / "featgen/site/mkdocs_hooks.py"}]
+hooks: [{root / "featgen/site/mkdocs/hooks.py"}]
 plugins:
   - gallery:
       examples_dirs: [gallery_src]
       gallery_dirs: [docs/tutorials]
       filename_pattern: "/plot_"
       abort_on_example_error: true
-      image_scrapers: [matplotlib, featgen.site.scraper]
+      image_scrapers: [matplotlib, featgen.site.mkdocs.scraper]
 nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 """)
     page = tmp_path / "docs" / "tutorials" / "plot_tiny.md"
@@ -302,7 +274,7 @@ nav: [{{Home: index.md}}, {{Tutorials: tutorials}}]
 
 
 def test_kernel_shown_for_the_first_conv_and_its_relu_only(lite0, hed_torch):
-    from featgen.site.plan import model_info
+    from featgen.site.render.plan import model_info
 
     def stem(model):
         info = model_info(model.spec, model.backend.name, "float32", None, loader=lambda *a: model)

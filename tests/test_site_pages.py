@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from featgen.site.navigation import image_correlation
-from featgen.site.verdict import floor_of, negative_verdict, unit_extras, unit_verdict
+from featgen.site.pages.navigation import image_correlation
+from featgen.site.pages.verdict import floor_of, negative_verdict, share_percent, unit_verdict
+from featgen.site.views.diversity import similarity
 
 
 # --- verdict ---------------------------------------------------------------------------------------
@@ -31,10 +33,25 @@ def test_unit_verdict_status(start, final, naive, status):
     assert v.label and v.detail
 
 
+def test_the_verdict_is_decided_on_the_number_its_sentence_states():
+    """vgg16_hed/tensorflow/block3_conv1/unit-2 said "final < 25 % of naive" at 229/885 = 26 %: the
+    status now follows the one quantity the sentence gives (the share of naive ascent's gain), in
+    whole percent, so a badge and its numbers cannot disagree at a threshold."""
+    v = unit_verdict(0.0, 229.0, 885.0)
+    assert (v.status, v.label) == ("weak", "partly converged") and "26 % of naive ascent's gain" in v.detail
+    assert share_percent(0.0, 229.0, 885.0) == 26
+    for final in np.linspace(0, 120, 241):  # across both thresholds, with a start
+        v = unit_verdict(10.0, float(final), 100.0)
+        pct = int(v.detail.split(" % of naive")[0].rsplit(" ", 1)[1])
+        assert pct == round((final - 10.0) / 90.0 * 100)
+        assert v.status == ("failed" if pct < 25 else "weak" if pct < 50 else "ok"), (final, v)
+        assert "<" not in v.label and "%" not in v.label  # the words of the badge name no number
+
+
 def test_unit_verdict_labels_state_the_threshold_and_numbers():
     v = unit_verdict(0.015, 4.89, 91.82)
-    assert v.label == "regularized did not converge (final < 25 % of naive)"
-    assert "4.89" in v.detail and "91.8" in v.detail and "5 %" in v.detail
+    assert v.label == "did not converge"
+    assert "4.89" in v.detail and "91.8" in v.detail and "5 %" in v.detail and "under 25 %" in v.detail
     assert unit_verdict(0.0, 0.0, 0.0, floor=0.0).label == "dead at the start image"
 
 
@@ -65,21 +82,30 @@ def test_floor_of_types():
     assert floor_of("Conv2d") is None and floor_of(None) is None
 
 
-def test_unit_extras_for_a_page_context():
-    ctx = {"start": 0.0, "final": 0.0, "naive_final": 0.0}
-    out = unit_extras(ctx, negative_final=0.0, layer_type="ReLU")
-    assert out["verdict"]["status"] == "dead"
-    assert out["negative_verdict"]["label"] == "cannot go below 0 (ReLU)"
-    assert "negative_verdict" not in unit_extras({"start": 1.0, "final": 9.0, "naive_final": 10.0})
-    # conv_stem unit 1 with the early-layer recipe: 15.44 against naive 91.82 unclipped, 16.33 clipped
-    stem = {"start": 0.015, "final": 15.44, "naive_final": 91.82}
-    assert unit_extras(stem)["verdict"]["status"] == "failed"
-    assert unit_extras({**stem, "naive_valid_final": 16.33})["verdict"]["status"] == "ok"
+def test_the_views_verdicts_on_a_unit():
+    """The regularized verdict takes naive ascent's final on its clipped image where it has one; the
+    negative verdict knows the ReLU floor; diversity measures how alike its images are."""
+    from featgen.site import views
+
+    reg, neg, div = (views.get(n) for n in ("regularized", "negative", "diversity"))
+    stem = {"regularized": {"start": 0.015, "final": 15.44}, "naive": {"final": 91.82, "reference": 91.82}}
+    assert reg.verdict(stem, "Conv2d").status == "failed"  # 17 % of the unclipped naive final
+    stem["naive"]["reference"] = 16.33  # conv_stem unit 1: naive final on its image clipped to [0, 1]
+    assert reg.verdict(stem, "Conv2d").status == "ok"
+    assert reg.verdict({"regularized": {"start": 0, "final": 1}}, None) is None  # no naive: nothing to judge by
+    assert neg.verdict({"negative": {"start": 0.0, "final": 0.0}}, "ReLU").label == "cannot go below 0 (ReLU)"
+    flat = np.zeros((4, 8, 8, 3), np.uint8) + np.array([0, 255, 255], np.uint8)  # four solid cyan squares
+    assert similarity(flat) == 1.0
+    v = div.verdict({"diversity": {"similarity": similarity(flat), "count": 4}}, "ReLU")
+    assert (v.status, v.label) == ("failed", "images alike") and "1.00" in v.detail
+    rng = np.random.default_rng(0)
+    apart = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    assert abs(similarity(apart)) < 0.2 and div.verdict({"diversity": {"similarity": similarity(apart), "count": 4}}, None).label == "pushed apart"
 
 
 # --- reproduction ----------------------------------------------------------------------------------
 def test_reproduction_states_every_setting_and_a_command():
-    from featgen.site.reproduce import reproduction
+    from featgen.site.pages.reproduce import reproduction
 
     rep = reproduction({"model": "vgg16_hed", "backend": "tensorflow", "layer": "block1_conv1", "size": 96,
                         "steps": 48, "seed": 0}, 3)  # fmt: skip
@@ -101,7 +127,7 @@ def test_the_command_line_states_every_recipe_setting_and_renders_it(capsys, tmp
     import shlex
 
     from featgen.cli import main
-    from featgen.site.reproduce import cli_command
+    from featgen.site.pages.reproduce import cli_command
 
     s = {"model": "efficientnet_lite0", "layer": "conv_stem", "lr": 0.1, "param": "pixel", "decorrelate": False,
          "size": 32, "steps": 2, "transforms": "none"}  # fmt: skip
@@ -124,7 +150,7 @@ def test_the_shown_python_call_gives_the_picture_of_a_batch(lite0, device, tmp_p
     import featgen
 
     monkeypatch.setattr(featgen, "load_model", functools.partial(featgen.load_model, device=device))
-    from featgen.site.reproduce import python_call
+    from featgen.site.pages.reproduce import python_call
 
     settings = {"model": "efficientnet_lite0", "backend": "torch", "layer": "blocks.1", "size": 32, "steps": 3,
                 "seed": 5, "transforms": "none"}  # fmt: skip
@@ -142,7 +168,7 @@ def test_the_shown_python_call_gives_the_picture_of_a_batch(lite0, device, tmp_p
 
 def test_resolved_defaults_match_what_visualize_records(lite0):
     import featgen
-    from featgen.site.reproduce import resolve
+    from featgen.site.pages.reproduce import resolve
 
     for method in ("regularized", "naive"):
         r = featgen.visualize(lite0, "blocks.0", units=[0], method=method, size=32, steps=1, transforms="none",
@@ -199,25 +225,21 @@ def test_early_layer_recipe_reaches_half_of_naive(fixture, layer, request, monke
 
 
 # --- navigation and the pages built from plain data ----------------------------------------------------
-def test_neighbours_strip_and_pairs():
-    from featgen.site.navigation import layer_nav, neighbours, planned_pairs, shared_layers, unit_links
+def test_neighbours_and_pairs():
+    from featgen.site.pages.navigation import neighbours, shared_layers
 
     layers = ["block1_conv1", "block3_conv1", "block5_conv3"]
     assert neighbours(layers, "block1_conv1") == (None, "block3_conv1")
-    nav = layer_nav(layers, "block3_conv1")
-    assert (nav["prev_layer"], nav["next_layer"]) == ("block1_conv1", "block5_conv3")
-    assert [s["current"] for s in nav["strip"]] == [False, True, False] and nav["strip"][2]["index"] == 3
-    assert unit_links([0, 1, 2, 3], 3) == {"prev": 2, "next": None}
+    assert neighbours(layers, "block3_conv1") == ("block1_conv1", "block5_conv3")
+    assert neighbours([0, 1, 2, 3], 3) == (2, None)
     assert shared_layers({"torch": layers, "tensorflow": ["block5_conv3", "block1_conv1"]}) == ["block1_conv1", "block5_conv3"]
     assert shared_layers({"torch": layers}) == []
-    rows = [{"model": "m", "backend": b, "layer": n} for b, n in [("torch", "a"), ("torch", "b"), ("tensorflow", "b")]]
-    assert planned_pairs(rows, "m") == ["b"] and planned_pairs(rows, "other") == []
 
 
 def test_image_correlation_numbers():
     import numpy as np
 
-    from featgen.site.navigation import compare_units, image_correlation
+    from featgen.site.pages.navigation import compare_units, image_correlation
 
     rng = np.random.default_rng(0)
     a = rng.random((8, 8, 3))
@@ -233,93 +255,268 @@ def test_image_correlation_numbers():
     assert [r["unit"] for r in rows] == [5, 9] and rows[1]["correlation"] == pytest.approx(-1.0)
 
 
-def fake_galleries(root, photos=("chelsea",)):
-    """Write a whole gallery tree (2 backends × 2 layers × 3 units) from plain data, as the build does,
-    with random PNGs; returns the page contexts by (backend, layer)."""
-    import numpy as np
+# --- the pages of a tiny synthetic gallery ---------------------------------------------------------------
+def _write(proj: dict, **kw):
+    from featgen.site.pages.write import write_pages
 
-    from featgen.images import save_image
-    from featgen.models.base import LayerInfo
-    from featgen.site.config import get_profile
-    from featgen.site.navigation import layer_nav, planned_pairs
-    from featgen.site.pages import write_compare_pages, write_index_pages
-    from featgen.site.reproduce import reproduction
-    from featgen.site.templating import slug
-    from featgen.site.templating import write_page as _write
-    from featgen.site.verdict import unit_extras
-
-    rng = np.random.default_rng(0)
-    layers, units = ["block1_conv1", "block5_conv3"], [0, 1, 2]
-    stats = {0: (0.1, 9.0, 10.0, -3.0), 1: (0.0, 0.0, 0.0, 0.0), 2: (0.01, 0.5, 90.0, -1.0)}
-    galleries = {"vgg16_hed": []}
-    plan_rows = [{"model": "vgg16_hed", "backend": b, "layer": n} for b in ("torch", "tensorflow") for n in layers]
-    for backend in ("torch", "tensorflow"):
-        lctxs = []
-        for layer in layers:
-            ldir = root / "vgg16_hed" / backend / slug(layer)
-            uctxs = []
-            for i, u in enumerate(units):
-                start, final, naive, neg = stats[u]
-                ctx = dict(model="vgg16_hed", backend=backend, layer=layer, unit=u, shape=(32, 32, 64), start=start,
-                           final=final, naive_final=naive, negative=True, diversity=2, crops=0, kernel=False,
-                           photos=list(photos), prev=units[i - 1] if i else None,
-                           next=units[i + 1] if i + 1 < len(units) else None, steps=4, size=32, naive_steps=3)  # fmt: skip
-                ctx.update(unit_extras(ctx, neg, "ReLU"))
-                ctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
-                                                 "steps": 4, "seed": 0}, u, out="regularized.png")  # fmt: skip
-                for name in ["regularized", "naive", "negative", "diversity-0", "diversity-1", "curve", "photos"]:
-                    same = name == "regularized" and u == 0  # unit 0 looks the same in both backends
-                    save_image((np.random.default_rng(7) if same else rng).random((32, 32, 3)), ldir / f"unit-{u}" / f"{name}.png")
-                _write("unit.md.j2", ldir / f"unit-{u}" / "index.md", **ctx)
-                uctxs.append(ctx)
-            lctx = dict(model="vgg16_hed", backend=backend, layer=layer, type="Conv2D", shape=(32, 32, 64), channels=64,
-                        units=uctxs, native=layer, **layer_nav(layers, layer))  # fmt: skip
-            lctx["compare"] = layer in planned_pairs(plan_rows, "vgg16_hed")
-            lctx["reproduce"] = reproduction({"model": "vgg16_hed", "backend": backend, "layer": layer, "size": 32,
-                                              "steps": 4, "seed": 0}, units, out="grid.png")  # fmt: skip
-            _write("layer.md.j2", ldir / "index.md", **lctx)
-            lctxs.append(lctx)
-        table = [LayerInfo(n, "Conv2D", (32, 32, 64), 64) for n in layers]
-        galleries["vgg16_hed"].append({"backend": backend, "source": f"{backend} source", "input_size": 32,
-                                       "layers": lctxs, "table": table, "aliases": {}})  # fmt: skip
-    write_compare_pages(root, galleries)
-    write_index_pages(root, galleries, get_profile("quick"))
-    return galleries
+    kw.setdefault("workers", 1)  # one process: a worker's start costs more than these tiny layers
+    return write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=kw.pop("pages_dir", proj["pages"]),
+                       synthetic=kw.pop("synthetic", True), **kw)  # fmt: skip
 
 
-def test_pages_link_neighbours_pairs_verdicts_and_reproduction(tmp_path):
+def _page(root, rel: str) -> str:
+    return (root / rel).read_text()
+
+
+def _visible(page: str) -> str:
+    """The text a reader sees: no tags, scripts or styles, entities decoded."""
     import html
+    import re
 
-    fake_galleries(tmp_path)
-    layer = html.unescape((tmp_path / "vgg16_hed/torch/block1_conv1/index.md").read_text())
-    assert 'rel="next" href="../block5_conv3/"' in layer and 'rel="prev"' not in layer
-    assert "[torch | TensorFlow side by side](../../compare/block1_conv1/index.md)" in layer
-    assert layer.count('class="fg-badge') == 2  # the dead unit 1 and the failed unit 2; unit 0 converged
-    assert "featgen render vgg16_hed --backend torch" in layer and "--units 0:3" in layer
-    late = html.unescape((tmp_path / "vgg16_hed/torch/block5_conv3/index.md").read_text())
-    assert 'rel="prev" href="../block1_conv1/"' in late and 'rel="next"' not in late
-    dead = html.unescape((tmp_path / "vgg16_hed/torch/block1_conv1/unit-1/index.md").read_text())
-    assert "dead at the start image" in dead and "cannot go below 0 (ReLU)" in dead
-    assert '<link rel="prev" href="../unit-0/">' in dead and '<link rel="next" href="../unit-2/">' in dead
-    assert "featgen.visualize(model, 'block1_conv1', units=[1]" in dead
-    assert "Regularized (fourier parameterization, decorrelated colour, transforms lucid, lr 0.05, 4 steps)" in dead
-    failed = html.unescape((tmp_path / "vgg16_hed/tensorflow/block5_conv3/unit-2/index.md").read_text())
-    assert "regularized did not converge (final < 25 % of naive)" in failed
-    compare = html.unescape((tmp_path / "vgg16_hed/compare/block5_conv3/index.md").read_text())
-    assert compare.count("r = ") == 3 and "../../tensorflow/block5_conv3/unit-2/regularized.png" in compare
-    assert "unit 0: r = 1.000" in compare  # the same picture; independent noise is near 0
-    assert abs(float(compare.split("unit 1: r = ")[1].split("<")[0])) < 0.1
-    model = html.unescape((tmp_path / "vgg16_hed/index.md").read_text())
-    assert "compare/block1_conv1/index.md" in model and model.count('width="64"') == 12  # 2 backends × 2 layers × 3
-    backend = html.unescape((tmp_path / "vgg16_hed/torch/index.md").read_text())
-    assert "block5_conv3/unit-2/regularized.png" in backend and "fg-flagged" in backend
+    body = page.split("<body", 1)[-1]
+    body = re.sub(r"<(script|style|svg)\b.*?</\1>", " ", body, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from site_data import project
+
+    proj = project(tmp_path_factory.mktemp("tiny"))
+    stats = _write(proj, workers=2)
+    return proj, stats, proj["pages"] / "galleries"
+
+
+def test_pages_of_a_gallery_link_neighbours_twins_and_both_backends(built):
+    proj, stats, out = built
+    assert (stats.layers, stats.units, stats.written) == (4, 12, 4)
+    unit = _page(out, "vgg16_hed/torch/block1_conv1/unit-1/index.html")
+    for href in ('href="../unit-0/" rel="prev"', 'href="../unit-2/" rel="next"', 'href="../../block5_conv3/"',
+                 'href="../../../tensorflow/block1_conv1/unit-1/"', 'href="../../../compare/block1_conv1/#unit-1"'):  # fmt: skip
+        assert href in unit, href
+    assert "<title>block1_conv1 · unit 1 · vgg16_hed (torch) - tiny</title>" in unit
+    assert '<link rel="next" href="../unit-2/">' in unit  # the theme's keyboard navigation ("n")
+    # the sidebar: every model and backend, and the layers of this one, this layer marked
+    assert 'href="../../block5_conv3/">block5_conv3</a>' in unit and 'aria-current="page">block1_conv1</a>' in unit
+    assert "featgen.visualize(model, &#39;block1_conv1&#39;, units=[1]" in unit
+    layer = _page(out, "vgg16_hed/tensorflow/block5_conv3/index.html")
+    assert 'href="../block1_conv1/" rel="prev"' in layer and 'href="../../compare/block5_conv3/"' in layer
+    assert 'href="../../torch/block5_conv3/"' in layer and "--units 0:3" in layer
+    for name in ("index.md", "vgg16_hed/index.md", "vgg16_hed/torch/index.md", "vgg16_hed/tensorflow/index.md"):
+        assert (proj["docs"] / "galleries" / name).is_file(), name
+    backend = (proj["docs"] / "galleries/vgg16_hed/torch/index.md").read_text()
+    assert 'href="block5_conv3/"' in backend and 'src="block5_conv3/preview.webp"' in backend
+
+
+def test_compare_pages_show_each_pair_side_by_side_and_label_both(built):
+    """A compare page said "torch on the left, TensorFlow on the right" over pairs stacked vertically
+    with no label: each pair is now one row of two linked images, each labelled with its backend."""
+    import re
+
+    _, _, out = built
+    page = _page(out, "vgg16_hed/compare/block5_conv3/index.html")
+    pairs = re.findall(r'<figure class="fg-pair" id="unit-(\d+)"><div class="fg-pair-images">(.*?)</div><figcaption>unit \d+: r = ([-\d.]+)', page)
+    assert [u for u, _, _ in pairs] == ["0", "1", "2"]
+    for u, images, r in pairs:
+        assert re.findall(r'<span class="fg-side">(\w+)</span>', images) == ["torch", "tensorflow"]
+        assert images.index(f"../../torch/block5_conv3/unit-{u}/regularized.webp") < images.index(f"../../tensorflow/block5_conv3/unit-{u}/")
+        assert -1 <= float(r) <= 1
+    css = (Path(__file__).resolve().parents[1] / "docs/css/featgen.css").read_text()
+    assert ".fg-pair-images { display: flex; flex-wrap: nowrap;" in css
+
+
+def test_a_unit_whose_diversity_images_are_one_picture_says_so(built):
+    """vgg16_hed block1_conv1 units 1 and 2 showed four identical squares under "pushed apart from
+    each other": the images' mean pairwise correlation is measured and shown as a verdict."""
+    _, _, out = built
+    alike = _visible(_page(out, "vgg16_hed/torch/block1_conv1/unit-1/index.html"))  # synthetic: unit 1 collapses
+    assert "images alike" in alike and "mean pairwise correlation 1.00" in alike and "pushed apart" not in alike
+    apart = _visible(_page(out, "vgg16_hed/torch/block1_conv1/unit-0/index.html"))
+    assert "pushed apart" in apart and "images alike" not in apart
+    layer = _visible(_page(out, "vgg16_hed/torch/block1_conv1/index.html"))
+    assert "diversity: images alike: 1" in layer
+
+
+def test_badges_state_the_number_they_decide_on_and_layers_use_the_same_words(built):
+    import re
+
+    from featgen.site.pages.verdict import share_percent
+
+    _, _, out = built
+    for page in sorted(out.glob("vgg16_hed/*/*/unit-*/index.html")):
+        html = page.read_text()
+        text = _visible(html)
+        stats = dict(re.findall(r"<tr><td>([^<]+)</td><td>([-\d.]+)</td></tr>", html))
+        label = re.search(r'<p class="fg-verdict"><span class="fg-badge fg-(\w+)">([^<]+)</span>', html)
+        if "% of naive ascent's gain" in text:
+            said = int(re.search(r"reached (-?\d+) % of naive ascent's gain", text).group(1))
+            naive = float(stats.get("naive, final on its image clipped to [0, 1]", stats["naive, final"]))
+            assert said == share_percent(float(stats["start image"]), float(stats["regularized, final"]), naive), page
+            assert label.group(1) == ("failed" if said < 25 else "weak" if said < 50 else "ok"), page
+        layer = (page.parent.parent / "index.html").read_text()
+        unit = page.parent.name.split("-")[1]
+        tile = re.search(rf'href="unit-{unit}/" class="fg-tile[^"]*" title="([^"]+)"', layer).group(1)
+        assert tile == f"unit {unit}: {label.group(2)}", (tile, label.group(2))  # one vocabulary
+
+
+def test_the_first_layer_kernel_is_drawn_in_the_networks_channel_order(built):
+    """vgg16_hed reads blue, green, red: its first kernels are reordered before they are drawn in
+    RGB (the torch block1_conv1 unit 1 swatch was yellow over a cyan image)."""
+    import re
+
+    proj, _, out = built
+    kernels = proj["plan"].models[("vgg16_hed", "torch")].kernels
+    page = _page(out, "vgg16_hed/torch/block1_conv1/unit-2/index.html")
+    fills = re.findall(r'<rect x="0" y="0" width="16" height="16" fill="#([0-9a-f]{6})"/>', page)
+    k = kernels[..., 2].astype(np.float64)[..., ::-1]  # the unit's kernel, blue-green-red reordered
+    expected = np.clip(np.round((0.5 + 0.5 * k / np.abs(k).max())[0, 0] * 255), 0, 255).astype(int)
+    assert fills == ["".join(f"{v:02x}" for v in expected)]
+    assert "reads blue, green, red" in _visible(page)
+    assert "fg-kernel" not in _page(out, "vgg16_hed/torch/block5_conv3/unit-2/index.html")  # not a first layer
+
+
+def test_page_text_says_what_each_render_did(built):
+    """No literal backticks in what a reader sees; the curve's caption mentions random transforms
+    only where the render used them."""
+    _, _, out = built
+    for page in sorted(out.rglob("*.html")):
+        assert "`" not in _visible(page.read_text()), page
+    plain = _visible(_page(out, "vgg16_hed/torch/block1_conv1/unit-0/index.html"))  # transforms: none
+    assert "uses no transforms" in plain and "random transforms" not in plain
+    lucid = _visible(_page(out, "vgg16_hed/torch/block5_conv3/unit-0/index.html"))
+    assert "measured under that step's random transforms" in lucid
+
+
+def test_unit_page_layout_keeps_rows_and_captions_apart(built):
+    """The native-size copy sat alone inside the hero's caption, and the 3 example crops broke 2 + 1:
+    the copy is a figure of its own, the crops one image per row with a caption per column."""
+    import re
+
+    _, _, out = built
+    page = _page(out, "vgg16_hed/torch/block1_conv1/unit-0/index.html")
+    for caption in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S):
+        assert "<img" not in caption
+    rows = re.findall(r'<div class="fg-examples" style="--n: (\d+)">(.*?)</div>', page, re.S)
+    assert [kind for _, body in rows for kind in re.findall(r'class="fg-ex-(\w+)"', body)] == ["top", "bottom"]
+    assert all(body.count("fg-example-caption") == int(n) == 2 for n, body in rows)
+    assert 'src="examples.webp"' in page and "top.webp" not in page
+
+
+def test_units_are_found_by_model_backend_layer_and_number(built):
+    import json
+
+    from featgen.site.pages.publish import search_entries
+
+    proj, _, out = built
+    rows = json.loads((out / "units.json").read_text())
+    assert {(r["model"], r["backend"], r["layer"]) for r in rows} == {("vgg16_hed", b, x) for b in ("torch", "tensorflow")
+                                                                   for x in ("block1_conv1", "block5_conv3")}  # fmt: skip
+    assert all(r["units"] == [[0, 2]] and r["path"].endswith(f"/{r['layer']}/") for r in rows)
+    entries = search_entries(proj["docs"])
+    assert {e["title"] for e in entries} >= {"block5_conv3 · vgg16_hed · tensorflow", "block1_conv1 · vgg16_hed · torch"}
+    assert all(e["location"].startswith("galleries/vgg16_hed/") for e in entries)
+    js = (Path(__file__).resolve().parents[1] / "docs/js/featgen-search.js").read_text()
+    assert "${r.model} · ${r.backend} · ${r.layer} · unit ${r.unit}" in js
+
+
+def test_the_same_cache_gives_the_same_pages(built, tmp_path):
+    """What repeats: the same cache gives the same pages, byte for byte (same Pillow), whether one
+    process writes the layers or several side by side."""
+    import shutil
+
+    proj, _, out = built
+    docs = tmp_path / "docs"
+    shutil.copytree(proj["docs"], docs, ignore=shutil.ignore_patterns("galleries", ".*"))
+    shutil.copy(proj["docs"].parent / "mkdocs.yml", tmp_path / "mkdocs.yml")
+    _write({**proj, "docs": docs}, pages_dir=tmp_path / "pages", workers=1)
+    again = tmp_path / "pages" / "galleries"
+    mine = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    theirs = {p.relative_to(again).as_posix(): p.read_bytes() for p in again.rglob("*") if p.is_file()}
+    assert mine.keys() == theirs.keys() and all(mine[k] == theirs[k] for k in mine)
+
+
+def test_a_rebuild_after_one_layer_changed_writes_only_that_layer(tmp_path):
+    from site_data import CONFIG, project, replan
+
+    from featgen.site.render import synthetic
+
+    proj = project(tmp_path)
+    assert _write(proj).written == 4
+    out = proj["pages"] / "galleries"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".featgen-manifest.json"}
+    assert _write(proj).written == 0  # nothing changed: nothing is read or written
+    config = CONFIG.replace("layer_options: {{block1_conv1:", "layer_options: {{block5_conv3: {{steps: 7}}, block1_conv1:", 1)
+    (tmp_path / "galleries.yml").write_text(config.format(units=3, views="[regularized, naive, negative, diversity, photos]"))
+    proj["plan"] = replan(tmp_path, proj["cache"])
+    synthetic.fill(proj["plan"], proj["cache"])
+    assert _write(proj).written == 1
+    changed = {p.relative_to(out).as_posix() for p, t in before.items() if p.stat().st_mtime_ns != t}
+    assert changed and all(c.startswith(("vgg16_hed/torch/block5_conv3/", "vgg16_hed/compare/block5_conv3/")) for c in changed)
+    assert "vgg16_hed/compare/block5_conv3/index.html" in changed
+
+
+def test_synthetic_entries_never_reach_pages_unless_expected(tmp_path):
+    from site_data import project
+
+    from featgen.errors import FeatgenError
+
+    proj = project(tmp_path, units=1)
+    with pytest.raises(FeatgenError, match="synthetic entries .* no site may show"):
+        _write(proj, synthetic=False)
+    _write(proj)
+    page = _page(proj["pages"] / "galleries", "vgg16_hed/torch/block1_conv1/unit-0/index.html")
+    assert '<meta name="robots" content="noindex">' in page and "Never publish them" in page
+
+
+def test_the_gallery_joins_the_built_site_and_a_users_file_stays(tmp_path):
+    """The hook links the manifest's files into the site; on the next build (mkdocs empties the site
+    first) the layers that did not change move back whole and the changed one is linked anew."""
+    import os
+
+    from site_data import project
+
+    from featgen.errors import FeatgenError
+    from featgen.site.pages.publish import publish_pages, set_aside
+
+    proj = project(tmp_path, units=1)
+    _write(proj)
+    mine = proj["pages"] / "galleries" / "vgg16_hed" / "notes.txt"
+    mine.write_text("a user's file")
+    _write(proj, pages_dir=proj["pages"])
+    assert mine.read_text() == "a user's file"
+    site = tmp_path / "site"
+    n = publish_pages(proj["docs"], site)
+    linked = site / "galleries/vgg16_hed/torch/block1_conv1/unit-0/index.html"
+    assert n > 10 and linked.is_file() and not (site / "galleries/vgg16_hed/notes.txt").exists()
+    assert os.path.samefile(linked, proj["pages"] / "galleries/vgg16_hed/torch/block1_conv1/unit-0/index.html")
+    before = {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in (site / "galleries").rglob("*") if p.is_file()}
+    page = proj["pages"] / "galleries/vgg16_hed/torch/block5_conv3/unit-0/index.html"
+    fresh = page.with_name("new.html")
+    fresh.write_text(page.read_text())
+    os.replace(fresh, page)  # a new page, as the page stage writes one (and its entry's new digest)
+    manifest = proj["pages"] / "galleries" / ".featgen-manifest.json"
+    manifest.write_text(manifest.read_text().replace('"layer:vgg16_hed/torch/block5_conv3":{"digest":"', '"layer:vgg16_hed/torch/block5_conv3":{"digest":"x'))
+    set_aside(site)  # what the hook does before mkdocs empties the site
+    assert not (site / "galleries").exists() and (site / ".featgen-galleries").is_dir()
+    assert publish_pages(proj["docs"], site) == n and not (site / ".featgen-galleries").exists()
+    after = {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in (site / "galleries").rglob("*") if p.is_file()}
+    untouched = {p.relative_to(site).as_posix() for p in after if before.get(p) == after[p]}  # moved with their folder
+    assert len(untouched) > 10 and not any(p.startswith("galleries/vgg16_hed/torch/block5_conv3/") for p in untouched)
+    assert all(p.startswith(("galleries/vgg16_hed/torch/block1_conv1/", "galleries/vgg16_hed/tensorflow/",
+                             "galleries/vgg16_hed/compare/")) for p in untouched)  # fmt: skip
+    assert os.path.samefile(site / "galleries/vgg16_hed/torch/block5_conv3/unit-0/index.html", page)
+    set_aside(site)
+    (site / "galleries/vgg16_hed/torch/block1_conv1").mkdir(parents=True)
+    (site / "galleries/vgg16_hed/torch/block1_conv1/index.html").write_text("mkdocs's page")
+    with pytest.raises(FeatgenError, match="both a page mkdocs built and a gallery page"):
+        publish_pages(proj["docs"], site)
 
 
 # --- mkdocs hooks ------------------------------------------------------------------------------------
 def test_hooks_turn_roles_into_code_and_grid_tables_into_pipe_tables():
     from types import SimpleNamespace
 
-    from featgen.site.mkdocs_hooks import on_page_content, on_page_markdown
+    from featgen.site.mkdocs.hooks import on_page_content, on_page_markdown
 
     html = "the :class:<code>~featgen.backends.base.Backend</code> and :func:<code>featgen.cam.api.cam</code>"
     assert on_page_content(html, None, None, None) == "the <code>Backend</code> and <code>featgen.cam.api.cam</code>"

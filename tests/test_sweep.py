@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from featgen.site.cache import npz_bytes
+from featgen.site.render.cache import npz_bytes
 
 TINY = """
 profiles:
@@ -178,6 +178,9 @@ class Case:
     check: Callable[[], None] = lambda: None
     cleanup: Callable[[], None] = lambda: None  # runs even when the case fails
 
+    def __post_init__(self) -> None:  # a command that may write the docs may write the gallery's pages beside them
+        self.may_change = tuple(self.may_change) + tuple(p.parent / ".featgen-pages" for p in self.may_change if p.name == "docs")
+
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
@@ -191,10 +194,13 @@ def filled(tmp_path_factory):
     return root
 
 
-def _world(tmp_path: Path, filled: Path) -> tuple[Path, Path, Path]:
-    """A copy of the filled cache and docs, and the config, inside this test's world."""
+def _world(tmp_path: Path, filled: Path, pages: bool = False) -> tuple[Path, Path, Path]:
+    """A copy of the filled cache and docs, and the config, inside this test's world; with ``pages``
+    the gallery's pages too (without them, the pages stage reads every entry)."""
     shutil.copytree(filled / "cache", tmp_path / "cache", symlinks=True)
     shutil.copytree(filled / "docs", tmp_path / "docs", symlinks=True)
+    if pages:
+        shutil.copytree(filled / ".featgen-pages", tmp_path / ".featgen-pages", symlinks=True)
     return write_config(tmp_path / "project"), tmp_path / "cache", tmp_path / "docs"
 
 
@@ -238,7 +244,7 @@ def docs_without_a_project(w: Path, filled: Path, monkeypatch) -> Case:
 
 def users_file_in_galleries_survives(w: Path, filled: Path, monkeypatch) -> Case:
     """A success by nature: a rebuild keeps the user's file, and deletes the stale page its manifest lists."""
-    config, cache, docs = _world(w, filled)
+    config, cache, docs = _world(w, filled, pages=True)
     out = docs / "galleries"
     (out / "notes.md").write_text("my notes")
     (out / "efficientnet_lite0" / "extra").mkdir()
@@ -254,7 +260,7 @@ def users_file_in_galleries_survives(w: Path, filled: Path, monkeypatch) -> Case
         assert (out / "notes.md").read_text() == "my notes"
         assert (out / "efficientnet_lite0" / "extra" / "mine.png").read_bytes() == b"mine"
         assert not stale.exists() and not stale.parent.exists()  # featgen's, and no longer written
-        assert (out / "efficientnet_lite0" / "torch" / "conv_stem" / "unit-1" / "index.md").is_file()
+        assert (docs.parent / ".featgen-pages/galleries/efficientnet_lite0/torch/conv_stem/unit-1/index.html").is_file()
 
     return Case(["pages", *site_args(config, cache, docs)], None, may_change=(cache, docs), code=0, check=check)
 
@@ -296,7 +302,7 @@ def zip_bomb_entry(w: Path, filled: Path, monkeypatch) -> Case:
 
 
 def too_few_images(w: Path, filled: Path, monkeypatch) -> Case:
-    from featgen.site.cache import read_npz
+    from featgen.site.render.cache import read_npz
 
     config, cache, docs = _world(w, filled)
     entry = entries(cache)["regularized"]
@@ -362,9 +368,13 @@ def full_disk_in_pages(w: Path, filled: Path, monkeypatch) -> Case:
     config, cache, docs = _world(w, filled)
     before = snapshot(docs / "galleries")
 
+    pages = docs.parent / ".featgen-pages"
+    before_pages = snapshot(pages / "galleries")
+
     def check():
         assert snapshot(docs / "galleries") == before  # the last build's pages, as they were
-        assert not list(docs.glob(".galleries*"))
+        assert snapshot(pages / "galleries") == before_pages
+        assert not list(docs.glob(".galleries*")) and not list(pages.glob(".galleries*"))
 
     return Case(["pages", *site_args(config, cache, docs)], "cannot write to the docs folder", may_change=(cache, docs),
                 around=lambda: file_size_limit(1024), check=check)  # fmt: skip
@@ -587,8 +597,8 @@ def test_a_state_dict_with_arch_is_planned_with_its_architecture(tmp_path, capsy
 
     from featgen.models.torch_sources import _architecture
     from featgen.site.__main__ import main
-    from featgen.site.cache import RenderCache
-    from featgen.site.plan import plan
+    from featgen.site.render.cache import RenderCache
+    from featgen.site.render.plan import plan
 
     weights = tmp_path / "lite0.pth"
     torch.save(_architecture("efficientnet_lite0").state_dict(), weights)

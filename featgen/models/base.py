@@ -98,6 +98,7 @@ class LoadedModel:
 
     @property
     def layer_names(self) -> list[str]:
+        """The names of the layers in :attr:`layer_table`, in model order."""
         return [row.name for row in self.layer_table]
 
     def resolve_layer(self, name: str) -> str:
@@ -120,6 +121,8 @@ class LoadedModel:
         )
 
     def layer_info(self, name: str) -> LayerInfo:
+        """The layer table's row of layer ``name`` (any name :meth:`resolve_layer` takes): its type,
+        output shape (channels last, at the default input size) and channels."""
         name = self.resolve_layer(name)
         return next(row for row in self.layer_table if row.name == name)
 

@@ -61,8 +61,8 @@ def _ray_options(args: argparse.Namespace) -> dict:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from .cache import RenderCache, check_cache_folder
-    from .plan import plan
+    from .render.cache import RenderCache, check_cache_folder
+    from .render.plan import plan
 
     root = Path(args.cache)
     cache = RenderCache(check_cache_folder(root) / "renders") if root.is_dir() else None
@@ -77,7 +77,7 @@ def _plan(args: argparse.Namespace) -> int:
     print(f"{p.profile.name}: {len(p.layers)} layers, {sum(len(lp.units) for lp in p.layers)} units, {len(jobs)} jobs "
           f"({todo} not in the cache), {p.unit_steps():,} unit-steps")  # fmt: skip
     if args.estimate:
-        from .estimate import estimate
+        from .render.estimate import estimate
 
         e = estimate(p, device=args.device, cache=cache)
         for line in e.lines():
@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         _executor(sp)
         _ray_executor(sp)
     for sp in (b, g):
-        sp.add_argument("--docs", default="docs", help="the docs folder (pages go to DOCS/galleries)")
+        sp.add_argument("--docs", default="docs", help="the docs folder (index pages go to DOCS/galleries)")
+        sp.add_argument("--pages-dir", default=None,
+                        help="the gallery's own pages (layers, units), linked into the site by the mkdocs hook "
+                             "(default: .featgen-pages beside DOCS)")
     b.add_argument("--renders-only", action="store_true", help="the same as the render command")
     p.add_argument("--estimate", action="store_true", help="time a short calibration on the device and project the run")
     args = ap.parse_args(argv)
@@ -112,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         render = args.cmd != "pages"
         stats = build(args.profile, docs=getattr(args, "docs", "docs"), cache_dir=args.cache, device=args.device,
                       pages=pages, render=render, config=args.config, chunk=args.chunk, tutorials=pages,
+                      pages_dir=getattr(args, "pages_dir", None),
                       executor=getattr(args, "executor", "local"), **({**_options(args), **_ray_options(args)} if render else {}))  # fmt: skip
         if stats["tutorials"]:
             print("featgen changed since the tutorials last ran: they will re-run")
@@ -121,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             kinds = "; ".join(f"{n} under {label}" for label, n in sorted(stats["numerics"].items()))
             print(f"note: the pages show renders of different numerics ({kinds}): see 'What repeats' in How it works")
         what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
+        if pages:
+            what += f"; pages of {stats['layers_written']} of {stats['layers']} layers written (the rest unchanged)"
         print(f"galleries ({stats['profile']}): {what}; {stats['cached']} of {stats['jobs']} jobs cached; {stats['seconds']} s")
         return 0
     except FeatgenError as exc:

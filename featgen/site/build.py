@@ -5,8 +5,8 @@ Pages go to ``docs/galleries/`` (git-ignored) with stable URLs
 so a rebuild renders only what changed, and a cache copied from another machine renders nothing.
 
 Everything is checked before anything is written: the config, the options, and that the cache and
-docs folders are a cache's and a project's (:func:`~featgen.site.cache.check_cache_folder`,
-:func:`~featgen.site.pages.check_docs`). Only then are folders, locks and files made.
+docs folders are a cache's and a project's (:func:`~featgen.site.render.cache.check_cache_folder`,
+:func:`~featgen.site.pages.write.check_docs`). Only then are folders, locks and files made.
 """
 
 from __future__ import annotations
@@ -22,11 +22,19 @@ from typing import Any
 from .. import limits
 from ..errors import FeatgenError
 from ..files import atomic_write
-from .cache import WRITE_ERRORS, BuildLock, RenderCache, check_cache_folder, check_writable_dir, write_error
-from .config import get_profile
-from .executors import RunStats, run_jobs
-from .pages import check_docs, clean_staging, write_pages
-from .plan import Plan, plan
+from .pages.install import check_docs, clean_staging
+from .pages.write import check_pages_dir, default_pages_dir, write_pages
+from .render.cache import (
+    WRITE_ERRORS,
+    BuildLock,
+    RenderCache,
+    check_cache_folder,
+    check_writable_dir,
+    write_error,
+)
+from .render.config import get_profile
+from .render.executors import RunStats, run_jobs
+from .render.plan import Plan, plan
 
 
 def _no_loading(spec: str, backend: str, device: Any, precision: str) -> Any:
@@ -37,11 +45,12 @@ def _no_loading(spec: str, backend: str, device: Any, precision: str) -> Any:
 def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: str | os.PathLike = ".featgen-cache",
           device: str | None = None, pages: bool = True, render: bool = True, config: str | None = None,
           executor: str = "local", chunk: int | None = None, quiet: bool = False, tutorials: bool = False,
-          **executor_options: Any) -> dict[str, Any]:  # fmt: skip
+          pages_dir: str | os.PathLike | None = None, **executor_options: Any) -> dict[str, Any]:  # fmt: skip
     """Render (what the cache lacks) every gallery of ``profile`` and write its pages under ``docs/galleries``.
 
     ``pages=False`` only fills the cache (a GPU machine); ``render=False`` only writes pages, from the
-    cache alone (it loads no model and fails with one line if an entry is missing). ``tutorials``:
+    cache alone; ``pages_dir`` is where the gallery's own pages go (default ``.featgen-pages`` beside
+    ``docs``) (it loads no model and fails with one line if an entry is missing). ``tutorials``:
     with pages, make the tutorials under ``docs/tutorials`` re-run if featgen changed since they ran.
     Returns counts: ``jobs``, ``rendered``, ``cached``, ``corrupt`` entries (each quarantined and
     rendered again), ``units`` rendered, ``seconds``, ``tutorials`` (whether they will re-run), and
@@ -52,6 +61,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
     limits.check("chunk", chunk)
     cache_root = check_cache_folder(cache_dir)
     docs = check_docs(docs) if pages else Path(docs)
+    pages_dir = check_pages_dir(default_pages_dir(docs) if pages_dir is None else pages_dir) if pages else None
     cache_root = check_writable_dir(cache_root, "cache folder", "--cache")
     cache = RenderCache(cache_root / "renders")
     rerun_tutorials = False
@@ -60,9 +70,11 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
         if pages:
             docs = check_writable_dir(docs, "docs folder", "--docs")
             locks.enter_context(BuildLock(docs))
+            pages_dir = check_writable_dir(pages_dir, "pages folder", "--pages-dir")
+            locks.enter_context(BuildLock(pages_dir))
             clean_staging(docs)
             if tutorials:
-                from .tutorials import invalidate_stale_tutorials
+                from .mkdocs.tutorials import invalidate_stale_tutorials
 
                 rerun_tutorials = invalidate_stale_tutorials(docs / "tutorials")
         loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU
@@ -78,12 +90,15 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             run.rendered += again.rendered
 
         numerics: dict[str, int] = {}
+        written = None
         if pages:
-            numerics = write_pages(p, cache, docs, rerender).numerics
+            written = write_pages(p, cache, docs, rerender, pages_dir)
+            numerics = written.numerics
         stats = {"profile": p.profile.name, "jobs": run.jobs, "rendered": run.rendered,
                  "cached": run.jobs - run.rendered, "units": run.units, "unit_steps": run.unit_steps,
                  "workers": run.workers, "corrupt": list(cache.corrupt), "numerics": numerics,
-                 "tutorials": rerun_tutorials, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+                 "tutorials": rerun_tutorials, "seconds": round(time.perf_counter() - t0, 1),
+                 "layers_written": written.written if written else 0, "layers": written.layers if written else 0}  # fmt: skip
         _record(cache_root, stats, p)
     return stats
 
