@@ -37,7 +37,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check and format check."""
+    """ruff check."""
     session.install("ruff")
     paths = [p for p in ("featgen", "tests", "benchmarks", "gallery_src", "noxfile.py") if Path(p).exists()]
     session.run("ruff", "check", *paths)

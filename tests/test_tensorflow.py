@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -381,3 +383,15 @@ def test_folded_batchnorms_give_keras_own_outputs(lite0_tf, chelsea):
     raw = be.forward(lite0_tf, x, capture=[conv], logits=False).activations[conv]
     np.testing.assert_allclose(raw.numpy(), want_conv.numpy(), atol=1e-5 * np.abs(want_conv).max())
     assert np.abs(raw.numpy() - want_bn.numpy()).max() > 0.1 * np.abs(want_bn).max()  # the BN does change it
+
+
+def test_numerics_name_the_thread_count_set_through_the_environment(lite0_tf, monkeypatch):
+    """Render workers set TF_NUM_INTRAOP_THREADS before TensorFlow starts (TensorFlow reads it; the
+    API then still reports 0), so an entry's recorded thread count must come from there."""
+    import tensorflow as tf
+
+    assert tf.config.threading.get_intra_op_parallelism_threads() == 0  # the test process sets neither
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    assert lite0_tf.backend.numerics()["threads"] == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert lite0_tf.backend.numerics()["threads"] == os.cpu_count()

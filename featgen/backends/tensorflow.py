@@ -19,9 +19,42 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off users' terminals
 
-import keras  # noqa: E402
+# Lines TensorFlow's C++ side writes to stderr on import whatever TF_CPP_MIN_LOG_LEVEL says (absl
+# logs them before its log level is read): one per render worker would crowd out a build's output.
+_START_CHATTER = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
+
+
+@contextlib.contextmanager
+def _quiet_start() -> Iterator[None]:
+    """Hold back file descriptor 2 while TensorFlow imports, then pass on all but its known chatter."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not any(c in line for c in _START_CHATTER))
+            if kept:
+                sys.stderr.write(kept)
+
+
+with _quiet_start():
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from ..errors import FeatgenError  # noqa: E402
 from ..limits import short  # noqa: E402
@@ -520,8 +553,10 @@ class TensorFlowBackend(InputNormalization):
     def numerics(self) -> dict[str, Any]:
         out: dict[str, Any] = {"framework": f"tensorflow {tf.__version__}", "device": self.device}
         if self.device == "cpu":
-            # 0 means TensorFlow's default: one thread per core; oneDNN's kernels follow ONEDNN_MAX_CPU_ISA
-            threads = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+            # 0: not set through the API, so TF_NUM_INTRAOP_THREADS, else one thread per core;
+            # oneDNN's kernels follow ONEDNN_MAX_CPU_ISA
+            threads = tf.config.threading.get_intra_op_parallelism_threads()
+            threads = threads or int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or os.cpu_count()
             out.update(threads=threads, isa=os.environ.get("ONEDNN_MAX_CPU_ISA", "all").lower())
         return out
 

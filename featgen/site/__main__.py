@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             print("featgen changed since the tutorials last ran: they will re-run")
         for entry in stats["corrupt"]:
             print(f"bad cache entry quarantined and rendered again: {entry}")
-        if len(stats["numerics"]) > 1:  # the pictures repeat across these, the bytes do not
-            kinds = "; ".join(f"{n} under {label}" for label, n in sorted(stats["numerics"].items()))
-            print(f"note: the pages show renders of different numerics ({kinds}): see 'What repeats' in How it works")
+        for gallery, labels in sorted(stats["numerics"].items()):
+            if len(labels) > 1:  # the pictures repeat across these, the bytes do not
+                kinds = "; ".join(f"{n} under {label}" for label, n in sorted(labels.items()))
+                print(f"note: the {gallery} pages show renders of different numerics ({kinds}): "
+                      "see 'What repeats' in How it works")
         what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
         if pages:
             what += f"; pages of {stats['layers_written']} of {stats['layers']} layers written (the rest unchanged)"

@@ -89,7 +89,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
             again = run_jobs(jobs, cache, executor, quiet=True, **executor_options)
             run.rendered += again.rendered
 
-        numerics: dict[str, int] = {}
+        numerics: dict[str, dict[str, int]] = {}
         written = None
         if pages:
             written = write_pages(p, cache, docs, rerender, pages_dir)

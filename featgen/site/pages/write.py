@@ -62,7 +62,8 @@ class PageStats:
     written: int = 0  # layers whose pages were written (the others had not changed)
     units_written: int = 0  # units of those layers
     rerendered: int = 0  # entries found corrupt while writing, rendered again through ``rerender``
-    numerics: dict[str, int] = field(default_factory=dict)  # entries per numerics they were rendered with
+    # per gallery ("model/backend"): its entries per numerics they were rendered with
+    numerics: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def default_pages_dir(docs: str | os.PathLike) -> Path:
@@ -199,8 +200,9 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.units_written += len(lp.units)
         for lp in plan.layers:
             key = f"layer:{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}"
+            gallery = stats.numerics.setdefault(f"{lp.model}/{lp.backend}", {})
             for label, n in entries[key]["numerics"].items():
-                stats.numerics[label] = stats.numerics.get(label, 0) + n
+                gallery[label] = gallery.get(label, 0) + n
             stats.layers += 1
             stats.units += len(lp.units)
         compares = _compare_pages(plan, cache, site, by_layer, old, out, staging, entries, keep, counted if rerender else None)
