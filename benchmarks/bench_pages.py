@@ -155,8 +155,20 @@ def stage_site(work: Path, *_: object) -> dict:
 STAGES = {"fill": stage_fill, "pages": stage_pages, "site": stage_site}
 
 
-def tree_rss(pid: int) -> int:
-    """Bytes of memory resident in process ``pid`` and all its descendants now (Linux's /proc)."""
+def _pss(pid: int) -> int:
+    """Process ``pid``'s proportional set size: its own pages, plus each shared page divided among
+    the processes that share it (Linux's smaps_rollup); 0 if it just ended."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """``(rss, pss)``: bytes resident in process ``pid`` and all its descendants now, summed two ways.
+    Summed RSS counts a page shared by several processes (Python, NumPy and the other libraries of
+    spawned workers) once per process; summed PSS counts it once, which is what the machine holds."""
     parent, rss = {}, {}
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
@@ -170,27 +182,28 @@ def tree_rss(pid: int) -> int:
             parent[int(entry)] = int(fields[1])
         except (OSError, ValueError, IndexError):  # a process that just ended
             continue
-    total, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         p = todo.pop()
-        total += rss.get(p, 0)
+        tree.append(p)
         todo += [c for c, pp in parent.items() if pp == p]
-    return total
+    return sum(rss.get(p, 0) for p in tree), sum(_pss(p) for p in tree)
 
 
 def run_stage(name: str, work: Path, scale: str, units: int | None, changed: str | None = None) -> dict:
     """One stage in a child process: its result, wall time, and peak memory: the most that the stage
-    and its worker processes held together (sampled every 0.2 s) and the largest single process."""
+    and its worker processes held together (their summed PSS, sampled every 0.2 s; their summed RSS
+    beside it) and the largest single process."""
     args = [sys.executable, __file__, "--stage", name, "--work", str(work), "--scale", scale]
     args += ["--units", str(units)] if units is not None else []
     args += ["--changed", changed] if changed else []
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    peak, done = [0], threading.Event()
+    peak, done = [0, 0], threading.Event()
 
     def sample() -> None:
         while not done.wait(0.2):
-            peak[0] = max(peak[0], tree_rss(proc.pid))
+            peak[:] = map(max, peak, tree_memory(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -203,8 +216,8 @@ def run_stage(name: str, work: Path, scale: str, units: int | None, changed: str
         raise SystemExit(f"stage {name} failed ({proc.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
     largest = max(usage.ru_maxrss, result.pop("children_maxrss_kb", 0)) * 1024
-    return {**result, "wall": time.perf_counter() - t0, "peak_mb": max(peak[0], largest) / 2**20,
-            "largest_process_mb": largest / 2**20}  # fmt: skip
+    return {**result, "wall": time.perf_counter() - t0, "peak_mb": max(peak[1], largest) / 2**20,
+            "peak_rss_sum_mb": max(peak[0], largest) / 2**20, "largest_process_mb": largest / 2**20}  # fmt: skip
 
 
 def disk(folder: Path) -> dict:
@@ -279,7 +292,8 @@ def main() -> int:
             "unit_folders": unit_folders(project / ".featgen-pages"), "cpus": os.cpu_count(),
         }  # fmt: skip
         print(f"page stage: {pages['units']:,} units, {pages['layers']} layers: {pages['wall']:.0f} s, peak {pages['peak_mb']:.0f} MB "
-              f"(its processes together; the largest alone {pages['largest_process_mb']:.0f} MB)")  # fmt: skip
+              f"(its processes together, PSS; their RSS summed {pages['peak_rss_sum_mb']:.0f} MB; "
+              f"the largest alone {pages['largest_process_mb']:.0f} MB)")  # fmt: skip
         print(f"site build: {site['wall']:.0f} s, peak {site['peak_mb']:.0f} MB")
         print(f"together: {full:.0f} s ({full / 60:.1f} min), peak memory {report['peak_mb']:.0f} MB")
         print(f"rebuild after {changed} ({re_pages['units_written']:,} units) changed: page stage {re_pages['wall']:.0f} s "

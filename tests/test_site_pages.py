@@ -278,6 +278,33 @@ def _visible(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", body))
 
 
+def test_a_layer_written_in_parts_is_the_layer_written_whole(tmp_path, monkeypatch):
+    """Workers write a layer's units in parts (a rebuild of one layer uses every core); the parts,
+    each with its own overview sheets, give the bytes of the layer written in one go."""
+    from site_data import project
+
+    from featgen.site.pages import layer
+    from featgen.site.pages.write import _site
+
+    proj = project(tmp_path / "p", units=5)
+    monkeypatch.setattr(layer, "SHEET_COLUMNS", 2)  # sheets of 2 units, so that 5 units make 3 parts
+    monkeypatch.setattr(layer, "SHEET_ROWS", 1)
+    monkeypatch.setattr(layer, "PREVIEW", 2)  # the units of the preview strip: the first part's
+    lp = proj["plan"].layers[0]
+    info = proj["plan"].models[(lp.model, lp.backend)]
+    site = _site(proj["plan"], proj["docs"], True)
+    whole = layer.write_layer(lp, info, proj["cache"], tmp_path / "whole", site)
+    ranges = layer.unit_parts(lp, 1)
+    assert ranges == [(0, 2), (2, 4), (4, 5)]
+    parts = [layer.write_units(lp, info, proj["cache"], tmp_path / "parts", site, a, b) for a, b in ranges]
+    split = layer.finish_layer(lp, tmp_path / "parts", site, parts)
+    assert sorted(split.files) == sorted(whole.files) and "sheet-2.webp" in whole.files
+    assert (split.summary, split.numerics) == (whole.summary, whole.numerics)
+    assert sum(whole.numerics.values()) == sum(len(jobs) for jobs in lp.jobs.values())  # each entry counted once
+    for rel in whole.files:
+        assert (tmp_path / "parts" / rel).read_bytes() == (tmp_path / "whole" / rel).read_bytes(), rel
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from site_data import project

@@ -118,7 +118,7 @@ class ViewReader:
                  rerender: Callable[[list[RenderJob]], Any] | None = None):  # fmt: skip
         self.jobs, self.cache, self.input_size, self.rerender = jobs, cache, input_size, rerender
         self.starts = np.cumsum([0] + [len(j.units) for j in jobs])
-        self.numerics: list[str] = []
+        self.numerics: dict[int, str] = {}  # job index -> the numerics its entry was rendered with
         self.synthetic = False
         self._at, self._arrays = -1, {}
 
@@ -131,7 +131,7 @@ class ViewReader:
             self._at = j
             self.synthetic = self.synthetic or bool(meta.get(SYNTHETIC))
             numerics = meta.get("numerics")
-            self.numerics.append(numerics_label(numerics if isinstance(numerics, dict) else None))
+            self.numerics[j] = numerics_label(numerics if isinstance(numerics, dict) else None)
         return self._arrays, i - int(self.starts[j])
 
 
@@ -202,9 +202,31 @@ def _related_layer(site: Site, lp: LayerPlan) -> list[dict[str, str]]:
     return out
 
 
-def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, site: Site,
-                rerender: Callable[[list[RenderJob]], Any] | None = None) -> LayerResult:  # fmt: skip
-    """Write one layer's unit pages and its page into ``layer_dir``, from the cache alone."""
+@dataclass
+class UnitsPart:
+    """What writing a run of a layer's units gave: their files (relative to the layer's folder), the
+    primary verdict of each, the other views' failures and the numerics of the entries read."""
+
+    files: list[str]  # the unit pages' files and the overview sheets of these units
+    statuses: list[tuple[str, str]]  # per unit: the primary verdict's status and label
+    others: dict[str, int]  # the other views' failures, by "view: label"
+    numerics: dict[tuple[str, int], str]  # (view, job index) -> the numerics of each entry read
+    synthetic: bool
+
+
+def unit_parts(lp: LayerPlan, most: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges over ``lp.units`` of about ``most`` units each, cut between overview
+    sheets, so that each part writes whole sheets and no tile leaves the process that made it."""
+    n, per = len(lp.units), SHEET_COLUMNS * SHEET_ROWS
+    step = -(-max(most, PREVIEW, 1) // per) * per  # the first part also makes the preview strip
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, site: Site, start: int, stop: int,
+                rerender: Callable[[list[RenderJob]], Any] | None = None) -> UnitsPart:  # fmt: skip
+    """Write the pages of units ``start`` to ``stop`` (indices into ``lp.units``; ``start`` is the first
+    unit of an overview sheet) into ``layer_dir``, with the sheets of these units (and the preview
+    strip if they are the first)."""
     present = [v for v in views.all_views() if v.name in lp.jobs]
     primary = views.primary()
     readers = {v.name: ViewReader(lp.jobs[v.name], cache, info.input_size, rerender) for v in present}
@@ -213,22 +235,31 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     kernels = info.kernels if lp.native in info.stem else None
     reproduce_settings = reproducible(lp)
     recipe = recipe_text(settings[primary.name])
-    files: list[str] = []
-    tiles: list[np.ndarray] = []
-    statuses: list[tuple[str, str]] = []  # per unit: the primary verdict's status and label
-    others: dict[str, int] = {}  # the other views' failures, by "view: label"
-    for i, u in enumerate(units):
+    part = UnitsPart([], [], {}, {}, False)
+    per = SHEET_COLUMNS * SHEET_ROWS
+    tiles: list[np.ndarray] = []  # the current sheet's
+    preview: list[np.ndarray] = []  # the layer's first units', in the part that starts it
+    for i in range(start, stop):
+        u = units[i]
         out = UnitFiles(layer_dir / f"unit-{u}")
         fields = {v.name: v.unit_fields(*readers[v.name].at(i), out, settings[v.name]) for v in present}
         arrays, j = readers[primary.name].at(i)
         tiles.append(tile(primary_images(arrays)[j]))  # the overview keeps tiles, not the renders
+        if i < PREVIEW:
+            preview.append(tiles[-1])
+        if i == min(PREVIEW, len(units)) - 1:
+            (layer_dir / "preview.webp").write_bytes(webp(sheet(np.stack(preview), columns=PREVIEW)))
+            part.files.append("preview.webp")
+        if len(tiles) == per or i == stop - 1:
+            part.files.append(_write_sheet(layer_dir, i // per, tiles))
+            tiles = []
         verdicts = {v.name: v.verdict(fields, lp.info.type) for v in present}
         blocks = [{"template": v.template(), "fields": fields[v.name], "verdict": _plain(verdicts[v.name])} for v in present]
         verdict = _plain(verdicts[primary.name])
-        statuses.append((verdict["status"], verdict["label"]) if verdict else ("ok", ""))
+        part.statuses.append((verdict["status"], verdict["label"]) if verdict else ("ok", ""))
         for name, v in verdicts.items():
             if name != primary.name and v is not None and v.status in ("failed", "nan"):
-                others[f"{name}: {v.label}"] = others.get(f"{name}: {v.label}", 0) + 1
+                part.others[f"{name}: {v.label}"] = part.others.get(f"{name}: {v.label}", 0) + 1
         curve = fields[primary.name].get("curve")
         kernel = None
         if kernels is not None:
@@ -242,26 +273,43 @@ def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
                          curve={"svg": curve_svg(curve), "transforms": fields[primary.name].get("transforms", True)} if curve else None,
                          reproduce=reproduction(reproduce_settings, u, out=f"{primary.name}.png"))  # fmt: skip
         (layer_dir / f"unit-{u}" / "index.html").write_text(html)
-        files += [f"unit-{u}/{name}" for name in (*out.written, "index.html")]
-    sheets, sheet_files = _sheets(layer_dir, tiles, units, statuses)
-    (layer_dir / "preview.webp").write_bytes(webp(sheet(tiles[:PREVIEW], columns=PREVIEW)))
+        part.files += [f"unit-{u}/{name}" for name in (*out.written, "index.html")]
+    part.numerics = {(name, j): label for name, reader in readers.items() for j, label in reader.numerics.items()}
+    part.synthetic = any(r.synthetic for r in readers.values())
+    return part
+
+
+def finish_layer(lp: LayerPlan, layer_dir: Path, site: Site, parts: list[UnitsPart]) -> LayerResult:
+    """The layer's own page, over the overview sheets of its units' ``parts`` (in unit order)."""
+    units = list(lp.units)
+    primary = views.primary()
+    statuses = [s for p in parts for s in p.statuses]
+    others: dict[str, int] = {}
+    for p in parts:
+        for key, n in p.others.items():
+            others[key] = others.get(key, 0) + n
+    numerics: dict[str, int] = {}  # entries by numerics, each entry once however many parts read it
+    for label in {k: v for p in parts for k, v in p.numerics.items()}.values():
+        numerics[label] = numerics.get(label, 0) + 1
     legend = _legend(statuses, others)
     html = site.page("layer.html.j2", "../../../..", f"{lp.layer} · {lp.model} ({lp.backend})", (lp.model, lp.backend, lp.layer),
                      model=lp.model, backend=lp.backend, layer=lp.layer, type=lp.info.type, shape=lp.info.shape,
                      channels=lp.info.channels, native=lp.native, units=units, related=_related_layer(site, lp),
-                     primary=primary.name, legend=legend, sheets=sheets, tile=TILE,
-                     reproduce=reproduction(reproduce_settings, units, out="grid.png"))  # fmt: skip
+                     primary=primary.name, legend=legend, sheets=_sheets(units, statuses), tile=TILE,
+                     reproduce=reproduction(reproducible(lp), units, out="grid.png"))  # fmt: skip
     (layer_dir / "index.html").write_text(html)
-    files += [*sheet_files, "preview.webp", "index.html"]
-    numerics: dict[str, int] = {}
-    for reader in readers.values():
-        for label in reader.numerics:
-            numerics[label] = numerics.get(label, 0) + 1
+    files = [f for p in parts for f in p.files] + ["index.html"]
     summary = {"model": lp.model, "backend": lp.backend, "layer": lp.layer, "slug": slug(lp.layer), "type": lp.info.type,
                "shape": list(lp.info.shape), "channels": lp.info.channels, "native": lp.native, "units": len(units),
                "flagged": [row for row in legend if row["status"] != "ok"], "preview": "preview.webp",
                "preview_width": min(PREVIEW, len(units)) * TILE, "image": f"{primary.name}.webp"}  # fmt: skip
-    return LayerResult(summary, files, numerics, any(r.synthetic for r in readers.values()))
+    return LayerResult(summary, files, numerics, any(p.synthetic for p in parts))
+
+
+def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, site: Site,
+                rerender: Callable[[list[RenderJob]], Any] | None = None) -> LayerResult:  # fmt: skip
+    """Write one layer's unit pages and its page into ``layer_dir``, from the cache alone."""
+    return finish_layer(lp, layer_dir, site, [write_units(lp, info, cache, layer_dir, site, 0, len(lp.units), rerender)])
 
 
 def primary_images(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -273,20 +321,24 @@ def _plain(v: Any) -> dict[str, str] | None:
     return None if v is None else v.as_dict()
 
 
-def _sheets(layer_dir: Path, images: list[np.ndarray], units: list[int], statuses: list[tuple[str, str]]) -> tuple[list[dict], list[str]]:
+def _write_sheet(layer_dir: Path, k: int, tiles: list[np.ndarray]) -> str:
+    """The ``k``-th overview sheet, of ``tiles``: one lazily loaded image for a page of units."""
+    name = f"sheet-{k}.webp"
+    (layer_dir / name).write_bytes(webp(sheet(np.stack(tiles), min(SHEET_COLUMNS, len(tiles)))))
+    return name
+
+
+def _sheets(units: list[int], statuses: list[tuple[str, str]]) -> list[dict]:
+    """What the layer page says of each overview sheet: its image, grid, units and their verdicts."""
     per = SHEET_COLUMNS * SHEET_ROWS
-    sheets, files = [], []
+    sheets = []
     for k in range(0, len(units), per):
-        name = f"sheet-{k // per}.webp"
-        part = images[k : k + per]
-        cols = min(SHEET_COLUMNS, len(part))
-        (layer_dir / name).write_bytes(webp(sheet(part, cols)))
-        files.append(name)
-        sheets.append({"image": name, "cols": cols, "rows": -(-len(part) // cols), "first": units[k],
-                       "last": units[min(k + per, len(units)) - 1],
+        cols = min(SHEET_COLUMNS, len(units[k : k + per]))
+        sheets.append({"image": f"sheet-{k // per}.webp", "cols": cols, "rows": -(-len(units[k : k + per]) // cols),
+                       "first": units[k], "last": units[min(k + per, len(units)) - 1],
                        "units": [{"unit": u, "status": s, "label": label} for u, (s, label) in
                                  zip(units[k : k + per], statuses[k : k + per])]})  # fmt: skip
-    return sheets, files
+    return sheets
 
 
 def _legend(statuses: list[tuple[str, str]], others: dict[str, int]) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ from ..render.plan import LayerPlan, Plan
 from .compare import compare_digest_jobs, write_compare
 from .files import TILE
 from .install import GALLERIES, MANIFEST, clean_staging, install, read_manifest_data
-from .layer import LayerResult, Site, numerics_label, write_layer
+from .layer import LayerResult, Site, finish_layer, numerics_label, unit_parts, write_layer, write_units
 from .navigation import shared_layers
 from .templating import slug, write_page
 from .theme import THEME_CSS, site_theme, theme_css
@@ -50,7 +50,7 @@ PAGES = ".featgen-pages"  # the gallery's own pages, beside the docs folder
 PAGES_KIND = "featgen-pages-1"
 UNITS_JSON = "units.json"
 PAIR = ("torch", "tensorflow")  # the backends a compare page puts side by side
-MAX_WORKERS = 8  # a layer of 512 units holds about 200 MB of arrays in its worker
+MAX_WORKERS = 8  # a worker holds one entry of each view: up to about 100 MB for a 512-unit layer
 
 __all__ = ["write_pages", "write_index_pages", "PageStats", "default_pages_dir", "check_pages_dir", "numerics_label", "PAGES"]
 
@@ -227,45 +227,59 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
     return stats
 
 
-def _layer_in_worker(task: tuple) -> tuple[str, Any, list[str], dict[str, str]]:
-    """One layer's pages in a worker process: ``("ok", LayerResult, ...)`` or ``("error", message, ...)``,
-    with what the worker's cache found bad (so that the build reports it)."""
-    lp, info, root, layer_dir, site, registered = task
+def _part_in_worker(task: tuple) -> tuple[str, Any, list[str], dict[str, str]]:
+    """Some of a layer's unit pages in a worker process: ``("ok", UnitsPart, ...)`` or ``("error",
+    message, ...)``, with what the worker's cache found bad (so that the build reports it)."""
+    lp, info, root, layer_dir, site, registered, start, stop = task
     views.ensure(registered)
     cache = RenderCache(root)
     try:
-        return "ok", write_layer(lp, info, cache, layer_dir, site), cache.corrupt, cache.quarantined
+        return "ok", write_units(lp, info, cache, layer_dir, site, start, stop), cache.corrupt, cache.quarantined
     except FeatgenError as exc:
         return "error", str(exc), cache.corrupt, cache.quarantined
 
 
 def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache: RenderCache, staging: Path, site: Site,
                   workers: int | None, rerender: Callable | None) -> list[LayerResult]:  # fmt: skip
-    """The pages of the layers in ``todo``, in order: side by side in worker processes when there are
-    several, each layer again in this process (where a bad entry can be rendered again) if its
-    worker found an entry missing or bad."""
+    """The pages of the layers in ``todo``, in order, side by side in worker processes. With fewer
+    layers than twice the workers (a rebuild after one layer changed), each layer's units are split
+    into parts, so that every core has work; a layer's own page is written here from its parts. A
+    layer whose worker found an entry missing or bad is written again here, where the entry can be
+    rendered again."""
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS)
     here = [lambda t=t: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender)
             for t in todo]  # fmt: skip
-    if workers <= 1 or len(todo) < 2:
+    split = max(1, -(-2 * workers // max(1, len(todo))))  # parts a layer: a whole layer each when there are enough
+    parts = [(i, start, stop) for i, t in enumerate(todo) for start, stop in unit_parts(t[0], -(-len(t[0].units) // split))]
+    if workers <= 1 or len(parts) < 2:
         return [f() for f in here]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     registered = list(views.all_views())
-    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered) for lp, _, _, base in todo]
+    tasks = [(todo[i][0], plan.models[(todo[i][0].model, todo[i][0].backend)], cache.root, staging / todo[i][3], site,
+              registered, start, stop) for i, start, stop in parts]  # fmt: skip
+    last = {i: k for k, (i, _, _) in enumerate(parts)}  # a layer's last part: all of it is done when that is
     results: list[LayerResult] = []
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for i, (status, value, corrupt, quarantined) in enumerate(pool.map(_layer_in_worker, tasks)):
+    done: list[tuple[str, Any]] = []
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for k, ((i, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, pool.map(_part_in_worker, tasks))):
             cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
             cache.quarantined.update(quarantined)
-            if status == "error":
-                if rerender is None:
-                    raise FeatgenError(value)
-                shutil.rmtree(staging / todo[i][3], ignore_errors=True)  # what the worker wrote of it
-                value = here[i]()
-            results.append(value)
+            done.append((status, value))
+            if k != last[i]:
+                continue
+            lp, base = todo[i][0], todo[i][3]
+            errors = [v for s, v in done if s == "error"]
+            if not errors:
+                results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
+            elif rerender is None:
+                raise FeatgenError(errors[0])
+            else:
+                shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
+                results.append(here[i]())
+            done = []  # the layer's tiles go once its page is written
     return results
 
 
