@@ -250,7 +250,7 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
         workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS)
     here = [lambda t=t: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender)
             for t in todo]  # fmt: skip
-    split = max(1, -(-2 * workers // max(1, len(todo))))  # parts a layer: a whole layer each when there are enough
+    split = max(1, -(-2 * workers // max(1, len(todo))))  # parts per layer: 1 when the layers alone fill the workers
     parts = [(i, start, stop) for i, t in enumerate(todo) for start, stop in unit_parts(t[0], -(-len(t[0].units) // split))]
     if workers <= 1 or len(parts) < 2:
         return [f() for f in here]
@@ -279,7 +279,7 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
             else:
                 shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
                 results.append(here[i]())
-            done = []  # the layer's tiles go once its page is written
+            done = []
     return results
 
 
