@@ -238,11 +238,12 @@ def gallery_config(key: str, folder: Path, args, layers: list[str] | None = None
     conv layer, or ``layers``); with ``--smoke``, a few units and steps of two layers."""
     import yaml
 
-    from featgen.site.render.config import GALLERY_KEYS, get_profile
+    from featgen.site.render.config import gallery_keys, get_profile
 
     full = get_profile("full", str(ROOT / "galleries.yml"))
     g = next(g for g in full.galleries if g.model == MODELS[key][0] and g.backend == "torch")
-    data = {k: v for k, v in dataclasses.asdict(g).items() if k in GALLERY_KEYS and v is not None}
+    fields = {**dataclasses.asdict(g), **dict(g.view_options)}  # the views' own options as keys of their own
+    data = {k: v for k, v in fields.items() if k in gallery_keys() and v is not None}
     data = json.loads(json.dumps(data))  # tuples → lists
     data["units"] = "all" if g.units is None else data["units"]
     data["layer_options"] = {name: dict(opts) for name, opts in g.layer_options}
