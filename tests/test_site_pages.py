@@ -288,7 +288,7 @@ def test_a_layer_written_in_parts_is_the_layer_written_whole(tmp_path, monkeypat
 
     proj = project(tmp_path / "p", units=5)
     monkeypatch.setattr(layer, "SHEET_COLUMNS", 2)  # sheets of 2 units, so that 5 units make 3 parts
-    monkeypatch.setattr(layer, "SHEET_ROWS", 1)
+    monkeypatch.setattr(layer, "SHEET_UNITS", 2)
     monkeypatch.setattr(layer, "PREVIEW", 2)  # the units of the preview strip: the first part's
     lp = proj["plan"].layers[0]
     info = proj["plan"].models[(lp.model, lp.backend)]

@@ -52,8 +52,8 @@ def _quiet_start() -> Iterator[None]:
 
 
 with _quiet_start():
-    import keras  # noqa: E402
-    import tensorflow as tf  # noqa: E402
+    import keras
+    import tensorflow as tf
 import numpy as np  # noqa: E402
 
 from ..errors import FeatgenError  # noqa: E402

@@ -21,7 +21,8 @@ METHOD = 2  # libwebp's effort: 4 saves 3 % of the bytes at twice the time, 6 an
 PHOTO_HEIGHT = 128  # a strip over the sample photos is stored at most this tall (px)
 TILE = 64  # side of a unit's tile in a layer's overview sheet (px)
 SHEET_COLUMNS = 16
-SHEET_ROWS = 4  # a sheet holds SHEET_COLUMNS × SHEET_ROWS units: one lazily loaded image
+SHEET_ROWS = 4
+SHEET_UNITS = SHEET_COLUMNS * SHEET_ROWS  # the units of a sheet: one lazily loaded image
 GAP = 4  # px between the images of a strip
 GAP_GREY = 128  # the gap's colour: a line that reads in both palettes
 

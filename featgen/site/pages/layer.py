@@ -8,6 +8,7 @@ layer's files and a summary (plain data) that the index pages and the next build
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..render.entries import job_arrays
 from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, ModelInfo
 from ..views.synthetic import SYNTHETIC
-from .files import SHEET_COLUMNS, SHEET_ROWS, TILE, UnitFiles, curve_svg, kernel_svg, sheet, tile, webp
+from .files import SHEET_COLUMNS, SHEET_UNITS, TILE, UnitFiles, curve_svg, kernel_svg, sheet, tile, webp
 from .navigation import neighbours
 from .reproduce import reproduction
 from .templating import render_html, slug
@@ -217,8 +218,8 @@ class UnitsPart:
 def unit_parts(lp: LayerPlan, most: int) -> list[tuple[int, int]]:
     """``(start, stop)`` ranges over ``lp.units`` of about ``most`` units each, cut between overview
     sheets, so that each part writes whole sheets and no tile leaves the process that made it."""
-    n, per = len(lp.units), SHEET_COLUMNS * SHEET_ROWS
-    step = -(-max(most, PREVIEW, 1) // per) * per  # the first part also makes the preview strip
+    n = len(lp.units)
+    step = -(-max(most, PREVIEW, 1) // SHEET_UNITS) * SHEET_UNITS  # the first part also makes the preview strip
     return [(start, min(start + step, n)) for start in range(0, n, step)]
 
 
@@ -236,7 +237,6 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     reproduce_settings = reproducible(lp)
     recipe = recipe_text(settings[primary.name])
     part = UnitsPart([], [], {}, {}, False)
-    per = SHEET_COLUMNS * SHEET_ROWS
     tiles: list[np.ndarray] = []  # the current sheet's
     preview: list[np.ndarray] = []  # the layer's first units', in the part that starts it
     for i in range(start, stop):
@@ -250,8 +250,8 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
         if i == min(PREVIEW, len(units)) - 1:
             (layer_dir / "preview.webp").write_bytes(webp(sheet(np.stack(preview), columns=PREVIEW)))
             part.files.append("preview.webp")
-        if len(tiles) == per or i == stop - 1:
-            part.files.append(_write_sheet(layer_dir, i // per, tiles))
+        if len(tiles) == SHEET_UNITS or i == stop - 1:
+            part.files.append(_write_sheet(layer_dir, i // SHEET_UNITS, tiles))
             tiles = []
         verdicts = {v.name: v.verdict(fields, lp.info.type) for v in present}
         blocks = [{"template": v.template(), "fields": fields[v.name], "verdict": _plain(verdicts[v.name])} for v in present]
@@ -284,13 +284,9 @@ def finish_layer(lp: LayerPlan, layer_dir: Path, site: Site, parts: list[UnitsPa
     units = list(lp.units)
     primary = views.primary()
     statuses = [s for p in parts for s in p.statuses]
-    others: dict[str, int] = {}
-    for p in parts:
-        for key, n in p.others.items():
-            others[key] = others.get(key, 0) + n
-    numerics: dict[str, int] = {}  # entries by numerics, each entry once however many parts read it
-    for label in {k: v for p in parts for k, v in p.numerics.items()}.values():
-        numerics[label] = numerics.get(label, 0) + 1
+    others = dict(sum((Counter(p.others) for p in parts), Counter()))
+    # entries by numerics, each entry once however many parts read it
+    numerics = dict(Counter({k: v for p in parts for k, v in p.numerics.items()}.values()))
     legend = _legend(statuses, others)
     html = site.page("layer.html.j2", "../../../..", f"{lp.layer} · {lp.model} ({lp.backend})", (lp.model, lp.backend, lp.layer),
                      model=lp.model, backend=lp.backend, layer=lp.layer, type=lp.info.type, shape=lp.info.shape,
@@ -330,14 +326,14 @@ def _write_sheet(layer_dir: Path, k: int, tiles: list[np.ndarray]) -> str:
 
 def _sheets(units: list[int], statuses: list[tuple[str, str]]) -> list[dict]:
     """What the layer page says of each overview sheet: its image, grid, units and their verdicts."""
-    per = SHEET_COLUMNS * SHEET_ROWS
     sheets = []
-    for k in range(0, len(units), per):
-        cols = min(SHEET_COLUMNS, len(units[k : k + per]))
-        sheets.append({"image": f"sheet-{k // per}.webp", "cols": cols, "rows": -(-len(units[k : k + per]) // cols),
-                       "first": units[k], "last": units[min(k + per, len(units)) - 1],
+    for k in range(0, len(units), SHEET_UNITS):
+        these = units[k : k + SHEET_UNITS]
+        cols = min(SHEET_COLUMNS, len(these))
+        sheets.append({"image": f"sheet-{k // SHEET_UNITS}.webp", "cols": cols, "rows": -(-len(these) // cols),
+                       "first": these[0], "last": these[-1],
                        "units": [{"unit": u, "status": s, "label": label} for u, (s, label) in
-                                 zip(units[k : k + per], statuses[k : k + per])]})  # fmt: skip
+                                 zip(these, statuses[k : k + SHEET_UNITS])]})  # fmt: skip
     return sheets
 
 

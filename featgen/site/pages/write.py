@@ -251,26 +251,26 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
     here = [lambda t=t: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender)
             for t in todo]  # fmt: skip
     split = max(1, -(-2 * workers // max(1, len(todo))))  # parts per layer: 1 when the layers alone fill the workers
-    parts = [(i, start, stop) for i, t in enumerate(todo) for start, stop in unit_parts(t[0], -(-len(t[0].units) // split))]
+    parts = [(i, lp, base, start, stop) for i, (lp, _, _, base) in enumerate(todo)
+             for start, stop in unit_parts(lp, -(-len(lp.units) // split))]  # fmt: skip
     if workers <= 1 or len(parts) < 2:
         return [f() for f in here]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     registered = list(views.all_views())
-    tasks = [(todo[i][0], plan.models[(todo[i][0].model, todo[i][0].backend)], cache.root, staging / todo[i][3], site,
-              registered, start, stop) for i, start, stop in parts]  # fmt: skip
-    last = {i: k for k, (i, _, _) in enumerate(parts)}  # a layer's last part: all of it is done when that is
+    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered, start, stop)
+             for _, lp, base, start, stop in parts]  # fmt: skip
+    last = {i: k for k, (i, *_) in enumerate(parts)}  # a layer's last part: all of it is done when that is
     results: list[LayerResult] = []
     done: list[tuple[str, Any]] = []
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for k, ((i, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, pool.map(_part_in_worker, tasks))):
+        for k, ((i, lp, base, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, pool.map(_part_in_worker, tasks))):
             cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
             cache.quarantined.update(quarantined)
             done.append((status, value))
             if k != last[i]:
                 continue
-            lp, base = todo[i][0], todo[i][3]
             errors = [v for s, v in done if s == "error"]
             if not errors:
                 results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
