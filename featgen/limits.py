@@ -25,6 +25,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "crop": (8, 2048),  # example crop side, px
     "top": (1, 64),  # top (and bottom) examples per unit
     "examples_limit": (1, 10_000_000),  # entries an examples folder walk may visit
+    "examples_shard": (1, 1_000_000),  # images per scan job
     "threads": (1, 4096),  # CPU threads per worker
     "workers": (1, 100_000),
     "max_in_flight": (1, 1024),  # jobs queued on a worker

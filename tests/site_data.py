@@ -24,7 +24,7 @@ profiles:
       - {{model: vgg16_hed, backend: tensorflow, layers: [block1_conv1, block5_conv3], units: {units}, size: 32,
          steps: 6, naive_steps: 4, diversity: 3, views: {views}, layer_options: {{block1_conv1: {{transforms: none, param: pixel}}}}}}
 """
-VIEWS = "[regularized, naive, negative, diversity, photos]"
+VIEWS = "[regularized, naive, negative, diversity, photos, examples]"
 TABLE = [LayerInfo("block1_conv1", "ReLU", (32, 32, 64), 64), LayerInfo("pool1", "MaxPooling2D", (16, 16, 64), None),
          LayerInfo("block5_conv3", "ReLU", (2, 2, 512), 512)]  # fmt: skip
 INPUT = 32

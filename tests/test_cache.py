@@ -65,14 +65,14 @@ def test_an_npz_is_bounded_without_an_expectation_too():
 
 
 def test_photo_offsets_and_indices_are_checked_against_the_blobs():
-    job = RenderJob("m", "torch", "cpu", "float32", "l", (0,), "photos",
-                    {"photos": [], "top": 1, "crop": 8, "examples": "offline"})  # fmt: skip
-    good = {"files": np.asarray(["a.jpg"]), "top_jpeg": np.zeros(4, np.uint8), "top_offsets": np.asarray([0, 4]),
+    job = RenderJob("m", "torch", "cpu", "float32", "l", (0,), "examples", {"top": 1, "crop": 8, "examples": "offline"})
+    good = {"files": np.asarray(["a.jpg"]), "counts": np.asarray([1, 0]), "silent": np.zeros(1, np.int64),
+            "mean": np.zeros(1, np.float32), "top_jpeg": np.zeros(4, np.uint8), "top_offsets": np.asarray([0, 4]),
             "top_file": np.zeros((1, 1), np.int32), "top_value": np.zeros((1, 1), np.float32),
             "bottom_jpeg": np.zeros(4, np.uint8), "bottom_offsets": np.asarray([0, 4]),
             "bottom_file": np.zeros((1, 1), np.int32), "bottom_value": np.zeros((1, 1), np.float32)}  # fmt: skip
     assert set(read_npz(npz_bytes(good), job_arrays(job, 64))) == set(good)
-    for bad, reason in [({"top_file": np.full((1, 1), 7, np.int32)}, "points past the 1 scanned files"),
+    for bad, reason in [({"top_file": np.full((1, 1), 7, np.int32)}, "points past the 1 files named"),
                         ({"bottom_offsets": np.asarray([0, 9])}, "do not cut bottom_jpeg")]:  # fmt: skip
         with pytest.raises(ValueError, match=reason):
             read_npz(npz_bytes({**good, **bad}), job_arrays(job, 64))

@@ -36,7 +36,7 @@ profiles:
         device: cpu
         views: {views}
 """
-ALL_VIEWS = "[regularized, naive, negative, diversity, photos]"
+ALL_VIEWS = "[regularized, naive, negative, diversity, photos, examples]"
 
 
 def _config(folder: Path, chunk: int = 2, units: int = 4, views: str = ALL_VIEWS) -> Path:
@@ -64,13 +64,15 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def _job_keys(config: Path, cache: Path) -> list[str]:
-    """The plan's job keys (from the cached model info: no model loads)."""
+    """The keys of the entries the plan's pages show: its jobs' and its scanned views' (from the cached
+    model info: no model loads)."""
     from featgen.site.render.plan import plan
 
     def refuse(*a):
         raise AssertionError("the plan should come from the cached model info")
 
-    return [j.key for j in plan("tiny", RenderCache(cache / "renders"), config=str(config), loader=refuse).jobs]
+    p = plan("tiny", RenderCache(cache / "renders"), config=str(config), loader=refuse)
+    return [j.key for j in p.jobs + p.derived]
 
 
 @pytest.fixture(scope="module")
@@ -301,14 +303,15 @@ def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(filled, t
     clean, killed = root / "cache", tmp_path / "killed"
     keys = _job_keys(config, clean)
     n = len(keys)
-    assert n == 9 and len(_entries(clean, keys)) == n
+    assert n == 10 and len(_entries(clean, keys)) == n  # 9 render jobs and the examples entry
     proc, r = _stopping("die", 2, "render", *_args(config, killed))
     proc.communicate(timeout=300)
     os.close(r)
     assert proc.returncode == -signal.SIGKILL
     assert len(_entries(killed, keys)) == 2 and len(list((killed / "renders").rglob(".data.npz.*.tmp"))) == 1
     res = _site("render", *_args(config, killed), check=True)
-    assert f"{n - 2} jobs rendered; 2 of {n} jobs cached" in res.stdout, res.stdout
+    assert f"{n - 3} jobs rendered; 2 of {n - 1} jobs cached" in res.stdout, res.stdout  # the render jobs
+    assert "example scan: 1 of 1 shards scanned (29 images read, 0 skipped); examples of 1 layers merged" in res.stdout
     for k in keys:  # every entry, byte for byte, as the uninterrupted run wrote it
         for name in ("data.npz", "meta.json"):
             assert (killed / "renders" / k[:2] / k / name).read_bytes() == (clean / "renders" / k[:2] / k / name).read_bytes()
@@ -432,7 +435,7 @@ def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
         parse_device("torch=,tf=cpu")
     p = plan("tiny", RenderCache(root / "cache" / "renders"), config=str(config), device="tensorflow=cuda,torch=cpu:0")
     assert {j.device for j in p.jobs} == {"cpu:0"}
-    assert {j.key for j in p.jobs} == set(_job_keys(config, root / "cache"))  # the device is not in the key
+    assert {j.key for j in p.jobs + p.derived} == set(_job_keys(config, root / "cache"))  # the device is not in the key
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Dataset examples: the forward-only scan keeps each unit's top and bottom photos, with crops."""
+"""Dataset examples: collections, the scan's shards in the pipeline, and the pages they make."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from featgen.site.render.examples import (
     folder_photos,
     jpeg_at,
     offline_photos,
-    scan,
     set_digest,
 )
 
@@ -34,26 +33,59 @@ def _folder(tmp_path, n=7):
     return tmp_path
 
 
-def test_scan_keeps_the_highest_and_lowest_peaks_with_crops(lite0, tmp_path):
-    from featgen.images import load_image, resize
-    from featgen.maps import batch_activations
+EXAMPLES = """
+profiles:
+  ex:
+    photos: []
+    examples: {examples}
+    examples_shard: 8
+    galleries:
+      - model: efficientnet_lite0
+        backend: torch
+        layers: [conv_stem, blocks.1]
+        units: 3
+        size: 32
+        steps: 2
+        device: cpu
+        views: [regularized, examples]
+"""
 
-    photos = folder_photos(_folder(tmp_path))
-    assert [n for n, _ in photos] == [f"img{i}.{'png' if i % 2 else 'jpg'}" for i in range(7)]
-    units = (0, 5, 9)
-    out = scan(lite0, "conv_stem", units, photos, k=3, crop=40, batch=3)  # batches that do not divide 7
-    imgs = np.stack([resize(load_image(p), lite0.input_size, crop=True) for _, p in photos])
-    peaks = batch_activations(lite0, imgs, "conv_stem").max(axis=(1, 2))[:, list(units)].T  # (units, photos)
-    for i in range(len(units)):
-        expected_top = np.argsort(-peaks[i], kind="stable")[:3]
-        np.testing.assert_array_equal(out["top_file"][i], expected_top)
-        np.testing.assert_allclose(out["top_value"][i], peaks[i][expected_top], rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(out["bottom_file"][i], np.argsort(peaks[i], kind="stable")[:3])
-        assert out["top_value"][i][0] >= out["top_value"][i][-1] >= out["bottom_value"][i][-1] >= out["bottom_value"][i][0]
-    assert list(out["files"]) == [n for n, _ in photos]
-    assert len(out["top_offsets"]) == len(units) * 3 + 1
-    crop = Image.open(io.BytesIO(jpeg_at(out["top_jpeg"], out["top_offsets"], 4)))
-    assert crop.format == "JPEG" and crop.size == (40, 40)
+
+def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_files(tmp_path):
+    """A scan stopped after one shard scans only the missing shards when run again; the unit page
+    shows 9 top and 9 bottom crops of 96 px and says how many files were skipped."""
+    import sys
+    from pathlib import Path
+
+    from featgen.site.build import build
+    from featgen.site.render.cache import RenderCache
+    from featgen.site.render.executors import run_jobs
+    from featgen.site.render.plan import plan
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from make_collection import make_collection
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    collection = make_collection(tmp_path / "collection", count=21, seed=5)
+    config = tmp_path / "galleries.yml"
+    config.write_text(EXAMPLES.format(examples=collection))
+    cache = RenderCache(tmp_path / "cache" / "renders")
+    p = plan("ex", cache, config=str(config))
+    assert len(p.scans) == 4 and [len(s.units) for s in p.scans] == [8, 8, 8, 1]
+    run_jobs(p.scans[:1], cache, "local", quiet=True, workers=1)  # a scan stopped after its first shard
+    stats = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), quiet=True, workers=1)
+    assert stats["scan"] == {"shards": 4, "scanned": 3, "examples": 2, "images": 21, "skipped": 4}
+    again = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), quiet=True, workers=1)
+    assert again["scan"]["scanned"] == 0 and again["rendered"] == 0
+    unit = tmp_path / ".featgen-pages" / "galleries" / "efficientnet_lite0" / "torch" / "blocks.1" / "unit-2"
+    html = (unit / "index.html").read_text()
+    assert "Of 21 images scanned (4 more skipped: unreadable)" in html
+    captions = html.count('class="fg-example-caption"')
+    assert captions == 18
+    sheet = Image.open(unit / "examples.webp")
+    assert sheet.size[0] >= 9 * 96 and sheet.size[1] >= 2 * 96
 
 
 def test_jpeg_blobs_roundtrip_and_repeat():
@@ -103,5 +135,5 @@ def test_config_names_an_examples_folder(tmp_path):
 
     assert parse_config(profile(str(tmp_path)))["p"].examples == str(tmp_path)
     assert parse_config(profile("none"))["p"].examples is None
-    with pytest.raises(FeatgenError, match="examples folder .* does not exist"):
+    with pytest.raises(FeatgenError, match="examples .* does not exist"):
         parse_config(profile(str(tmp_path / "missing")))

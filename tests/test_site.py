@@ -63,7 +63,7 @@ def test_unit_pages_show_each_rendered_view_and_no_other(tmp_path):
 
     from featgen.site.pages.write import write_pages
 
-    for views, files in (("[regularized, naive, negative, diversity, photos]",
+    for views, files in (("[regularized, naive, negative, diversity, photos, examples]",
                           {"regularized", "naive", "negative", "diversity", "photos", "examples"}), ("[regularized]", {"regularized"})):  # fmt: skip
         root = tmp_path / views.strip("[]").replace(", ", "-")
         proj = project(root, units=1, views=views)

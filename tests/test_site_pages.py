@@ -473,7 +473,7 @@ def test_a_rebuild_after_one_layer_changed_writes_only_that_layer(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != ".featgen-manifest.json"}
     assert _write(proj).written == 0  # nothing changed: nothing is read or written
     config = CONFIG.replace("layer_options: {{block1_conv1:", "layer_options: {{block5_conv3: {{steps: 7}}, block1_conv1:", 1)
-    (tmp_path / "galleries.yml").write_text(config.format(units=3, views="[regularized, naive, negative, diversity, photos]"))
+    (tmp_path / "galleries.yml").write_text(config.format(units=3, views="[regularized, naive, negative, diversity, photos, examples]"))
     proj["plan"] = replan(tmp_path, proj["cache"])
     synthetic.fill(proj["plan"], proj["cache"])
     assert _write(proj).written == 1

@@ -112,6 +112,10 @@ class TensorOps(Protocol):
     def mean(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
     def max(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
     def min(self, x: Tensor, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor: ...
+    def argmax(self, x: Tensor, axis: int) -> Tensor:
+        """Indices (int64) of the largest values along ``axis``; ties: the first."""
+    def argmin(self, x: Tensor, axis: int) -> Tensor:
+        """Indices (int64) of the smallest values along ``axis``; ties: the first."""
     def reshape(self, x: Tensor, shape: Sequence[int]) -> Tensor: ...
     def transpose(self, x: Tensor, perm: Sequence[int]) -> Tensor: ...
     def concat(self, xs: Sequence[Tensor], axis: int = 0) -> Tensor: ...
@@ -226,6 +230,12 @@ class ModelRunner(Protocol):
 
     def layer_type(self, layer: Any) -> str: ...
 
+    def layer_geometry(self, layer: Any) -> SpatialOp | None:
+        """How ``layer`` (a native layer of :meth:`iter_layers`) maps input pixels to output pixels, if
+        it is a convolution or a pooling with a kernel; None for anything that keeps positions
+        (activations, normalizations, sums, 1x1 convolutions count as kernel 1)."""
+        ...
+
     def layer_kernels(self, model: Any, name: str) -> np.ndarray | None:
         """The layer's conv kernels as ``(kh, kw, c_in, c_out)`` NumPy, or None if it has none."""
         ...
@@ -247,6 +257,17 @@ class ModelRunner(Protocol):
         """What float rounding depends on besides the inputs: the framework and its version, the
         device and, on a CPU, the intra-op thread count and the instruction set its kernels use."""
         ...
+
+
+@dataclass(frozen=True)
+class SpatialOp:
+    """A layer's geometry: kernel, stride and dilation as ``(rows, cols)``; ``padding`` the rows and
+    columns added before the first one, or ``"same"`` (TensorFlow's rule: worked out from the input size)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] | str = (0, 0)
 
 
 @runtime_checkable

@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 
 from ..errors import FeatgenError  # noqa: E402
 from ..limits import short  # noqa: E402
-from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, bn_affine  # noqa: E402
+from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, SpatialOp, bn_affine  # noqa: E402
 
 
 class _ExpectedRetracing:
@@ -247,6 +247,12 @@ class TensorFlowBackend(InputNormalization):
 
     def min(self, x, axis=None, keepdims=False):
         return tf.reduce_min(x, axis=_axis(axis), keepdims=keepdims)
+
+    def argmax(self, x, axis):
+        return tf.argmax(x, axis=axis)
+
+    def argmin(self, x, axis):
+        return tf.argmin(x, axis=axis)
 
     def reshape(self, x, shape):
         return tf.reshape(x, list(shape))
@@ -512,6 +518,21 @@ class TensorFlowBackend(InputNormalization):
 
     def layer_type(self, layer) -> str:
         return type(layer).__name__
+
+    def layer_geometry(self, layer) -> SpatialOp | None:
+        def pair(v):
+            return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
+
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            padding = "same" if layer.padding == "same" else (0, 0)
+            return SpatialOp(pair(layer.kernel_size), pair(layer.strides), pair(layer.dilation_rate), padding)
+        if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            padding = "same" if layer.padding == "same" else (0, 0)
+            return SpatialOp(pair(layer.pool_size), pair(layer.strides or layer.pool_size), (1, 1), padding)
+        if isinstance(layer, keras.layers.ZeroPadding2D):
+            (top, _), (left, _) = layer.padding
+            return SpatialOp((1, 1), (1, 1), (1, 1), (top, left))  # a shift: the padded rows come first
+        return None
 
     def layer_kernels(self, model, name):
         layer = dict(self.iter_layers(model))[name]

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import FeatgenError
-from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, bn_affine
+from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, SpatialOp, bn_affine
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 _RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
@@ -357,6 +357,12 @@ class TorchBackend(InputNormalization):
 
     def min(self, x, axis=None, keepdims=False):
         return x.amin() if axis is None else x.amin(dim=_axis(axis), keepdim=keepdims)
+
+    def argmax(self, x, axis):
+        return x.argmax(dim=axis)
+
+    def argmin(self, x, axis):
+        return x.argmin(dim=axis)
 
     def reshape(self, x, shape):
         return x.reshape(tuple(shape))
@@ -737,6 +743,16 @@ class TorchBackend(InputNormalization):
 
     def layer_type(self, layer) -> str:
         return type(layer).__name__
+
+    def layer_geometry(self, layer) -> SpatialOp | None:
+        pair = nn.modules.utils._pair
+        if isinstance(layer, nn.Conv2d):
+            padding = "same" if _is_same_pad_conv(layer) or layer.padding == "same" else pair(layer.padding)
+            return SpatialOp(pair(layer.kernel_size), pair(layer.stride), pair(layer.dilation), padding)
+        if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+            dilation = pair(getattr(layer, "dilation", 1))
+            return SpatialOp(pair(layer.kernel_size), pair(layer.stride or layer.kernel_size), dilation, pair(layer.padding))
+        return None
 
     def layer_kernels(self, model, name):
         layer = dict(self.iter_layers(model))[name]

@@ -22,6 +22,7 @@ from typing import Any
 from .. import limits
 from ..errors import FeatgenError
 from ..files import atomic_write
+from . import views
 from .pages.install import check_docs, clean_staging
 from .pages.write import check_pages_dir, default_pages_dir, write_pages
 from .render.cache import (
@@ -34,6 +35,7 @@ from .render.cache import (
 )
 from .render.config import get_profile
 from .render.executors import RunStats, run_jobs
+from .render.merge import MergeStats, merge_examples, missing_examples
 from .render.plan import Plan, plan
 
 
@@ -80,14 +82,26 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
         loader = None if render else _no_loading  # model info the cache lacks: loaded here, on the CPU
         p = plan(prof, cache, device=device, chunk=chunk, loader=loader)
         run = RunStats(jobs=len({j.key for j in p.jobs}))
+        scan = RunStats(jobs=len(p.scans))
+        merged = MergeStats()
         if render:
             run = run_jobs(p.jobs, cache, executor, quiet=quiet, desc=f"galleries ({p.profile.name})", **executor_options)
+            if missing_examples(p, cache):  # shards first, then the crops of every layer that lacks them
+                scan = run_jobs(p.scans, cache, executor, quiet=quiet, desc="example scan", unit="image", **executor_options)
+                merged = merge_examples(p, cache, quiet=quiet)
+                if merged.skipped and not quiet:
+                    print(f"example scan: {merged.skipped:,} of {merged.read + merged.skipped:,} files skipped as unreadable "
+                          f"(e.g. {merged.why[0] if merged.why else '?'})")  # fmt: skip
 
         def rerender(jobs: list) -> None:
             if not render:
                 return
-            again = run_jobs(jobs, cache, executor, quiet=True, **executor_options)
+            again = run_jobs([j for j in jobs if not views.get(j.view).scanned], cache, executor, quiet=True, **executor_options)
             run.rendered += again.rendered
+            derived = [j for j in jobs if views.get(j.view).scanned]
+            if derived:
+                run_jobs(p.scans, cache, executor, quiet=True, unit="image", **executor_options)
+                merge_examples(p, cache, derived, quiet=True)
 
         numerics: dict[str, dict[str, int]] = {}
         written = None
@@ -97,6 +111,8 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
         stats = {"profile": p.profile.name, "jobs": run.jobs, "rendered": run.rendered,
                  "cached": run.jobs - run.rendered, "units": run.units, "unit_steps": run.unit_steps,
                  "workers": run.workers, "corrupt": list(cache.corrupt), "numerics": numerics,
+                 "scan": {"shards": scan.jobs, "scanned": scan.rendered, "examples": merged.written,
+                          "images": merged.read, "skipped": merged.skipped},
                  "tutorials": rerun_tutorials, "seconds": round(time.perf_counter() - t0, 1),
                  "layers_written": written.written if written else 0, "layers": written.layers if written else 0}  # fmt: skip
         _record(cache_root, stats, p)

@@ -12,8 +12,11 @@ Shape of the file::
       quick:
         description: ...
         photos: [chelsea, coffee]     # sample photos of the activation strip
-        examples: offline             # the example scan: offline photos of installed packages, or a folder
+        examples: offline             # the example collection: offline photos, a folder, a glob, a text file of paths, or none
         examples_limit: 100000        # files and folders a walk of an examples folder may visit
+        examples_shard: 500           # images per scan job (shards run on any executor, resume from the cache)
+        top: 9                        # dataset examples per unit, top and bottom
+        crop: 96                      # their side, px
         chunk: 64                     # at most this many units per job
         galleries:
           - model: efficientnet_lite0 # any spec featgen loads: timm:..., torchvision:..., keras:..., file:...
@@ -116,9 +119,10 @@ class Profile:
     photos: tuple[str, ...] = ("chelsea", "coffee", "astronaut", "rocket", "grace_hopper")
     description: str = ""
     chunk: int = 64  # at most this many units per job
-    crop: int = 72  # photo crop side, px
-    top: int = 3  # top (and bottom) example photos per unit
-    examples: str | None = "offline"  # what the example scan reads: "offline" photos, a folder, or None
+    crop: int = 96  # dataset example crop side, px
+    top: int = 9  # top (and bottom) dataset examples per unit
+    examples: str | None = "offline"  # the example collection: "offline", a folder, a glob, a list file, or None
+    examples_shard: int = 500  # images per scan job
     examples_limit: int = limits.EXAMPLES_LIMIT  # files and folders a walk of the examples folder may visit
     source: str = ""  # the file it came from
 
@@ -131,7 +135,7 @@ def gallery_keys() -> tuple[str, ...]:
 def layer_option_keys() -> tuple[str, ...]:
     """What ``layer_options`` may set for one layer: the recipe, and the views' per-layer options."""
     return RECIPE_OPTIONS + tuple(n for n, o in view_registry.options().items() if o.per_layer)
-PROFILE_KEYS = ("description", "photos", "chunk", "crop", "top", "examples", "examples_limit", "galleries")
+PROFILE_KEYS = ("description", "photos", "chunk", "crop", "top", "examples", "examples_limit", "examples_shard", "galleries")
 
 
 def find_config(path: str | os.PathLike | None = None) -> Path:
@@ -355,7 +359,7 @@ def _profile(errors: _Errors, name: str, data: Any, defaults: dict, source: str)
         return None
     gs = [_gallery(errors, f"{where}.galleries[{i}]", g, defaults) for i, g in enumerate(galleries)]
     kw: dict[str, Any] = {}
-    for key in ("chunk", "crop", "top", "examples_limit"):  # the CLI's limits (--chunk)
+    for key in ("chunk", "crop", "top", "examples_limit", "examples_shard"):  # the CLI's limits (--chunk)
         if key in data and _int(errors, where, key, data[key], key) is not None:
             kw[key] = data[key]
     if "photos" in data:
@@ -376,9 +380,9 @@ def _profile(errors: _Errors, name: str, data: Any, defaults: dict, source: str)
         if ex in (None, "none", False):
             kw["examples"] = None
         elif not isinstance(ex, str) or not ex.strip():
-            errors.add(where, f"examples must be 'offline', a folder of images, or none; got {short(ex)}.")
-        elif ex != "offline" and not Path(ex).expanduser().is_dir():
-            errors.add(where, f"examples folder {short(ex)} does not exist: name a folder of images, or 'offline'.")
+            errors.add(where, f"examples must be 'offline', a folder of images, a glob, a text file of paths, or none; got {short(ex)}.")
+        elif ex != "offline" and not any(c in ex for c in "*?[") and not Path(ex).expanduser().exists():
+            errors.add(where, f"examples {short(ex)} does not exist: name a folder of images, a glob, a text file of paths, or 'offline'.")
         elif ex != "offline" and is_filesystem_root(Path(ex)):
             errors.add(where, f"examples folder {short(ex)} is the root of the filesystem: name a folder of images.")
         else:

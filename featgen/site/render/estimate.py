@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .cache import RenderCache
 from .jobs import RenderJob
@@ -87,6 +88,9 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
             if not todo:
                 continue
             v = views.get(view)
+            if v.scanned:  # its cost is the scan's: timed on a few images of the first missing shard
+                est.rows += _scan_rows(plan, renderer, first, cache)
+                continue
             renderer.run(v.with_steps(base, 1), one_batch=True)  # warm-up: model load, first-call costs
             if not v.optimizes:
                 per_job = _timed(renderer, base) / len(base.units)
@@ -100,3 +104,20 @@ def estimate(plan: Plan, device: str | None = None, cache: RenderCache | None = 
             seconds = sum(j.unit_steps * step_cost + overhead * j.unit_steps / max(int(j.options["steps"]), 1) for j in todo)
             est.rows.append((f"{model} ({backend})", view, len(todo), 1.0 / step_cost, seconds))
     return est
+
+
+def _scan_rows(plan: Plan, renderer: Any, job: RenderJob, cache: RenderCache | None) -> list[tuple]:
+    """The estimate of a model's dataset-example scan: one row, from the time of a few images."""
+    import time
+
+    shards = [s for s in plan.scans if (s.model, s.backend) == (job.model, job.backend)]
+    missing = [s for s in shards if cache is None or not cache.has(s.key)]
+    if not missing:
+        return []
+    probe = replace(missing[0], stop=min(missing[0].start + 8, missing[0].stop), device=job.device)
+    renderer.scan(probe)  # warm-up: model load, first-call costs
+    t0 = time.perf_counter()
+    renderer.scan(probe)
+    per_image = (time.perf_counter() - t0) / len(probe.units)
+    images = sum(len(s.units) for s in missing)
+    return [(f"{job.model} ({job.backend})", "scan", len(missing), 0.0, per_image * images)]

@@ -13,6 +13,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,17 +92,101 @@ def folder_photos(folder: str | os.PathLike, limit: int | None = None) -> list[t
     return [(p.relative_to(root).as_posix(), p) for p in sorted(paths)]
 
 
+def list_photos(listing: str | os.PathLike, limit: int | None = None) -> list[tuple[str, Path]]:
+    """``(name, path)`` of each line of a text file that lists image paths (relative ones from the
+    file's folder), in its order; blank lines and ``#`` comments are left out."""
+    src = Path(listing).expanduser()
+    out = []
+    with open(src, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f):
+            if limit is not None and n >= limit:
+                raise FeatgenError(f"examples list {short(str(src))} has more than {limit:,} lines: raise examples_limit in the profile.")
+            name = line.strip()
+            if name and not name.startswith("#"):
+                path = Path(name).expanduser()
+                out.append((name, path if path.is_absolute() else src.parent / path))
+    if not out:
+        raise FeatgenError(f"examples list {short(str(src))} names no image.")
+    return out
+
+
+def glob_photos(pattern: str, limit: int | None = None) -> list[tuple[str, Path]]:
+    """``(path as matched, path)`` of every image file that ``pattern`` matches (``**`` recurses), sorted."""
+    import glob
+
+    out = []
+    for n, name in enumerate(sorted(glob.iglob(os.path.expanduser(pattern), recursive=True))):
+        if limit is not None and n >= limit:
+            raise FeatgenError(f"examples glob {short(pattern)} matches more than {limit:,} files: raise examples_limit in the profile.")
+        path = Path(name)
+        if path.suffix.lower() in SUFFIXES and path.is_file():
+            out.append((name, path))
+    if not out:
+        raise FeatgenError(f"examples glob {short(pattern)} matches no image ({', '.join(SUFFIXES)}).")
+    return out
+
+
+def source_kind(source: str) -> str:
+    """What ``examples:`` names: ``offline``, a ``folder``, a ``glob`` or a ``list`` (a text file of paths)."""
+    if source == OFFLINE:
+        return OFFLINE
+    if any(c in source for c in "*?["):
+        return "glob"
+    return "list" if Path(source).expanduser().is_file() else "folder"
+
+
 def photo_set(source: str, limit: int | None = None) -> list[tuple[str, Path]]:
-    """The photos of ``source``: ``"offline"`` or a folder path (walked as :func:`folder_photos` says)."""
-    return offline_photos() if source == OFFLINE else folder_photos(source, limit)
+    """The photos of ``source``: ``"offline"``, a folder (walked as :func:`folder_photos` says), a glob
+    or a text file listing paths."""
+    kind = source_kind(source)
+    if kind == OFFLINE:
+        return offline_photos()
+    return {"glob": glob_photos, "list": list_photos, "folder": folder_photos}[kind](source, limit)
 
 
 def set_digest(photos: list[tuple[str, Path]]) -> str:
-    """A digest of the set: names and sizes (a renamed, added or replaced file changes it)."""
+    """A digest of the set: names and sizes (a renamed, added or replaced file changes it; a listed
+    file that is missing counts as size -1, and is skipped by the scan)."""
     h = hashlib.sha256()
     for name, path in photos:
-        h.update(f"{name}\0{path.stat().st_size}\n".encode())
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        h.update(f"{name}\0{size}\n".encode())
     return h.hexdigest()[:16]
+
+
+def read_photo(path: Path, size: int) -> tuple[np.ndarray | None, str]:
+    """One collection image as the scan and the crops see it: decoded, its centred square resized to
+    ``size`` px, uint8 RGB. ``(None, why)`` for a file that cannot be used (unreadable, truncated,
+    empty, not an image, over :data:`featgen.images.MAX_PIXELS`): the scan skips and counts it."""
+    from ...images import load_image, resize, to_uint8
+
+    try:
+        return to_uint8(resize(load_image(path), size, crop=True)), ""
+    except FeatgenError as exc:
+        return None, str(exc)
+    except (OSError, ValueError, MemoryError, SyntaxError) as exc:  # what a damaged file can still raise from PIL
+        return None, f"{path}: {type(exc).__name__}: {exc}"
+
+
+def read_photos(photos: list[tuple[str, Path]], start: int, stop: int, size: int, threads: int = 2, ahead: int = 64):
+    """``(index, uint8 image | None, why not)`` for images ``start .. stop``, in order, decoded ``threads``
+    at a time (PIL decodes without the GIL), at most ``ahead`` images ahead of the caller."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        queue: deque = deque()
+        for i in range(start, stop):
+            queue.append((i, pool.submit(read_photo, photos[i][1], size)))
+            if len(queue) >= ahead:
+                j, fut = queue.popleft()
+                yield j, *fut.result()
+        while queue:
+            j, fut = queue.popleft()
+            yield j, *fut.result()
 
 
 def encode_jpegs(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -122,53 +207,29 @@ def jpeg_at(data: np.ndarray, offsets: np.ndarray, i: int) -> bytes:
     return data[int(offsets[i]) : int(offsets[i + 1])].tobytes()
 
 
-def scan(model, layer: str, units: tuple[int, ...], photos: list[tuple[str, Path]], k: int, crop: int,
-         batch: int = 16) -> dict[str, np.ndarray]:  # fmt: skip
-    """Stream ``photos`` through ``model`` in batches (forward only) and keep, per unit, the ``k``
-    photos with the highest and the ``k`` with the lowest peak activation, with a crop around the
-    peak (for the lowest: around the minimum) at the model's input size."""
-    from ...images import load_image, resize
-    from ...maps import batch_activations
+MIN_CONTEXT = 32  # px of the input around a position, at least: a first layer's 3-px field shows its surroundings
 
-    size = model.input_size
-    crop = min(crop, size)
-    us = np.asarray(units)
-    n, p = len(us), len(photos)
-    peak = np.empty((n, p), np.float32)
-    low = np.empty((n, p), np.float32)
-    at_peak = np.empty((n, p), np.int64)
-    at_low = np.empty((n, p), np.int64)
-    grid_w = 1
-    for b0 in range(0, p, batch):
-        imgs = [resize(load_image(path), size, crop=True) for _, path in photos[b0 : b0 + batch]]
-        acts = batch_activations(model, np.stack(imgs), layer, size=size)[..., us]  # (B, h, w, n)
-        grid_w = acts.shape[2]
-        flat = acts.reshape(acts.shape[0], -1, n)
-        peak[:, b0 : b0 + len(imgs)] = flat.max(axis=1).T
-        low[:, b0 : b0 + len(imgs)] = flat.min(axis=1).T
-        at_peak[:, b0 : b0 + len(imgs)] = flat.argmax(axis=1).T
-        at_low[:, b0 : b0 + len(imgs)] = flat.argmin(axis=1).T
-    k = min(k, p)
-    top = np.argsort(-peak, axis=1, kind="stable")[:, :k]
-    bottom = np.argsort(peak, axis=1, kind="stable")[:, :k]
-    scale = size / max(grid_w, 1)
-    cache: dict[int, np.ndarray] = {}
 
-    def cut(photo: int, pos: int) -> np.ndarray:
-        if photo not in cache:
-            cache[photo] = resize(load_image(photos[photo][1]), size, crop=True)
-        y, x = divmod(int(pos), grid_w)
-        cy, cx = int((y + 0.5) * scale), int((x + 0.5) * scale)
-        y0 = int(np.clip(cy - crop // 2, 0, size - crop))
-        x0 = int(np.clip(cx - crop // 2, 0, size - crop))
-        from ...images import to_uint8
+def cut_crops(photos: list[tuple[str, Path]], size: int, wants: dict[int, list[tuple[Any, tuple[int, int, int, int]]]],
+              crop: int, done: Any = None) -> dict[Any, bytes]:  # fmt: skip
+    """JPEG crops: for each image index of ``wants``, each ``(tag, box)`` there cut from the image as
+    :func:`read_photo` reads it (``box``: top, left, bottom, right) and resized to ``crop`` px. Each image
+    is read once, however many crops it gives. A crop of an image that cannot be read is grey.
+    ``done(1)`` is called after each image (a progress bar's ``update``)."""
+    from PIL import Image
 
-        return to_uint8(cache[photo][y0 : y0 + crop, x0 : x0 + crop])
-
-    out: dict[str, np.ndarray] = {"files": np.asarray([name for name, _ in photos])}
-    for kind, order, where in (("top", top, at_peak), ("bottom", bottom, at_low)):
-        crops = [cut(int(ph), where[i, ph]) for i in range(n) for ph in order[i]]
-        out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = encode_jpegs(crops)
-        out[f"{kind}_file"] = order.astype(np.int32)
-        out[f"{kind}_value"] = np.take_along_axis(peak, order, axis=1).astype(np.float32)
+    out: dict[Any, bytes] = {}
+    for index in sorted(wants):
+        image, _ = read_photo(photos[index][1], size)
+        for tag, (top, left, bottom, right) in wants[index]:
+            if image is None:
+                tile = np.full((crop, crop, 3), 128, np.uint8)
+            else:
+                pil = Image.fromarray(image[top:bottom, left:right])
+                tile = np.asarray(pil.resize((crop, crop), Image.Resampling.BICUBIC if pil.width < crop else Image.Resampling.LANCZOS))
+            buf = io.BytesIO()
+            Image.fromarray(tile).save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+            out[tag] = buf.getvalue()
+        if done is not None:
+            done(1)
     return out

@@ -23,6 +23,7 @@ from .cache import RenderCache
 from .config import ALL_CONV, Gallery, Profile, get_profile
 from .entries import MAX_KERNEL, MODEL_INFO
 from .jobs import RenderJob, cache_key
+from .scan import ScanJob, shards
 
 MODEL_INFO_VERSION = "model-info-2"  # 2: records the input channel order
 
@@ -79,13 +80,23 @@ class LayerPlan:
 
 @dataclass
 class Plan:
+    """The jobs of a profile: per layer, each view's (:attr:`layers`); and the dataset-example scan's
+    shards (:attr:`scans`), whose merge makes the entries of the scanned views (:attr:`derived`)."""
+
     profile: Profile
     models: dict[tuple[str, str], ModelInfo]
     layers: list[LayerPlan]
+    scans: list[ScanJob] = field(default_factory=list)
 
     @property
     def jobs(self) -> list[RenderJob]:
-        return [j for lp in self.layers for js in lp.jobs.values() for j in js]
+        """The jobs that render: every view's but the scanned ones'."""
+        return [j for lp in self.layers for name, js in lp.jobs.items() if not views.get(name).scanned for j in js]
+
+    @property
+    def derived(self) -> list[RenderJob]:
+        """The jobs of scanned views: made by the merge of :attr:`scans`, not rendered."""
+        return [j for lp in self.layers for name, js in lp.jobs.items() if views.get(name).scanned for j in js]
 
     def unit_steps(self) -> int:
         return sum(j.unit_steps for j in self.jobs)
@@ -289,13 +300,15 @@ def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: 
 
 
 def examples_settings(profile: Profile) -> dict[str, Any]:
-    """What identifies the example scan: its source and a digest of its files (listed once per plan)."""
+    """What identifies the example collection: its source, a digest of its files and their count
+    (listed once per plan), and the limit its listing ran under."""
     if not profile.examples:
         return {"examples": None}
     from .examples import photo_set, set_digest
 
     photos = photo_set(profile.examples, profile.examples_limit)
-    return {"examples": profile.examples, "examples_digest": set_digest(photos)}
+    return {"examples": profile.examples, "examples_digest": set_digest(photos), "examples_count": len(photos),
+            "examples_limit": profile.examples_limit}  # fmt: skip
 
 
 def parse_device(device: str | None) -> dict[str, str]:
@@ -382,6 +395,7 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
     shared: dict[str, Any] = {}  # what views compute once per plan (the example scan's digest)
     models: dict[tuple[str, str], ModelInfo] = {}
     layers: list[LayerPlan] = []
+    scanned: dict[tuple[str, str, str | None], tuple[ModelInfo, dict[str, dict]]] = {}  # the layers that show examples
     gpu = OnGpu()
     for g in prof.galleries:
         backend = canonical_name(g.backend)
@@ -401,6 +415,10 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
             jobs = {}
             for view in (v for v in views.all_views() if v.name in lg.views):
                 settings = view.settings(lg, views.PlanContext(prof, info, native, shared))
+                if settings is None:  # nothing to show here (no collection to scan)
+                    continue
+                if view.scanned:
+                    scanned.setdefault((g.load_spec, backend, dev), (info, {}))[1][native] = settings
                 parts = view.chunks(units, size)
                 js = tuple(precision.job(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view.name, settings))
                            for c in parts)  # fmt: skip
@@ -408,4 +426,19 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
                     js = tuple(replace(j, siblings=tuple(parts)) for j in js)
                 jobs[view.name] = js
             layers.append(LayerPlan(g.model, backend, name, native, info.row(native), units, lg, jobs))
-    return Plan(prof, models, layers)
+    return Plan(prof, models, layers, scan_jobs(prof, scanned))
+
+
+def scan_jobs(profile: Profile, scanned: dict[tuple[str, str, str | None], tuple[ModelInfo, dict[str, dict]]]) -> list[ScanJob]:
+    """The shards of each model's dataset-example scan: ``profile.examples_shard`` images a job, every
+    layer of the model that shows examples hooked at once (in model order)."""
+    out = []
+    for (spec, backend, device), (info, layers) in scanned.items():
+        order = {r.name: i for i, r in enumerate(info.table)}
+        natives = tuple(sorted(layers, key=order.__getitem__))
+        first = layers[natives[0]]
+        settings = {k: first[k] for k in ("examples", "examples_digest", "examples_limit", "input_size", "weights_digest")}
+        settings["k"] = first["top"]
+        for start, stop in shards(int(first["examples_count"]), profile.examples_shard):
+            out.append(ScanJob(spec, backend, device, "float32", natives, start, stop, tuple(sorted(settings.items()))))
+    return out

@@ -19,6 +19,7 @@ import numpy as np
 from ...errors import FeatgenError
 from ...images import to_uint8
 from .jobs import RenderJob
+from .scan import ScanJob
 
 # CPU threads of every render worker, whichever executor runs it. A CPU convolution's rounding
 # depends on its thread count, and naive or regularized ascent can grow that into another picture,
@@ -87,6 +88,7 @@ class Renderer:
         self.device = device
         self._models: dict[tuple[str, str, str | None, str], Any] = {}
         self._photos: dict[tuple, list[np.ndarray]] = {}
+        self._collections: dict[tuple, list] = {}  # the example scan's collections, listed once
         self._budgets: dict[int, float] = {}  # per loaded model: the memory one GPU step may take
         self._one_batch, self._batch = False, None  # the step rule of the job being rendered, and its batch
         keep_freed_memory()
@@ -126,6 +128,9 @@ class Renderer:
         done: set[str] = set()
         for job in jobs:
             if job.key in done:
+                continue
+            if isinstance(job, ScanJob):  # a shard of the dataset-example scan
+                out.append((job, *self.scan(job)))
                 continue
             fit = self._units_per_batch(job)
             if fit is None:
@@ -241,10 +246,10 @@ class Renderer:
 
     def photos(self, model, job: RenderJob) -> dict[str, np.ndarray]:
         """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
-        per unit) and, from a scan of the examples, its top and bottom photos with crops."""
+        per unit)."""
         from ...images import grid, overlay
         from ...maps import batch_activations
-        from .examples import encode_jpegs, photo_set, scan, set_digest
+        from .examples import encode_jpegs
 
         o = job.options
         size = model.input_size
@@ -261,9 +266,41 @@ class Renderer:
                 peaks.append(a.reshape(len(imgs), -1).max(axis=1))
             out["strip_jpeg"], out["strip_offsets"] = encode_jpegs(strips)
             out["peaks"] = np.asarray(peaks, np.float32)
-        if o.get("examples"):
-            photos = photo_set(o["examples"])
+        return out
+
+    def scan(self, job: ScanJob) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """One shard of the dataset-example scan (:mod:`.scan`): its arrays and meta (the layers' grids,
+        receptive fields and channels, the images read, the files skipped and why, the numerics)."""
+        from ...fields import receptive_field
+        from .examples import photo_set, read_photos, set_digest
+        from .scan import scan_arrays
+
+        o = job.options
+        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
+        if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
+            raise FeatgenError(f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again.")
+        source = (o["examples"], o.get("examples_limit"))
+        if source not in self._collections:  # listed once per worker, however many shards it scans
+            photos = photo_set(*source)
             if set_digest(photos) != o["examples_digest"]:
                 raise FeatgenError(f"the examples ({o['examples']}) changed since the plan was made: run the build again.")
-            out.update(scan(model, o["layer"], job.units, photos, int(o["top"]), int(o["crop"])))
-        return out
+            self._collections[source] = photos
+        photos = self._collections[source]
+        size = int(o["input_size"])
+        why: list[list[Any]] = []
+
+        def images():
+            for index, image, reason in read_photos(photos, job.start, job.stop, size):
+                if image is None and len(why) < MAX_REASONS:
+                    why.append([index, reason])
+                yield index, image
+
+        arrays, info = scan_arrays(model, job.layers, images(), job.start, int(o["k"]), int(o.get("batch") or 32))
+        fields = [receptive_field(model, layer, size) for layer in job.layers]
+        meta = {**job.meta(), **info, "fields": [[f.size, f.jump, f.start] for f in fields], "why_skipped": why,
+                "numerics": model.backend.numerics()}  # fmt: skip
+        return arrays, meta
+
+
+MAX_REASONS = 20  # skipped files a shard names, with why (it counts them all)
+

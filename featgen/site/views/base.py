@@ -72,6 +72,8 @@ class View:
         options: the gallery keys this view adds (:class:`Option`).
         optimizes: its jobs run an optimization of ``steps`` steps (the estimate calibrates those).
         block: the Jinja source of its unit-page block; None: ``views/<name>.html.j2``.
+        scanned: its entries come from the model's dataset-example scan and its merge
+            (:mod:`featgen.site.render.merge`), not from rendering its jobs one by one.
     """
 
     name: str = ""
@@ -80,11 +82,13 @@ class View:
     options: tuple[Option, ...] = ()
     optimizes: bool = True
     block: str | None = None
+    scanned: bool = False
 
     # --- plan --------------------------------------------------------------------------------------
-    def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any]:
+    def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any] | None:
         """The job settings of this view for gallery ``g`` (already with its layer's overrides), named
-        as :attr:`featgen.vis.Render.settings` names them, plus the view's own."""
+        as :attr:`featgen.vis.Render.settings` names them, plus the view's own; None: the view has
+        nothing to show for this layer (no jobs)."""
         raise NotImplementedError
 
     def chunks(self, units: tuple[int, ...], size: int) -> list[tuple[int, ...]]:

@@ -48,12 +48,12 @@ class RunProgress:
     ``done`` starts at the units already in the cache, so the bar shows the whole plan.
     """
 
-    def __init__(self, total_units: int, done_units: int = 0, desc: str = "galleries", quiet: bool = False):
+    def __init__(self, total_units: int, done_units: int = 0, desc: str = "galleries", quiet: bool = False, unit: str = "unit"):
         self.total = total_units
         self.units = 0
         self.unit_steps = 0
         self.workers: dict[str, int] = {}
-        self._bar = bar(total=total_units, desc=desc, quiet=quiet, unit="unit", initial=done_units, smoothing=0.05)
+        self._bar = bar(total=total_units, desc=desc, quiet=quiet, unit=unit, initial=done_units, smoothing=0.05)
 
     def advance(self, job: RenderJob, worker: str | None = None) -> None:
         """Count one finished job (from ``worker``, e.g. ``"local"`` or a Ray actor's name)."""
@@ -116,10 +116,11 @@ def missing_jobs(jobs: list[RenderJob], cache: RenderCache) -> list[RenderJob]:
 
 
 def run_jobs(jobs: list[RenderJob], cache: RenderCache, executor: str = "local", quiet: bool = False,
-             desc: str = "galleries", **options: Any) -> RunStats:  # fmt: skip
+             desc: str = "galleries", unit: str = "unit", **options: Any) -> RunStats:  # fmt: skip
     """Render every job whose entry ``cache`` lacks, with ``executor`` (``"local"`` or ``"ray"``).
 
-    ``options`` go to the executor (local: ``threads``, ``device``; see each module). Returns counts.
+    ``options`` go to the executor (local: ``threads``, ``device``; see each module); ``unit``: what
+    a job's ``units`` count on the progress bar (a scan shard's are images). Returns counts.
     """
     if executor not in EXECUTORS:
         raise FeatgenError(f"unknown executor {executor!r}: choose {', '.join(EXECUTORS)}.{suggest(executor, EXECUTORS)}")
@@ -135,7 +136,7 @@ def run_jobs(jobs: list[RenderJob], cache: RenderCache, executor: str = "local",
                 raise FeatgenError("the ray executor needs Ray: pip install 'featgen[ray]'.") from None
             raise
         total = sum(len(j.units) for j in unique)
-        with RunProgress(total, total - sum(len(j.units) for j in todo), desc=desc, quiet=quiet) as progress:
+        with RunProgress(total, total - sum(len(j.units) for j in todo), desc=desc, quiet=quiet, unit=unit) as progress:
             module.execute(todo, cache, progress, **options)
         stats.rendered, stats.units, stats.unit_steps = sum(progress.workers.values()), progress.units, progress.unit_steps
         stats.workers = dict(progress.workers)

@@ -1,0 +1,220 @@
+"""The dataset-example scan: one forward-only pass of a collection through a model, every gallery
+layer hooked at once, in shards.
+
+A :class:`ScanJob` reads images ``start .. stop`` of a collection (a shard: a job like a render job,
+run by any executor and cached by its key). Per batch, each hooked layer's feature maps are reduced
+on the device to four numbers per image and unit: the spatial maximum and its position, the spatial
+mean, and the position of the minimum. A :class:`TopK` keeps, per unit, the ``k`` images with the
+highest maximum and the ``k`` with the lowest mean, so memory is O(units × k) whatever the
+collection's size. Merging is associative and deterministic: ties go to the lower image index, so
+shards merged in any order give the same result (:func:`merge_entries`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .entries import Array, Expected
+from .jobs import cache_key
+
+SCAN_VERSION = "scan-1"
+SENTINEL = np.iinfo(np.int32).max  # the image index of an empty slot: after every real one
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """Images ``start .. stop`` of a collection through ``layers`` (native names) of one model.
+
+    It has what executors read of a job: ``key``, ``units`` (here: the images, which the progress
+    bar counts), ``siblings``, ``label()`` and ``meta()``. ``settings`` hold what the result depends on:
+    the collection's digest, the input size, ``k``, the weights' digest."""
+
+    model: str
+    backend: str
+    device: str | None
+    precision: str
+    layers: tuple[str, ...]
+    start: int
+    stop: int
+    settings: tuple[tuple[str, Any], ...] = ()
+    siblings: tuple = ()
+    view: str = field(default="scan", init=False)
+    layer: str = field(default="(every gallery layer)", init=False)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.settings)
+
+    @property
+    def units(self) -> range:
+        return range(self.start, self.stop)
+
+    @property
+    def unit_steps(self) -> int:
+        return 0
+
+    def key_settings(self) -> dict[str, Any]:
+        return {**self.options, "kind": SCAN_VERSION, "model": self.model, "backend": self.backend,
+                "precision": self.precision, "layers": list(self.layers), "shard": [self.start, self.stop]}  # fmt: skip
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.key_settings())
+
+    def meta(self) -> dict[str, Any]:
+        return {"model": self.model, "backend": self.backend, "view": "scan", "layers": list(self.layers),
+                "shard": [self.start, self.stop], "settings": self.key_settings()}  # fmt: skip
+
+    def label(self) -> str:
+        return f"{self.model}/{self.backend}/scan[{self.start}..{self.stop - 1}]"
+
+
+def shards(count: int, size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive shards of at most ``size`` images over ``count`` images."""
+    return [(a, min(a + size, count)) for a in range(0, count, max(1, size))]
+
+
+class TopK:
+    """Per unit: the ``k`` highest spatial maxima and the ``k`` lowest spatial means seen so far, with
+    their image indices and positions; how many images left the unit silent (maximum ≤ 0), and the sum
+    of its means. Slots not yet filled hold ∓inf and image :data:`SENTINEL`."""
+
+    def __init__(self, units: int, k: int):
+        self.k = k
+        self.top_value = np.full((units, k), -np.inf, np.float32)
+        self.top_image = np.full((units, k), SENTINEL, np.int32)
+        self.top_pos = np.zeros((units, k), np.int32)
+        self.bottom_value = np.full((units, k), np.inf, np.float32)
+        self.bottom_image = np.full((units, k), SENTINEL, np.int32)
+        self.bottom_pos = np.zeros((units, k), np.int32)
+        self.silent = np.zeros(units, np.int64)
+        self.mean_sum = np.zeros(units, np.float64)
+
+    def add(self, index: np.ndarray, peak: np.ndarray, at_peak: np.ndarray, mean: np.ndarray, at_low: np.ndarray) -> None:
+        """Merge a batch: ``(B, units)`` arrays of the images numbered ``index`` (B,)."""
+        images = np.broadcast_to(np.asarray(index, np.int32)[None, :], (peak.shape[1], len(peak)))
+        self._merge("top", peak.T, images, at_peak.T)
+        self._merge("bottom", mean.T, images, at_low.T)
+        self.silent += (peak <= 0).sum(axis=0)
+        self.mean_sum += mean.astype(np.float64).sum(axis=0)
+
+    def update(self, other: TopK) -> None:
+        """Merge another state (a shard's)."""
+        self._merge("top", other.top_value, other.top_image, other.top_pos)
+        self._merge("bottom", other.bottom_value, other.bottom_image, other.bottom_pos)
+        self.silent += other.silent
+        self.mean_sum += other.mean_sum
+
+    def _merge(self, kind: str, value: np.ndarray, image: np.ndarray, pos: np.ndarray) -> None:
+        v = np.concatenate([getattr(self, f"{kind}_value"), value.astype(np.float32)], axis=1)
+        im = np.concatenate([getattr(self, f"{kind}_image"), image.astype(np.int32)], axis=1)
+        p = np.concatenate([getattr(self, f"{kind}_pos"), pos.astype(np.int32)], axis=1)
+        order = np.lexsort((im, -v if kind == "top" else v), axis=1)[:, : self.k]  # ties: the lower index
+        for name, a in (("value", v), ("image", im), ("pos", p)):
+            setattr(self, f"{kind}_{name}", np.take_along_axis(a, order, axis=1))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"{kind}_{name}": getattr(self, f"{kind}_{name}") for kind in ("top", "bottom")
+                for name in ("value", "image", "pos")} | {"silent": self.silent, "mean_sum": self.mean_sum}  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TopK:
+        t = cls(len(arrays["silent"]), arrays["top_value"].shape[1])
+        for name in t.arrays():
+            setattr(t, name, arrays[name].copy())
+        return t
+
+
+def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[tuple[np.ndarray, ...]]:
+    """Per layer, ``(max, argmax, mean, argmin)`` over positions, each ``(B, C)``, of one batch of
+    images (NHWC uint8 or float in [0, 1] at the model's input size). The feature maps never leave
+    the device: only these four numbers per image and unit do."""
+    be = model.backend
+    x = be.asarray(batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch)
+    out = []
+    with be.no_grad():
+        acts = be.forward(model, x, capture=list(layers), logits=False).activations
+        for name in layers:
+            a = acts[name]
+            n, h, w, c = be.shape(a)
+            flat = be.reshape(a, (n, h * w, c))
+            out.append(tuple(be.to_numpy(t) for t in (be.max(flat, axis=1), be.argmax(flat, axis=1),
+                                                        be.mean(flat, axis=1), be.argmin(flat, axis=1))))  # fmt: skip
+    return out
+
+
+def scan_arrays(model, layers: tuple[str, ...], images: Any, first: int, k: int, batch: int = 32) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Stream ``images`` (an iterable of ``(index, uint8 image | None)``; None: skipped) through
+    ``layers`` in batches of ``batch``; ``first`` is the shard's first index. Returns a shard entry's
+    arrays (every layer's units one after another) and what its meta records: the layers' grids,
+    channels, the images read and the indices skipped."""
+    states: list[TopK] | None = None
+    grids: list[tuple[int, int]] = []
+    skipped: list[int] = []
+    read = 0
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        nonlocal states
+        index = np.asarray([i for i, _ in pending])
+        red = batch_reductions(model, np.stack([im for _, im in pending]), layers)
+        if states is None:
+            states = [TopK(r[0].shape[1], k) for r in red]
+        for state, r in zip(states, red):
+            state.add(index, *r)
+        pending.clear()
+
+    for index, image in images:
+        if image is None:
+            skipped.append(index)
+            continue
+        read += 1
+        pending.append((index, image))
+        if len(pending) == batch:
+            flush()
+    if pending:
+        flush()
+    if states is None:  # nothing readable in this shard
+        states = [TopK(c, k) for c in _channels(model, layers)]
+    for name in layers:
+        row = model.layer_info(name)
+        grids.append((int(row.shape[0]), int(row.shape[1])))
+    arrays = {name: np.concatenate([getattr(s, name) for s in states]) for name in states[0].arrays()}
+    arrays["skipped"] = np.asarray(skipped, np.int32)
+    return arrays, {"read": read, "channels": [len(s.silent) for s in states], "grids": grids}
+
+
+def _channels(model, layers: tuple[str, ...]) -> list[int]:
+    return [int(model.layer_info(n).channels) for n in layers]
+
+
+def scan_expected(job: ScanJob, channels: list[int]) -> Expected:
+    """What a shard entry holds, for ``channels`` units per layer (from the plan's layer table)."""
+    units, k = sum(channels), int(job.options["k"])
+    out = {f"{kind}_{name}": Array(dtype, (units, k)) for kind in ("top", "bottom")
+           for name, dtype in (("value", "f4"), ("image", "i4"), ("pos", "i4"))}  # fmt: skip
+    out["silent"] = Array("i8", (units,))
+    out["mean_sum"] = Array("f8", (units,))
+    out["skipped"] = Array("i4", (None,), most=4 * (job.stop - job.start))
+
+    def values(arrays: dict[str, np.ndarray]) -> None:
+        for kind in ("top", "bottom"):
+            im = arrays[f"{kind}_image"]
+            if np.any((im != SENTINEL) & ((im < job.start) | (im >= job.stop))):
+                raise ValueError(f"{kind}_image points outside the shard {job.start}..{job.stop - 1}")
+        sk = arrays["skipped"]
+        if sk.size and (sk.min() < job.start or sk.max() >= job.stop):
+            raise ValueError("skipped points outside the shard")
+
+    return Expected(out, values)
+
+
+def merge_entries(parts: list[dict[str, np.ndarray]]) -> TopK:
+    """The shards' states merged (in any order: the result is the same)."""
+    total = TopK.from_arrays(parts[0])
+    for p in parts[1:]:
+        total.update(TopK.from_arrays(p))
+    return total
