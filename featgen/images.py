@@ -247,6 +247,23 @@ def overlay(image: ImageLike, cam: np.ndarray, colormap: str = "jet", alpha: flo
     return np.clip((1 - alpha) * img + alpha * heat, 0, 1).astype(np.float32)
 
 
+def outline(image: np.ndarray, box: tuple[int, int, int, int], width: int = 2) -> np.ndarray:
+    """``image`` (RGB float) with the square ``box`` (top, left, bottom, right) drawn as a white line
+    ``width`` px wide inside a black one, which reads on any heat map."""
+    out = np.array(image, np.float32, copy=True)
+    top, left, bottom, right = (int(v) for v in box)
+    for pad, colour in ((0, 0.0), (1, 1.0)):  # the black edge first, the white line inside it
+        t, lf, b, r = top + pad, left + pad, bottom - pad, right - pad
+        w = max(1, width - pad)
+        if b - t <= 2 * w or r - lf <= 2 * w:
+            continue
+        out[t : t + w, lf:r] = colour
+        out[b - w : b, lf:r] = colour
+        out[t:b, lf : lf + w] = colour
+        out[t:b, r - w : r] = colour
+    return out
+
+
 def sample_image(name: str) -> np.ndarray:
     """A bundled sample photo as RGB float: skimage's ``chelsea``, ``coffee``, ``astronaut``, ``rocket``, ...
 

@@ -123,3 +123,11 @@ def test_torch_and_tensorflow_agree_on_receptive_fields(lite0, lite0_tf):
 
     for layer in ("conv_stem", "blocks.1", "blocks.3", "blocks.6"):
         assert receptive_field(lite0, layer) == receptive_field(lite0_tf, layer), layer
+
+
+def test_the_peak_outline_is_white_inside_black_on_the_field_box():
+    from featgen.images import outline
+
+    out = outline(np.full((40, 40, 3), 0.5, np.float32), (10, 5, 30, 25), width=2)
+    assert (out[10, 5:25] == 0).all() and (out[11, 6:24] == 1).all()  # the black edge, the white line inside
+    assert (out[12:28, 7:23] == 0.5).all() and (out[:10] == 0.5).all() and (out[:, 25:] == 0.5).all()

@@ -247,7 +247,8 @@ class Renderer:
     def photos(self, model, job: RenderJob) -> dict[str, np.ndarray]:
         """Forward only. Per unit: its activation map over each sample photo (one JPEG strip, one scale
         per unit)."""
-        from ...images import grid, overlay
+        from ...fields import receptive_field
+        from ...images import grid, outline, overlay
         from ...maps import batch_activations
         from .examples import encode_jpegs
 
@@ -258,11 +259,14 @@ class Renderer:
             imgs = self._photo_list(tuple(o["photos"]), size)
             acts = batch_activations(model, np.stack(imgs), o["layer"], size=size)  # (P, h, w, C)
             strips, peaks = [], []
+            field = receptive_field(model, o["layer"], size)
             for u in job.units:
                 a = acts[..., u]
                 top = max(float(a.max()), 1e-8)
-                strips.append(to_uint8(grid([overlay(img, np.clip(m / top, 0, 1)) for img, m in zip(imgs, a)],
-                                            cols=len(imgs), margin=4)))  # fmt: skip
+                # each photo's heat map, with the receptive field of its peak outlined
+                tiles = [outline(overlay(img, np.clip(m / top, 0, 1)), field.box(*np.unravel_index(int(m.argmax()), m.shape), 12))
+                         for img, m in zip(imgs, a)]  # fmt: skip
+                strips.append(to_uint8(grid(tiles, cols=len(imgs), margin=4)))
                 peaks.append(a.reshape(len(imgs), -1).max(axis=1))
             out["strip_jpeg"], out["strip_offsets"] = encode_jpegs(strips)
             out["peaks"] = np.asarray(peaks, np.float32)

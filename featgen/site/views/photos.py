@@ -1,5 +1,6 @@
 """The photos view (forward only): where each unit fires on the profile's sample photos (one
-activation strip a unit). The dataset examples are their own view (:mod:`.examples`)."""
+activation strip a unit), with the receptive field of each photo's peak outlined. The dataset
+examples are their own view (:mod:`.examples`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ..render.renderer import Renderer
     from .base import PlanContext
 
-VERSION = "photos-3"  # 3: the dataset examples moved to their own view
+VERSION = "photos-3"  # 3: the dataset examples moved to their own view; each peak's field outlined
 MARGIN = 4  # px between two photos of a strip
 
 
