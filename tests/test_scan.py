@@ -61,6 +61,7 @@ def test_sharded_scan_equals_brute_force_topk_in_any_order(lite0, collection):
             np.testing.assert_array_equal(forward.top_pos[offset + u], flat[top, :, u].argmax(axis=1))
             np.testing.assert_array_equal(forward.bottom_image[offset + u], idx[bottom])
             np.testing.assert_allclose(forward.bottom_value[offset + u], mean[bottom, u], rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(forward.bottom_pos[offset + u], flat[bottom, :, u].argmax(axis=1))
         offset += acts.shape[-1]
     assert offset == len(forward.silent)
 

@@ -248,11 +248,8 @@ class TensorFlowBackend(InputNormalization):
     def min(self, x, axis=None, keepdims=False):
         return tf.reduce_min(x, axis=_axis(axis), keepdims=keepdims)
 
-    def argmax(self, x, axis):
-        return tf.argmax(x, axis=axis)
-
-    def argmin(self, x, axis):
-        return tf.argmin(x, axis=axis)
+    def max_and_argmax(self, x, axis):
+        return tf.reduce_max(x, axis=axis), tf.argmax(x, axis=axis)
 
     def reshape(self, x, shape):
         return tf.reshape(x, list(shape))

@@ -358,11 +358,9 @@ class TorchBackend(InputNormalization):
     def min(self, x, axis=None, keepdims=False):
         return x.amin() if axis is None else x.amin(dim=_axis(axis), keepdim=keepdims)
 
-    def argmax(self, x, axis):
-        return x.argmax(dim=axis)
-
-    def argmin(self, x, axis):
-        return x.argmin(dim=axis)
+    def max_and_argmax(self, x, axis):
+        values, indices = x.max(dim=axis)
+        return values, indices
 
     def reshape(self, x, shape):
         return x.reshape(tuple(shape))

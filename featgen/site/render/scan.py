@@ -3,8 +3,8 @@ layer hooked at once, in shards.
 
 A :class:`ScanJob` reads images ``start .. stop`` of a collection (a shard: a job like a render job,
 run by any executor and cached by its key). Per batch, each hooked layer's feature maps are reduced
-on the device to four numbers per image and unit: the spatial maximum and its position, the spatial
-mean, and the position of the minimum. A :class:`TopK` keeps, per unit, the ``k`` images with the
+on the device to three numbers per image and unit: the spatial maximum, its position and the
+spatial mean. A :class:`TopK` keeps, per unit, the ``k`` images with the
 highest maximum and the ``k`` with the lowest mean, so memory is O(units × k) whatever the
 collection's size. Merging is associative and deterministic: ties go to the lower image index, so
 shards merged in any order give the same result (:func:`merge_entries`).
@@ -93,11 +93,11 @@ class TopK:
         self.silent = np.zeros(units, np.int64)
         self.mean_sum = np.zeros(units, np.float64)
 
-    def add(self, index: np.ndarray, peak: np.ndarray, at_peak: np.ndarray, mean: np.ndarray, at_low: np.ndarray) -> None:
+    def add(self, index: np.ndarray, peak: np.ndarray, at_peak: np.ndarray, mean: np.ndarray) -> None:
         """Merge a batch: ``(B, units)`` arrays of the images numbered ``index`` (B,)."""
         images = np.broadcast_to(np.asarray(index, np.int32)[None, :], (peak.shape[1], len(peak)))
         self._merge("top", peak.T, images, at_peak.T)
-        self._merge("bottom", mean.T, images, at_low.T)
+        self._merge("bottom", mean.T, images, at_peak.T)
         self.silent += (peak <= 0).sum(axis=0)
         self.mean_sum += mean.astype(np.float64).sum(axis=0)
 
@@ -129,9 +129,9 @@ class TopK:
 
 
 def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[tuple[np.ndarray, ...]]:
-    """Per layer, ``(max, argmax, mean, argmin)`` over positions, each ``(B, C)``, of one batch of
-    images (NHWC uint8 or float in [0, 1] at the model's input size). The feature maps never leave
-    the device: only these four numbers per image and unit do."""
+    """Per layer, ``(max, argmax, mean)`` over positions, each ``(B, C)``, of one batch of images (NHWC
+    uint8 or float in [0, 1] at the model's input size). The feature maps never leave the device:
+    only these three numbers per image and unit do, from two passes over each map."""
     be = model.backend
     x = be.asarray(batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch)
     out = []
@@ -141,8 +141,8 @@ def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[
             a = acts[name]
             n, h, w, c = be.shape(a)
             flat = be.reshape(a, (n, h * w, c))
-            out.append(tuple(be.to_numpy(t) for t in (be.max(flat, axis=1), be.argmax(flat, axis=1),
-                                                        be.mean(flat, axis=1), be.argmin(flat, axis=1))))  # fmt: skip
+            peak, at_peak = be.max_and_argmax(flat, axis=1)
+            out.append(tuple(be.to_numpy(t) for t in (peak, at_peak, be.mean(flat, axis=1))))
     return out
 
 

@@ -1,6 +1,6 @@
 """The dataset examples view: per unit, the images of a collection it fires on most (highest spatial
 maximum) and least (lowest spatial mean), each cropped to the unit's receptive field around the
-position of its maximum (for the least: its minimum).
+position of its maximum in that image.
 
 Its entries are not rendered job by job: one forward pass of the collection per model, in shards
 (:mod:`featgen.site.render.scan`), and a merge that cuts the crops (:mod:`featgen.site.render.merge`)
