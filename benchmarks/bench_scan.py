@@ -10,7 +10,11 @@ Each run is a child process, so that its peak memory is its own: ``--images`` gi
 sizes, e.g. ``500,2000`` to see that memory does not grow with the collection.
 
     python benchmarks/bench_scan.py [--model vgg16_hed] [--backend torch] [--images 500,2000]
-        [--size 224] [--batch 16] [--collection DIR]
+        [--size 224] [--batch 16] [--device cpu] [--threads 2] [--collection DIR]
+
+It also times decoding alone (``--threads`` decoding threads, as the scan uses them), to show
+whether decoding or the network bounds the scan, and projects the time of a 50,000-image scan
+(ImageNet's validation set) at the measured rate.
 
 Without ``--collection`` it makes the test collection (``make_collection.py``, seeded) in a
 temporary folder. Results go to ``${OUT:-benchmarks/out}/bench_scan.json``.
@@ -53,17 +57,24 @@ def child(args) -> dict:
     from featgen.site.render.examples import photo_set, read_photos
     from featgen.site.render.scan import scan_arrays
 
-    model = featgen.load_model(args.model, backend=args.backend)
+    model = featgen.load_model(args.model, backend=args.backend, device=args.device)
     be = model.backend
     layers = tuple(n for n in model.layer_names if be.layer_kernels(model, n) is not None)
     photos = photo_set(args.collection)[: args.images]
     rates = [forward_rate(model, layers, args.size, args.batch, args.forward_batches) for _ in range(args.repeat)]
+    n_decode = min(len(photos), 300)
     t0 = time.perf_counter()
-    scan_arrays(model, layers, ((i, im) for i, im, _ in read_photos(photos, 0, len(photos), args.size)), 0, 9, args.batch)
+    for _ in read_photos(photos, 0, n_decode, args.size, threads=args.threads):
+        pass
+    decode_rate = n_decode / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    images = ((i, im) for i, im, _ in read_photos(photos, 0, len(photos), args.size, threads=args.threads))
+    scan_arrays(model, layers, images, 0, 9, args.batch)
     seconds = time.perf_counter() - t0
     return {"images": len(photos), "layers": len(layers), "scan_s": seconds, "scan_rate": len(photos) / seconds,
             "forward_rates": rates, "forward_rate": statistics.median(rates),
-            "efficiency": len(photos) / seconds / statistics.median(rates),
+            "efficiency": len(photos) / seconds / statistics.median(rates), "decode_rate": decode_rate,
+            "device": model.backend.device, "threads": args.threads, "projected_50k_min": 50_000 / (len(photos) / seconds) / 60,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # fmt: skip
 
 
@@ -76,6 +87,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--forward-batches", type=int, default=4, help="batches timed per forward-only measurement")
     ap.add_argument("--repeat", type=int, default=3, help="forward-only measurements (their median is used)")
+    ap.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda, ...)")
+    ap.add_argument("--threads", type=int, default=2, help="decoding threads")
     ap.add_argument("--collection", default=None)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -96,7 +109,8 @@ def main() -> int:
         for n in sizes:
             cmd = [sys.executable, __file__, "--child", "--model", args.model, "--backend", args.backend, "--images", str(n),
                    "--size", str(args.size), "--batch", str(args.batch), "--forward-batches", str(args.forward_batches),
-                   "--repeat", str(args.repeat), "--collection", args.collection]  # fmt: skip
+                   "--repeat", str(args.repeat), "--collection", args.collection, "--device", args.device,
+                   "--threads", str(args.threads)]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "FEATGEN_PROGRESS": "0"})
             if out.returncode:
                 raise SystemExit(out.stderr[-3000:])
@@ -104,7 +118,9 @@ def main() -> int:
             results.append(r)
             print(f"{args.model} ({args.backend}), {r['layers']} layers hooked, {args.size} px, batch {args.batch}: "
                   f"{r['images']:,} images scanned at {r['scan_rate']:.2f} images/s; forward only {r['forward_rate']:.2f} "
-                  f"images/s (median of {args.repeat}); efficiency {r['efficiency']:.2f}; peak RSS {r['peak_rss_mb']:.0f} MB")  # fmt: skip
+                  f"images/s (median of {args.repeat}); efficiency {r['efficiency']:.2f}; peak RSS {r['peak_rss_mb']:.0f} MB; "
+                  f"decoding alone {r['decode_rate']:.0f} images/s on {args.threads} threads; 50,000 images: "
+                  f"{r['projected_50k_min']:.0f} min on {r['device']}")  # fmt: skip
         if len(results) > 1:
             lo, hi = results[0]["peak_rss_mb"], results[-1]["peak_rss_mb"]
             print(f"peak memory: {lo:.0f} MB for {results[0]['images']:,} images, {hi:.0f} MB for {results[-1]['images']:,} "

@@ -12,6 +12,8 @@
 #
 #   benchmarks/gpu_speed.sh --models vgg              # then --models lite0 (their weight packages are large)
 #   benchmarks/gpu_speed.sh --models vgg --smoke --device cpu   # tiny sizes, to check the script anywhere
+#   benchmarks/gpu_speed.sh --scan                    # the dataset-example scan of 5,000 JPEGs through
+#                                                     # VGG16-HED (bench_scan.py), projected to 50,000
 #
 # More options go to benchmarks/bench_gpu.py (--units, --no-compile, --no-lucent, --layer-name, ...).
 # Needs torch, timm, featgen's dependencies and the model's weights package; TensorFlow and Ray are not
@@ -22,4 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
 export FEATGEN_PROGRESS=0
+if [[ "${1:-}" == "--scan" ]]; then
+  shift
+  exec "${PYTHON:-python3}" benchmarks/bench_scan.py --images 5000 --device cuda --batch 64 --threads 8 "$@"
+fi
 exec "${PYTHON:-python3}" benchmarks/bench_gpu.py --estimate --layer --checks "$@"

@@ -42,20 +42,22 @@ KILL_AFTER = 3  # entries the dying driver writes
 
 
 TINY = {"profiles": {"tiny": {
-    "photos": ["chelsea", "coffee"], "chunk": 2, "crop": 16, "top": 2, "examples": None,
+    "photos": ["chelsea", "coffee"], "chunk": 2, "crop": 16, "top": 2, "examples": "offline", "examples_shard": 10,
     "galleries": [{"model": "vgg16_hed", "backend": "torch", "layers": ["block1_conv1", "block2_conv1"], "units": 4,
-                   "size": 32, "steps": 4, "naive_steps": 4, "views": ["regularized", "naive", "photos"],
+                   "size": 32, "steps": 4, "naive_steps": 4, "views": ["regularized", "naive", "photos", "examples"],
                    "device": "cpu"}],
 }}}  # fmt: skip
 
 
 def tiny_plan() -> list[RenderJob]:
-    """Ten small jobs of HED-VGG16 (torch): two layers; two chunks of two units each for two optimized
-    views, and the photos view (activation strips over two photos) of each layer."""
+    """Thirteen small jobs of HED-VGG16 (torch): two layers; two chunks of two units each for two
+    optimized views, and the photos view (activation strips over two photos) of each layer; and the
+    three shards of the dataset-example scan of the 29 offline photos, both layers hooked at once."""
     from featgen.site.render.config import parse_config
     from featgen.site.render.plan import plan
 
-    return plan(parse_config(TINY)["tiny"], None).jobs
+    p = plan(parse_config(TINY)["tiny"], None)
+    return p.jobs + p.scans
 
 
 class CountingCache(RenderCache):

@@ -51,7 +51,7 @@ profiles:
 """
 
 
-def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_files(tmp_path):
+def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_files(tmp_path, capfd):
     """A scan stopped after one shard scans only the missing shards when run again; the unit page
     shows 9 top and 9 bottom crops of 96 px and says how many files were skipped."""
     import sys
@@ -75,8 +75,11 @@ def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_fi
     p = plan("ex", cache, config=str(config))
     assert len(p.scans) == 4 and [len(s.units) for s in p.scans] == [8, 8, 8, 1]
     run_jobs(p.scans[:1], cache, "local", quiet=True, workers=1)  # a scan stopped after its first shard
-    stats = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), quiet=True, workers=1)
+    capfd.readouterr()
+    stats = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), workers=1)
     assert stats["scan"] == {"shards": 4, "scanned": 3, "examples": 2, "images": 21, "skipped": 4}
+    out, err = capfd.readouterr()  # the workers' output too
+    assert "example scan: 4 of 25 files skipped as unreadable (e.g. " in out and "Traceback" not in out + err
     again = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), quiet=True, workers=1)
     assert again["scan"]["scanned"] == 0 and again["rendered"] == 0
     unit = tmp_path / ".featgen-pages" / "galleries" / "efficientnet_lite0" / "torch" / "blocks.1" / "unit-2"
