@@ -200,6 +200,40 @@ def diversity_checks(root: Path) -> tuple[list[str], int]:
     return problems, alike
 
 
+EXAMPLES_SECTION = r'<section id="examples">.*?</section>'
+
+
+def example_checks(root: Path, least: int = 96) -> tuple[list[str], str]:
+    """Each unit's dataset examples: a top and a bottom row of as many captions as the page says, their
+    sheet at least ``least`` px a crop, and no row of ties at 0.00 unless the page calls the unit dead."""
+    problems, units, counts = [], 0, set()
+    for page in sorted(root.glob("galleries/*/*/*/unit-*/index.html")):
+        html = page.read_text(errors="replace")
+        section = re.search(EXAMPLES_SECTION, html, re.S)
+        if not section or "fg-examples" not in section.group(0):
+            continue
+        units += 1
+        rel = page.parent.relative_to(root)
+        rows = re.findall(r'<div class="fg-examples" style="--n: (\d+)">(.*?)</div>', section.group(0), re.S)
+        kinds = [re.findall(r'class="fg-ex-(\w+)"', body) for _, body in rows]
+        if kinds != [["top"], ["bottom"]]:
+            problems.append(f"{rel}: example rows {kinds}, not top then bottom")
+            continue
+        n = int(rows[0][0])
+        counts.add(n)
+        values = [re.findall(r'class="fg-example-caption">[^<]* · (-?[\d.]+)</span>', body) for _, body in rows]
+        if any(len(v) != n for v in values):
+            problems.append(f"{rel}: {[len(v) for v in values]} captions for {n} examples a row")
+        sheet = _image(page.parent / "examples.webp")
+        if sheet.shape[1] < n * least or sheet.shape[0] < 2 * least:
+            problems.append(f"{rel}: its example sheet is {sheet.shape[1]}x{sheet.shape[0]} px, under {n} x {least} px a row")
+        dead = "Dead on this collection" in section.group(0)
+        for kind, v in zip(("top", "bottom"), values):
+            if len(v) > 1 and all(x in ("0.00", "-0.00") for x in v) and not dead:
+                problems.append(f"{rel}: its {kind} row ties at 0.00 and the page does not call the unit dead")
+    return problems, f"{units} units, {sorted(counts)} examples a row"
+
+
 def _stats(html: str) -> dict[str, float]:
     rows = re.findall(r"<td>([^<]+)</td>\s*<td>(-?[\d.]+)</td>", html)
     return {html_lib.unescape(k).strip(): float(v) for k, v in rows}
@@ -565,6 +599,8 @@ def main() -> int:
     report.check("verdict badges agree with their numbers; layer tiles use the unit pages' words", problems, f"{n} unit verdicts")
     problems, n = kernel_checks(root)
     report.check("the first-layer kernel swatch is in the network's channel order", problems, f"{n} coloured units")
+    problems, detail = example_checks(root)
+    report.check("dataset examples: top and bottom rows of >= 96-px crops, no 0.00 ties unless the unit is dead", problems, detail)
     problems, detail = unit_folder_sizes(root)
     report.check("each unit folder holds at most 80 KB", problems, detail)
     problems, weights = page_weights(root)

@@ -17,6 +17,7 @@ HERO_QUALITY = 88  # the image a unit page shows large
 QUALITY = 75  # every other render and crop
 STRIP_QUALITY = 70  # several renders side by side (the largest file of a unit)
 PHOTO_QUALITY = 75  # the activation strips over the sample photos
+EXAMPLES_QUALITY = 60  # the dataset examples: 18 photo crops, the most detail of a unit's files
 METHOD = 2  # libwebp's effort: 4 saves 3 % of the bytes at twice the time, 6 another 5 % at 2.5 times that
 PHOTO_HEIGHT = 128  # a strip over the sample photos is stored at most this tall (px)
 TILE = 64  # side of a unit's tile in a layer's overview sheet (px)
@@ -121,7 +122,7 @@ class UnitFiles:
         for s in strips:
             out[y : y + s.shape[0], : s.shape[1]] = s
             y += s.shape[0] + GAP
-        return self._write(f"{name}.webp", webp(out, QUALITY))
+        return self._write(f"{name}.webp", webp(out, EXAMPLES_QUALITY))
 
 
 # --- inline SVG ---------------------------------------------------------------------------------------
