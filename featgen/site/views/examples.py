@@ -82,7 +82,7 @@ class Examples(View):
 
     def synthetic(self, job: RenderJob, input_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         from ..render.examples import OFFLINE_PHOTOS
-        from .synthetic import jpeg_blob
+        from .synthetic import CROP_SLOPE, jpeg_blob
 
         o = job.options
         n, files = len(job.units), np.asarray(OFFLINE_PHOTOS)
@@ -90,7 +90,7 @@ class Examples(View):
         out: dict[str, np.ndarray] = {"files": files, "counts": np.asarray([len(files), 0], np.int64),
                                       "silent": np.zeros(n, np.int64), "mean": rng.gamma(2.0, 1.0, n).astype(np.float32)}  # fmt: skip
         for kind in ("top", "bottom"):
-            out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = jpeg_blob(rng, crop, crop, n * k)
+            out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = jpeg_blob(rng, crop, crop, n * k, CROP_SLOPE)
             out[f"{kind}_file"] = np.stack([rng.permutation(len(files))[:k] for _ in range(n)]).astype(np.int32)
             value = np.sort(rng.gamma(2.0, 2.0, (n, k)), axis=1)
             out[f"{kind}_value"] = (value[:, ::-1] if kind == "top" else value).astype(np.float32)
