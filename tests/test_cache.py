@@ -66,7 +66,7 @@ def test_an_npz_is_bounded_without_an_expectation_too():
 
 def test_photo_offsets_and_indices_are_checked_against_the_blobs():
     job = RenderJob("m", "torch", "cpu", "float32", "l", (0,), "examples", {"top": 1, "crop": 8, "examples": "offline"})
-    good = {"files": np.asarray(["a.jpg"]), "counts": np.asarray([1, 0]), "silent": np.zeros(1, np.int64),
+    good = {"files": np.asarray(["a.jpg"]), "counts": np.asarray([1, 0]), "silent": np.zeros(1, np.int64), "before_activation": np.ones(1, bool),
             "mean": np.zeros(1, np.float32), "top_jpeg": np.zeros(4, np.uint8), "top_offsets": np.asarray([0, 4]),
             "top_file": np.zeros((1, 1), np.int32), "top_value": np.zeros((1, 1), np.float32),
             "bottom_jpeg": np.zeros(4, np.uint8), "bottom_offsets": np.asarray([0, 4]),

@@ -311,7 +311,7 @@ def test_render_killed_after_k_jobs_resumes_with_only_the_missing_ones(filled, t
     assert len(_entries(killed, keys)) == 2 and len(list((killed / "renders").rglob(".data.npz.*.tmp"))) == 1
     res = _site("render", *_args(config, killed), check=True)
     assert f"{n - 3} jobs rendered; 2 of {n - 1} jobs cached" in res.stdout, res.stdout  # the render jobs
-    assert "example scan: 1 of 1 shards scanned (29 images read, 0 skipped); examples of 1 layers merged" in res.stdout
+    assert "example scan: 1 of 1 shards scanned (the collection: 29 images read, 0 files skipped); examples of 1 layers merged" in res.stdout
     for k in keys:  # every entry, byte for byte, as the uninterrupted run wrote it
         for name in ("data.npz", "meta.json"):
             assert (killed / "renders" / k[:2] / k / name).read_bytes() == (clean / "renders" / k[:2] / k / name).read_bytes()

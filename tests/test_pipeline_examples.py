@@ -79,7 +79,7 @@ def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_fi
     stats = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), workers=1)
     assert stats["scan"] == {"shards": 4, "scanned": 3, "examples": 2, "images": 21, "skipped": 4}
     out, err = capfd.readouterr()  # the workers' output too
-    assert "example scan: 4 of 25 files skipped as unreadable (e.g. " in out and "Traceback" not in out + err
+    assert "example scan: 4 of the collection's 25 files skipped as unreadable (e.g. " in out and "Traceback" not in out + err
     again = build("ex", docs=tmp_path / "docs", cache_dir=tmp_path / "cache", config=str(config), quiet=True, workers=1)
     assert again["scan"]["scanned"] == 0 and again["rendered"] == 0
     unit = tmp_path / ".featgen-pages" / "galleries" / "efficientnet_lite0" / "torch" / "blocks.1" / "unit-2"

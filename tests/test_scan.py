@@ -132,3 +132,20 @@ def test_the_peak_outline_is_white_inside_black_on_the_field_box():
     out = outline(np.full((40, 40, 3), 0.5, np.float32), (10, 5, 30, 25), width=2)
     assert (out[10, 5:25] == 0).all() and (out[11, 6:24] == 1).all()  # the black edge, the white line inside
     assert (out[12:28, 7:23] == 0.5).all() and (out[:10] == 0.5).all() and (out[:, 25:] == 0.5).all()
+
+
+def test_a_layer_behind_a_relu_is_read_before_it_in_both_backends(hed_torch, hed_tf, lite0):
+    """VGG16's block5_conv3 ends in a ReLU (a module in torch, fused in Keras): the scan reads the
+    convolution's output, whose positive part is the layer's; Lite0's block outputs end in no activation."""
+    assert hed_torch.backend.linear_output(hed_torch, "features.29") == "features.28"
+    assert hed_tf.backend.linear_output(hed_tf, "block5_conv3") == "block5_conv3:pre"
+    assert lite0.backend.linear_output(lite0, "blocks.1") == "blocks.1"
+    x = np.random.default_rng(0).random((2, 48, 48, 3), dtype=np.float32)
+    for model, layer in ((hed_torch, "features.29"), (hed_tf, "block5_conv3")):
+        be = model.backend
+        names = [layer, be.linear_output(model, layer)]
+        with be.no_grad():
+            acts = be.forward(model, be.asarray(x), capture=names, logits=False).activations
+        post, pre = (be.to_numpy(acts[n]) for n in names)
+        assert pre.min() < 0 and post.min() == 0
+        np.testing.assert_allclose(np.maximum(pre, 0), post, rtol=1e-6, atol=1e-6)

@@ -229,6 +229,12 @@ class ModelRunner(Protocol):
 
     def layer_type(self, layer: Any) -> str: ...
 
+    def linear_output(self, model: Any, layer: str) -> str:
+        """What :meth:`forward` captures for ``layer``'s output before its activation: where the layer
+        is a ReLU after a convolution, or a convolution with a fused activation, a name whose capture
+        is not cut at 0; else ``layer`` itself."""
+        ...
+
     def layer_geometry(self, layer: Any) -> SpatialOp | None:
         """How ``layer`` (a native layer of :meth:`iter_layers`) maps input pixels to output pixels, if
         it is a convolution or a pooling with a kernel; None for anything that keeps positions

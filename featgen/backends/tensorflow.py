@@ -516,6 +516,11 @@ class TensorFlowBackend(InputNormalization):
     def layer_type(self, layer) -> str:
         return type(layer).__name__
 
+    def linear_output(self, model, layer: str) -> str:
+        native = dict(self.iter_layers(model)).get(layer)
+        fused = getattr(getattr(native, "activation", None), "__name__", "linear") != "linear"
+        return layer + PRE_ACTIVATION if fused else layer
+
     def layer_geometry(self, layer) -> SpatialOp | None:
         def pair(v):
             return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)

@@ -742,6 +742,20 @@ class TorchBackend(InputNormalization):
     def layer_type(self, layer) -> str:
         return type(layer).__name__
 
+    def linear_output(self, model, layer: str) -> str:
+        modules = dict(model.module.named_modules())
+        if not isinstance(modules.get(layer), _RELUS):
+            return layer
+        parent_name, _, child = layer.rpartition(".")
+        parent = modules[parent_name] if parent_name else model.module
+        if not isinstance(parent, nn.Sequential):  # a ReLU called from a forward(): its input is not a module's output
+            return layer
+        names = list(parent._modules)
+        i = names.index(child)
+        if i == 0:
+            return layer
+        return f"{parent_name}.{names[i - 1]}" if parent_name else names[i - 1]
+
     def layer_geometry(self, layer) -> SpatialOp | None:
         pair = nn.modules.utils._pair
         if isinstance(layer, nn.Conv2d):

@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                       "see 'What repeats' in How it works")
         scan = stats.get("scan") or {}
         if scan.get("examples"):
-            print(f"example scan: {scan['scanned']} of {scan['shards']} shards scanned ({scan['images']:,} images read, "
-                  f"{scan['skipped']:,} skipped); examples of {scan['examples']} layers merged")  # fmt: skip
+            print(f"example scan: {scan['scanned']} of {scan['shards']} shards scanned (the collection: {scan['images']:,} images "
+                  f"read, {scan['skipped']:,} files skipped); examples of {scan['examples']} layers merged")  # fmt: skip
         what = "nothing to render, all from cache" if not stats["rendered"] else f"{stats['rendered']} jobs rendered"
         if pages:
             what += f"; pages of {stats['layers_written']} of {stats['layers']} layers written (the rest unchanged)"

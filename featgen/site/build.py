@@ -90,7 +90,7 @@ def build(profile: str = "quick", docs: str | os.PathLike = "docs", cache_dir: s
                 scan = run_jobs(p.scans, cache, executor, quiet=quiet, desc="example scan", unit="image", **executor_options)
                 merged = merge_examples(p, cache, quiet=quiet)
                 if merged.skipped and not quiet:
-                    print(f"example scan: {merged.skipped:,} of {merged.read + merged.skipped:,} files skipped as unreadable "
+                    print(f"example scan: {merged.skipped:,} of the collection's {merged.read + merged.skipped:,} files skipped as unreadable "
                           f"(e.g. {merged.why[0] if merged.why else '?'})")  # fmt: skip
 
         def rerender(jobs: list) -> None:

@@ -27,7 +27,8 @@ from .scan import ScanJob, merge_entries, scan_expected
 
 @dataclass
 class MergeStats:
-    """What a merge did: entries written, images read and skipped, and why some were skipped."""
+    """What a merge did: entries written; the collection's images read and skipped (each model scans
+    the same collection), and why some were skipped."""
 
     written: int = 0
     read: int = 0
@@ -71,8 +72,7 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
     merged = merge_entries(parts)
     read = sum(int(m["read"]) for m in metas)
     skipped = sum(len(p["skipped"]) for p in parts)
-    stats.read += read
-    stats.skipped += skipped
+    stats.read, stats.skipped = max(stats.read, read), max(stats.skipped, skipped)  # every model scans one collection
     stats.why += [f"{why}" for m in metas for _, why in m.get("why_skipped", [])][: 5 - len(stats.why)]
     o = scans[0].options
     photos = photo_set(o["examples"], o.get("examples_limit"))
@@ -81,6 +81,7 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
     size = int(o["input_size"])
     offsets = np.cumsum([0] + channels)
     fields = [Field(int(a), int(b), float(c), size) for a, b, c in metas[0]["fields"]]
+    before = metas[0].get("before_activation") or [False] * len(layers)
     grids = [tuple(g) for g in metas[0]["grids"]]
     wants: dict[int, list[tuple[Any, tuple[int, int, int, int]]]] = defaultdict(list)
     picks = []
@@ -103,6 +104,7 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
         used = np.unique(np.concatenate([pick[kind][0].ravel() for kind in pick]).astype(np.int64))
         arrays: dict[str, np.ndarray] = {"files": np.asarray([photos[i][0] for i in used] or [""][:0], dtype=str),
                                          "counts": np.asarray([read, skipped], np.int64),
+                                         "before_activation": np.asarray([bool(before[layers.index(job.options["layer"])])]),
                                          "silent": merged.silent[rows].astype(np.int64),
                                          "mean": (merged.mean_sum[rows] / max(read, 1)).astype(np.float32)}  # fmt: skip
         for kind, (image, _, value) in pick.items():

@@ -20,7 +20,7 @@ import numpy as np
 from .entries import Array, Expected
 from .jobs import cache_key
 
-SCAN_VERSION = "scan-1"
+SCAN_VERSION = "scan-2"  # 2: layers behind an activation are read before it
 SENTINEL = np.iinfo(np.int32).max  # the image index of an empty slot: after every real one
 
 
@@ -130,14 +130,18 @@ class TopK:
 
 def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[tuple[np.ndarray, ...]]:
     """Per layer, ``(max, argmax, mean)`` over positions, each ``(B, C)``, of one batch of images (NHWC
-    uint8 or float in [0, 1] at the model's input size). The feature maps never leave the device:
-    only these three numbers per image and unit do, from two passes over each map."""
+    uint8 or float in [0, 1] at the model's input size). A layer that ends in an activation is read
+    before it (:meth:`~featgen.backends.base.ModelRunner.linear_output`): its maximum and where are
+    the same wherever the unit fires, and images that leave it at 0 keep their order instead of
+    tying. The feature maps never leave the device: only these three numbers per image and unit
+    do, from two passes over each map."""
     be = model.backend
     x = be.asarray(batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch)
+    captures = [be.linear_output(model, name) for name in layers]
     out = []
     with be.no_grad():
-        acts = be.forward(model, x, capture=list(layers), logits=False).activations
-        for name in layers:
+        acts = be.forward(model, x, capture=captures, logits=False).activations
+        for name in captures:
             a = acts[name]
             n, h, w, c = be.shape(a)
             flat = be.reshape(a, (n, h * w, c))
@@ -184,7 +188,9 @@ def scan_arrays(model, layers: tuple[str, ...], images: Any, first: int, k: int,
         grids.append((int(row.shape[0]), int(row.shape[1])))
     arrays = {name: np.concatenate([getattr(s, name) for s in states]) for name in states[0].arrays()}
     arrays["skipped"] = np.asarray(skipped, np.int32)
-    return arrays, {"read": read, "channels": [len(s.silent) for s in states], "grids": grids}
+    be = model.backend
+    before = [be.linear_output(model, name) != name for name in layers]
+    return arrays, {"read": read, "channels": [len(s.silent) for s in states], "grids": grids, "before_activation": before}
 
 
 def _channels(model, layers: tuple[str, ...]) -> list[int]:

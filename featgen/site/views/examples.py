@@ -1,6 +1,7 @@
 """The dataset examples view: per unit, the images of a collection it fires on most (highest spatial
 maximum) and least (lowest spatial mean), each cropped to the unit's receptive field around the
-position of its maximum in that image.
+position of its maximum in that image. A layer that ends in an activation (a ReLU) is read before it,
+so that images that leave the unit at 0 keep an order.
 
 Its entries are not rendered job by job: one forward pass of the collection per model, in shards
 (:mod:`featgen.site.render.scan`), and a merge that cuts the crops (:mod:`featgen.site.render.merge`)
@@ -59,7 +60,8 @@ class Examples(View):
         o = job.options
         n, top, crop = len(job.units), int(o["top"]), int(o["crop"])
         out: dict[str, Array] = {"files": Array("U", (None,), most=MAX_NAMES_BYTES), "counts": Array("i8", (2,)),
-                                 "silent": Array("i8", (n,)), "mean": Array("f4", (n,))}  # fmt: skip
+                                 "silent": Array("i8", (n,)), "mean": Array("f4", (n,)),
+                                 "before_activation": Array("b1", (1,))}  # fmt: skip
         for kind in ("top", "bottom"):
             out.update({f"{kind}_jpeg": Array("u1", (None,), most=n * top * (crop * crop * 3 + JPEG_SLACK)),
                         f"{kind}_offsets": Array("i8", (None,), most=(n * top + 1) * 8),
@@ -88,6 +90,7 @@ class Examples(View):
         n, files = len(job.units), np.asarray(OFFLINE_PHOTOS)
         k, crop = min(int(o["top"]), len(files)), int(o["crop"])
         out: dict[str, np.ndarray] = {"files": files, "counts": np.asarray([len(files), 0], np.int64),
+                                      "before_activation": np.asarray([True]),
                                       "silent": np.zeros(n, np.int64), "mean": rng.gamma(2.0, 1.0, n).astype(np.float32)}  # fmt: skip
         for kind in ("top", "bottom"):
             out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = jpeg_blob(rng, crop, crop, n * k, CROP_SLOPE)
@@ -104,7 +107,7 @@ class Examples(View):
         top = [float(v) for v in arrays["top_value"][i]]
         out: dict[str, Any] = {"count": k, "scanned": read, "skipped": skipped, "silent": int(arrays["silent"][i]),
                                "mean": float(arrays["mean"][i]), "source": settings.get("examples"),
-                               "dead": bool(k) and max(top) <= 0}  # fmt: skip
+                               "dead": bool(k) and max(top) <= 0, "before_activation": bool(arrays["before_activation"][0])}  # fmt: skip
         if k:
             rows = [[jpeg_at(arrays[f"{kind}_jpeg"], arrays[f"{kind}_offsets"], i * k + j) for j in range(k)] for kind in ("top", "bottom")]
             out["image"] = files.jpeg_rows("examples", rows)
