@@ -42,8 +42,10 @@ class Examples(View):
         examples = ctx.shared["examples"]
         if not examples.get("examples"):
             return None  # the profile scans no collection
-        return {**base_settings(ctx), "precision": "float32", "kind": VERSION, "input_size": ctx.info.input_size,
-                "top": p.top, "crop": p.crop, **examples}  # fmt: skip
+        from ..render.scan import SCAN_VERSION
+
+        return {**base_settings(ctx), "precision": "float32", "kind": VERSION, "scan": SCAN_VERSION,
+                "input_size": ctx.info.input_size, "top": p.top, "crop": p.crop, **examples}  # fmt: skip
 
     def chunks(self, units: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
         return [units]  # one entry a layer: the merge cuts every unit's crops from one read of each image
