@@ -430,6 +430,7 @@ def test_plan_prints_jobs_and_unit_steps_and_device_reaches_the_jobs(filled):
     # diversity 4x2x3 unit-steps, the scan 4
     assert "conv_stem" in res.stdout and "4 of 32 units" in res.stdout and "9 jobs" in res.stdout
     assert "tiny: 1 layers, 4 units, 9 jobs (0 not in the cache), 60 unit-steps" in res.stdout
+    assert "example scan: 1 shards (0 not in the cache) over 1 models, 29 images each; examples of 1 layers" in res.stdout
     assert parse_device("torch=cuda:1,tensorflow=cpu") == {"torch": "cuda:1", "tensorflow": "cpu"}
     with pytest.raises(FeatgenError, match="BACKEND=DEVICE"):
         parse_device("torch=,tf=cpu")

@@ -67,15 +67,22 @@ def _plan(args: argparse.Namespace) -> int:
     root = Path(args.cache)
     cache = RenderCache(check_cache_folder(root) / "renders") if root.is_dir() else None
     p = plan(args.profile, cache, device=args.device, config=args.config, chunk=args.chunk)
+    from . import views
+
     jobs = p.jobs
     for lp in p.layers:
-        n = sum(len(js) for js in lp.jobs.values())
+        n = sum(len(js) for name, js in lp.jobs.items() if not views.get(name).scanned)
         steps = sum(j.unit_steps for js in lp.jobs.values() for j in js)
         print(f"{lp.model:<20} {lp.backend:<10} {lp.layer:<24} {len(lp.units):>5} of {lp.info.channels} units "
               f"{n:>5} jobs {steps:>12,} unit-steps")  # fmt: skip
     todo = sum(1 for j in jobs if cache is None or not cache.has(j.key))
     print(f"{p.profile.name}: {len(p.layers)} layers, {sum(len(lp.units) for lp in p.layers)} units, {len(jobs)} jobs "
           f"({todo} not in the cache), {p.unit_steps():,} unit-steps")  # fmt: skip
+    if p.scans:
+        models = len({(s.model, s.backend) for s in p.scans})
+        missing = sum(1 for s in p.scans if cache is None or not cache.has(s.key))
+        print(f"example scan: {len(p.scans)} shards ({missing} not in the cache) over {models} models, "
+              f"{max(s.stop for s in p.scans):,} images each; examples of {len(p.derived)} layers")  # fmt: skip
     if args.estimate:
         from .render.estimate import estimate
 
