@@ -215,25 +215,36 @@ MIN_CONTEXT = 32  # px of the input around a position, at least: a first layer's
 
 
 def cut_crops(photos: list[tuple[str, Path]], size: int, wants: dict[int, list[tuple[Any, tuple[int, int, int, int]]]],
-              crop: int, done: Any = None) -> dict[Any, bytes]:  # fmt: skip
+              crop: int, done: Any = None, threads: int = 2) -> dict[Any, bytes]:  # fmt: skip
     """JPEG crops: for each image index of ``wants``, each ``(tag, box)`` there cut from the image as
     :func:`read_photo` reads it (``box``: top, left, bottom, right) and resized to ``crop`` px. Each image
     is read once, however many crops it gives. A crop of an image that cannot be read is grey.
-    ``done(1)`` is called after each image (a progress bar's ``update``)."""
-    from PIL import Image
+    Images are decoded ``threads`` at a time; ``done(1)`` is called after each (a progress bar's
+    ``update``)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     out: dict[Any, bytes] = {}
-    for index in sorted(wants):
-        image, _ = read_photo(photos[index][1], size)
-        for tag, (top, left, bottom, right) in wants[index]:
-            if image is None:
-                tile = np.full((crop, crop, 3), 128, np.uint8)
-            else:
-                pil = Image.fromarray(image[top:bottom, left:right])
-                tile = np.asarray(pil.resize((crop, crop), Image.Resampling.BICUBIC if pil.width < crop else Image.Resampling.LANCZOS))
-            buf = io.BytesIO()
-            Image.fromarray(tile).save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
-            out[tag] = buf.getvalue()
-        if done is not None:
-            done(1)
+    order = sorted(wants)
+    with ThreadPoolExecutor(threads) as pool:  # decoded a batch at a time: memory stays a batch of images
+        for b0 in range(0, len(order), 64):
+            batch = order[b0 : b0 + 64]
+            for index, (image, _) in zip(batch, pool.map(lambda i: read_photo(photos[i][1], size), batch)):
+                _cut(image, wants[index], crop, out)
+                if done is not None:
+                    done(1)
     return out
+
+
+def _cut(image: np.ndarray | None, wanted: list[tuple[Any, tuple[int, int, int, int]]], crop: int, out: dict[Any, bytes]) -> None:
+    """Each ``(tag, box)`` of ``wanted`` cut from ``image``, resized to ``crop`` px, as JPEG bytes in ``out``."""
+    from PIL import Image
+
+    for tag, (top, left, bottom, right) in wanted:
+        if image is None:
+            tile = np.full((crop, crop, 3), 128, np.uint8)
+        else:
+            pil = Image.fromarray(image[top:bottom, left:right])
+            tile = np.asarray(pil.resize((crop, crop), Image.Resampling.BICUBIC if pil.width < crop else Image.Resampling.LANCZOS))
+        buf = io.BytesIO()
+        Image.fromarray(tile).save(buf, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        out[tag] = buf.getvalue()
