@@ -15,9 +15,9 @@ import numpy as np
 
 HERO_QUALITY = 88  # the image a unit page shows large
 QUALITY = 75  # every other render and crop
-STRIP_QUALITY = 70  # several renders side by side (the largest file of a unit)
+STRIP_QUALITY = 60  # several renders side by side (diversity: with the examples, the largest files of a unit)
 PHOTO_QUALITY = 75  # the activation strips over the sample photos
-EXAMPLES_QUALITY = 60  # the dataset examples: 18 photo crops, the most detail of a unit's files
+EXAMPLES_QUALITY = 50  # the dataset examples: 18 photo crops, the most detail of a unit's files
 METHOD = 2  # libwebp's effort: 4 saves 3 % of the bytes at twice the time, 6 another 5 % at 2.5 times that
 PHOTO_HEIGHT = 128  # a strip over the sample photos is stored at most this tall (px)
 TILE = 64  # side of a unit's tile in a layer's overview sheet (px)
