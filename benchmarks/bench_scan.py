@@ -64,12 +64,12 @@ def child(args) -> dict:
     rates = [forward_rate(model, layers, args.size, args.batch, args.forward_batches) for _ in range(args.repeat)]
     n_decode = min(len(photos), 300)
     t0 = time.perf_counter()
-    for _ in read_photos(photos, 0, n_decode, args.size, threads=args.threads):
+    for _ in read_photos(photos, range(n_decode), args.size, threads=args.threads):
         pass
     decode_rate = n_decode / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    images = ((i, im) for i, im, _ in read_photos(photos, 0, len(photos), args.size, threads=args.threads))
-    scan_arrays(model, layers, images, 0, 9, args.batch)
+    images = ((i, im) for i, im, _ in read_photos(photos, range(len(photos)), args.size, threads=args.threads))
+    scan_arrays(model, layers, images, 9, args.batch)
     seconds = time.perf_counter() - t0
     return {"images": len(photos), "layers": len(layers), "scan_s": seconds, "scan_rate": len(photos) / seconds,
             "forward_rates": rates, "forward_rate": statistics.median(rates),

@@ -26,8 +26,8 @@ def collection(tmp_path_factory):
 
 
 def _shard(model, photos, start, stop, k):
-    images = ((i, im) for i, im, _ in read_photos(photos, start, stop, 64))
-    arrays, info = scan_arrays(model, tuple(model.resolve_layer(n) for n in LAYERS), images, start, k, batch=4)
+    images = ((i, im) for i, im, _ in read_photos(photos, range(start, stop), 64))
+    arrays, info = scan_arrays(model, tuple(model.resolve_layer(n) for n in LAYERS), images, k, batch=4)
     return arrays, info
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -175,15 +176,16 @@ def read_photo(path: Path, size: int) -> tuple[np.ndarray | None, str]:
         return None, f"{path}: {type(exc).__name__}: {exc}"
 
 
-def read_photos(photos: list[tuple[str, Path]], start: int, stop: int, size: int, threads: int = 2, ahead: int = 64):
-    """``(index, uint8 image | None, why not)`` for images ``start .. stop``, in order, decoded ``threads``
-    at a time (PIL decodes without the GIL), at most ``ahead`` images ahead of the caller."""
+def read_photos(photos: list[tuple[str, Path]], indices: Iterable[int], size: int, threads: int = 2, ahead: int = 64):
+    """``(index, uint8 image | None, why not)`` for the images numbered ``indices``, in that order, as
+    :func:`read_photo` reads them: decoded ``threads`` at a time (PIL decodes without the GIL), at most
+    ``ahead`` images ahead of the caller, so memory holds a few images whatever their number."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, threads)) as pool:
         queue: deque = deque()
-        for i in range(start, stop):
+        for i in indices:
             queue.append((i, pool.submit(read_photo, photos[i][1], size)))
             if len(queue) >= ahead:
                 j, fut = queue.popleft()
@@ -221,17 +223,11 @@ def cut_crops(photos: list[tuple[str, Path]], size: int, wants: dict[int, list[t
     is read once, however many crops it gives. A crop of an image that cannot be read is grey.
     Images are decoded ``threads`` at a time; ``done(1)`` is called after each (a progress bar's
     ``update``)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     out: dict[Any, bytes] = {}
-    order = sorted(wants)
-    with ThreadPoolExecutor(threads) as pool:  # decoded a batch at a time: memory stays a batch of images
-        for b0 in range(0, len(order), 64):
-            batch = order[b0 : b0 + 64]
-            for index, (image, _) in zip(batch, pool.map(lambda i: read_photo(photos[i][1], size), batch)):
-                _cut(image, wants[index], crop, out)
-                if done is not None:
-                    done(1)
+    for index, image, _ in read_photos(photos, sorted(wants), size, threads):
+        _cut(image, wants[index], crop, out)
+        if done is not None:
+            done(1)
     return out
 
 

@@ -73,7 +73,7 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
     read = sum(int(m["read"]) for m in metas)
     skipped = sum(len(p["skipped"]) for p in parts)
     stats.read, stats.skipped = max(stats.read, read), max(stats.skipped, skipped)  # every model scans one collection
-    stats.why += [f"{why}" for m in metas for _, why in m.get("why_skipped", [])][: 5 - len(stats.why)]
+    stats.why += [why for m in metas for _, why in m.get("why_skipped", [])][: 5 - len(stats.why)]
     o = scans[0].options
     photos = photo_set(o["examples"], o.get("examples_limit"))
     if set_digest(photos) != o["examples_digest"]:
@@ -96,15 +96,15 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
                 for j in range(k):
                     row, col = divmod(int(pos[r, j]), grids[li][1])
                     wants[int(image[r, j])].append(((ji, kind, r, j), fields[li].box(row, col, MIN_CONTEXT)))
-        picks.append((rows, k, pick))
+        picks.append((li, rows, k, pick))
     crop = int(jobs[0].options["crop"])
     with bar(total=len(wants), desc=f"example crops ({scans[0].model}, {scans[0].backend})", quiet=quiet, unit="image") as progress:
         crops = cut_crops(photos, size, wants, crop, progress.update)
-    for ji, (job, (rows, k, pick)) in enumerate(zip(jobs, picks)):
+    for ji, (job, (li, rows, k, pick)) in enumerate(zip(jobs, picks)):
         used = np.unique(np.concatenate([pick[kind][0].ravel() for kind in pick]).astype(np.int64))
-        arrays: dict[str, np.ndarray] = {"files": np.asarray([photos[i][0] for i in used] or [""][:0], dtype=str),
+        arrays: dict[str, np.ndarray] = {"files": np.asarray([photos[i][0] for i in used], dtype=str),
                                          "counts": np.asarray([read, skipped], np.int64),
-                                         "before_activation": np.asarray([bool(before[layers.index(job.options["layer"])])]),
+                                         "before_activation": np.asarray([bool(before[li])]),
                                          "silent": merged.silent[rows].astype(np.int64),
                                          "mean": (merged.mean_sum[rows] / max(read, 1)).astype(np.float32)}  # fmt: skip
         for kind, (image, _, value) in pick.items():

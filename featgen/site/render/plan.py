@@ -91,12 +91,15 @@ class Plan:
     @property
     def jobs(self) -> list[RenderJob]:
         """The jobs that render: every view's but the scanned ones'."""
-        return [j for lp in self.layers for name, js in lp.jobs.items() if not views.get(name).scanned for j in js]
+        return self._jobs(scanned=False)
 
     @property
     def derived(self) -> list[RenderJob]:
         """The jobs of scanned views: made by the merge of :attr:`scans`, not rendered."""
-        return [j for lp in self.layers for name, js in lp.jobs.items() if views.get(name).scanned for j in js]
+        return self._jobs(scanned=True)
+
+    def _jobs(self, scanned: bool) -> list[RenderJob]:
+        return [j for lp in self.layers for name, js in lp.jobs.items() if views.get(name).scanned == scanned for j in js]
 
     def unit_steps(self) -> int:
         return sum(j.unit_steps for j in self.jobs)

@@ -202,16 +202,21 @@ class Renderer:
         :func:`~featgen.vis.render.auto_batch_size` holds)."""
         from .. import views
 
+        model = self._planned_model(job)
+        # the view calls back into optimize(), which reads the step's batch rule here and records its batch
+        self._one_batch, self._batch = one_batch, None
+        return views.get(job.view).render(self, model, job), self._batch
+
+    def _planned_model(self, job: RenderJob | ScanJob):
+        """The job's model, checked to have the weights its plan was made with."""
         model = self.model(job.model, job.backend, self.device or job.device, job.precision)
-        o = job.options
-        if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
+        digest = job.options.get("weights_digest")
+        if digest and digest != model.weights_digest:
             raise FeatgenError(
                 f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again "
                 "(delete the cache's models/ folder)."
             )
-        # the view calls back into optimize(), which reads the step's batch rule here and records its batch
-        self._one_batch, self._batch = one_batch, None
-        return views.get(job.view).render(self, model, job), self._batch
+        return model
 
     def optimize(self, model, job: RenderJob, units: list[int], objective: Any = None) -> dict[str, np.ndarray]:
         """Optimize one image per entry of ``units`` with the job's recipe: each its unit's mean
@@ -280,9 +285,7 @@ class Renderer:
         from .scan import scan_arrays
 
         o = job.options
-        model = self.model(job.model, job.backend, self.device or job.device, job.precision)
-        if o.get("weights_digest") and o["weights_digest"] != model.weights_digest:
-            raise FeatgenError(f"the weights of {job.model} ({job.backend}) changed since the plan was made; plan again.")
+        model = self._planned_model(job)
         source = (o["examples"], o.get("examples_limit"))
         if source not in self._collections:  # listed once per worker, however many shards it scans
             photos = photo_set(*source)
@@ -294,12 +297,12 @@ class Renderer:
         why: list[list[Any]] = []
 
         def images():
-            for index, image, reason in read_photos(photos, job.start, job.stop, size):
+            for index, image, reason in read_photos(photos, job.units, size):
                 if image is None and len(why) < MAX_REASONS:
                     why.append([index, reason])
                 yield index, image
 
-        arrays, info = scan_arrays(model, job.layers, images(), job.start, int(o["k"]), int(o.get("batch") or 32))
+        arrays, info = scan_arrays(model, job.layers, images(), int(o["k"]), int(o.get("batch") or 32))
         fields = [receptive_field(model, layer, size) for layer in job.layers]
         meta = {**job.meta(), **info, "fields": [[f.size, f.jump, f.start] for f in fields], "why_skipped": why,
                 "numerics": model.backend.numerics()}  # fmt: skip

@@ -128,16 +128,16 @@ class TopK:
         return t
 
 
-def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[tuple[np.ndarray, ...]]:
-    """Per layer, ``(max, argmax, mean)`` over positions, each ``(B, C)``, of one batch of images (NHWC
-    uint8 or float in [0, 1] at the model's input size). A layer that ends in an activation is read
-    before it (:meth:`~featgen.backends.base.ModelRunner.linear_output`): its maximum and where are
-    the same wherever the unit fires, and images that leave it at 0 keep their order instead of
-    tying. The feature maps never leave the device: only these three numbers per image and unit
-    do, from two passes over each map."""
+def batch_reductions(model, batch: np.ndarray, captures: list[str]) -> list[tuple[np.ndarray, ...]]:
+    """Per capture, ``(max, argmax, mean)`` over positions, each ``(B, C)``, of one batch of images
+    (NHWC uint8 or float in [0, 1] at the model's input size). ``captures`` name what
+    :meth:`~featgen.backends.base.ModelRunner.forward` captures: for a layer that ends in an
+    activation, its :meth:`~featgen.backends.base.ModelRunner.linear_output`, whose maximum and
+    where are the same wherever the unit fires, and where images that leave it at 0 keep their order
+    instead of tying. The feature maps never leave the device: only these three numbers per image
+    and unit do, from two passes over each map."""
     be = model.backend
     x = be.asarray(batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch)
-    captures = [be.linear_output(model, name) for name in layers]
     out = []
     with be.no_grad():
         acts = be.forward(model, x, capture=captures, logits=False).activations
@@ -150,11 +150,13 @@ def batch_reductions(model, batch: np.ndarray, layers: tuple[str, ...]) -> list[
     return out
 
 
-def scan_arrays(model, layers: tuple[str, ...], images: Any, first: int, k: int, batch: int = 32) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def scan_arrays(model, layers: tuple[str, ...], images: Any, k: int, batch: int = 32) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Stream ``images`` (an iterable of ``(index, uint8 image | None)``; None: skipped) through
-    ``layers`` in batches of ``batch``; ``first`` is the shard's first index. Returns a shard entry's
-    arrays (every layer's units one after another) and what its meta records: the layers' grids,
-    channels, the images read and the indices skipped."""
+    ``layers`` in batches of ``batch``. Returns a shard entry's arrays (every layer's units one after
+    another) and what its meta records: the layers' grids, channels, whether each was read before
+    its activation, and the images read."""
+    be = model.backend
+    captures = [be.linear_output(model, name) for name in layers]
     states: list[TopK] | None = None
     grids: list[tuple[int, int]] = []
     skipped: list[int] = []
@@ -164,7 +166,7 @@ def scan_arrays(model, layers: tuple[str, ...], images: Any, first: int, k: int,
     def flush() -> None:
         nonlocal states
         index = np.asarray([i for i, _ in pending])
-        red = batch_reductions(model, np.stack([im for _, im in pending]), layers)
+        red = batch_reductions(model, np.stack([im for _, im in pending]), captures)
         if states is None:
             states = [TopK(r[0].shape[1], k) for r in red]
         for state, r in zip(states, red):
@@ -182,19 +184,14 @@ def scan_arrays(model, layers: tuple[str, ...], images: Any, first: int, k: int,
     if pending:
         flush()
     if states is None:  # nothing readable in this shard
-        states = [TopK(c, k) for c in _channels(model, layers)]
+        states = [TopK(int(model.layer_info(n).channels), k) for n in layers]
     for name in layers:
         row = model.layer_info(name)
         grids.append((int(row.shape[0]), int(row.shape[1])))
     arrays = {name: np.concatenate([getattr(s, name) for s in states]) for name in states[0].arrays()}
     arrays["skipped"] = np.asarray(skipped, np.int32)
-    be = model.backend
-    before = [be.linear_output(model, name) != name for name in layers]
+    before = [c != name for c, name in zip(captures, layers)]
     return arrays, {"read": read, "channels": [len(s.silent) for s in states], "grids": grids, "before_activation": before}
-
-
-def _channels(model, layers: tuple[str, ...]) -> list[int]:
-    return [int(model.layer_info(n).channels) for n in layers]
 
 
 def scan_expected(job: ScanJob, channels: list[int]) -> Expected:
