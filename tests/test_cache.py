@@ -70,7 +70,8 @@ def test_photo_offsets_and_indices_are_checked_against_the_blobs():
             "mean": np.zeros(1, np.float32), "top_jpeg": np.zeros(4, np.uint8), "top_offsets": np.asarray([0, 4]),
             "top_file": np.zeros((1, 1), np.int32), "top_value": np.zeros((1, 1), np.float32),
             "bottom_jpeg": np.zeros(4, np.uint8), "bottom_offsets": np.asarray([0, 4]),
-            "bottom_file": np.zeros((1, 1), np.int32), "bottom_value": np.zeros((1, 1), np.float32)}  # fmt: skip
+            "bottom_file": np.zeros((1, 1), np.int32), "bottom_value": np.zeros((1, 1), np.float32),
+            "predicted": np.zeros(0, np.int64)}  # fmt: skip
     assert set(read_npz(npz_bytes(good), job_arrays(job, 64))) == set(good)
     for bad, reason in [({"top_file": np.full((1, 1), 7, np.int32)}, "points past the 1 files named"),
                         ({"bottom_offsets": np.asarray([0, 9])}, "do not cut bottom_jpeg")]:  # fmt: skip
@@ -214,7 +215,7 @@ def test_what_the_renderer_writes_is_what_the_cache_expects():
     profile = Profile("p", (g,), photos=("chelsea",), crop=32, top=2, examples=None)
     renderer = Renderer()
     jobs = plan(profile, None, loader=renderer.model).jobs
-    assert {j.view for j in jobs} == {"regularized", "naive", "negative", "diversity", "photos"}
+    assert {j.view for j in jobs} == {"regularized", "naive", "negative", "diversity", "photos", "classes"}
     for job in jobs:
         arrays = renderer.run(job)
         input_size = renderer.model(job.model, job.backend, job.device).input_size

@@ -163,8 +163,10 @@ def test_full_profile_plan_counts_every_conv_layer(tmp_path, request):
     for backend in {r[1] for r in rows if r[0] == "vgg16_hed"}:  # torch, and tensorflow where configured
         vgg = sum(n for m, b, n, _ in rows if m == "vgg16_hed" and b == backend)
         assert vgg == 64 * 2 + 128 * 2 + 256 * 3 + 512 * 6, backend
-    # optimization jobs are chunks of at most 64 units; the forward-only photo scan is one job per layer
-    assert max(len(j.units) for j in p.jobs if j.view != "photos") == 64
+    # optimization jobs are chunks of at most 64 units; forward-only and weights-only views take a layer a job
+    from featgen.site import views
+
+    assert max(len(j.units) for j in p.jobs if views.get(j.view).optimizes) == 64
 
 
 def _fake_script(tmp_path):

@@ -91,7 +91,7 @@ def test_a_new_view_is_one_module_and_its_block(toy, tmp_path, monkeypatch):
 
 
 def test_the_registry_has_one_primary_view_and_unique_names():
-    assert views.names() == ("regularized", "naive", "negative", "diversity", "photos", "examples")
+    assert views.names() == ("regularized", "naive", "negative", "diversity", "photos", "examples", "links", "classes")
     assert views.primary().name == "regularized"
     with pytest.raises(ValueError, match="new name"):
         views.register(views.get("naive"))

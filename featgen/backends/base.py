@@ -223,6 +223,12 @@ class ModelRunner(Protocol):
         gradients, and only where the layer's input was in its active range."""
         ...
 
+    def linearized(self, model: Any) -> AbstractContextManager:
+        """Within the context, the network's activations pass their input unchanged and max pooling
+        averages, so that every path between two layers is affine (the expanded weights of
+        :mod:`featgen.analysis`). Batch norms are in inference mode, so already affine."""
+        ...
+
     def iter_layers(self, model: Any) -> Iterator[tuple[str, Any]]:
         """``(name, native_layer)`` for every hookable layer, in execution-definition order."""
         ...

@@ -177,6 +177,9 @@ def _clamp(x, lo: float, hi: float | None, mode: str, sparse: bool):
     return f(x)
 
 
+LINEAR = "linear"  # the ReLU mode of linearized(): activations are the identity
+
+
 def _relu_bounds(fn) -> tuple[float, float | None] | None:
     """(lo, hi) if ``fn`` is Keras' relu or relu6 activation, else None."""
     name = getattr(fn, "__name__", "")
@@ -344,7 +347,8 @@ class TensorFlowBackend(InputNormalization):
         name = prefix + layer.name
         inner = _functional(layer)
         activation = getattr(layer, "activation", None)
-        bounds = _relu_bounds(activation) if self._relu_mode else None
+        linear = self._relu_mode == LINEAR
+        bounds = _relu_bounds(activation) if self._relu_mode and not linear else None
         pre = name + PRE_ACTIVATION
         fold = folds.get(name)
         if fold == "folded":  # the convolution before this BatchNorm has applied it
@@ -359,10 +363,12 @@ class TensorFlowBackend(InputNormalization):
             out = out + bias
         elif inner is not None:
             out = self._walk(inner, args, name + _SEP, store, wanted, replace, folds)
-        elif bounds is not None or (pre in wanted and callable(activation)):
+        elif bounds is not None or ((pre in wanted or linear) and callable(activation)):
             def patched(t, original=activation, bounds=bounds):
                 if pre in wanted:
                     store[pre] = t
+                if linear:
+                    return t
                 return _clamp(t, *bounds, self._relu_mode, self._gather_dead) if bounds is not None else original(t)
 
             layer.activation = patched
@@ -370,6 +376,10 @@ class TensorFlowBackend(InputNormalization):
                 out = layer(*args, training=False, **kwargs)
             finally:
                 layer.activation = activation
+        elif linear and isinstance(layer, (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.ELU)):
+            out = args[0]
+        elif linear and isinstance(layer, keras.layers.MaxPooling2D):
+            out = keras.ops.average_pool(args[0], layer.pool_size, layer.strides, layer.padding, layer.data_format)
         elif self._relu_mode and isinstance(layer, keras.layers.ReLU) and not layer.negative_slope and not layer.threshold:
             hi = None if layer.max_value is None else float(layer.max_value)
             out = _clamp(args[0], 0.0, hi, self._relu_mode, self._gather_dead)
@@ -507,6 +517,10 @@ class TensorFlowBackend(InputNormalization):
     def guided_relu(self, model):
         """Within the context, ReLU(6) gradients pass only where input and gradient are positive."""
         return self._relu("guided")
+
+    def linearized(self, model):
+        """Within the context, activations (fused or layers) pass their input and max pooling averages."""
+        return self._relu(LINEAR)
 
     def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
         if _is_subclassed(model.module):

@@ -20,6 +20,7 @@ from .base import DEAD_ROW_PROBE, ForwardResult, InputNormalization, SpatialOp, 
 
 _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 _RELUS = (nn.ReLU, nn.ReLU6)  # the modules whose gradient redirected_relu and guided_relu swap
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Hardswish, nn.Mish)  # linearized(): identity
 _SPARSE_REDIRECT = {"cpu"}  # devices where the redirected ReLU may index the dead images (no sync)
 
 
@@ -733,6 +734,27 @@ class TorchBackend(InputNormalization):
         """ReLU/ReLU6 modules backpropagate guided gradients within the context (functional relus
         called inside other modules' forwards are not reached)."""
         return self._clamp_relus(model, _GuidedClamp)
+
+    @contextlib.contextmanager
+    def linearized(self, model):
+        """Within the context, activation modules pass their input and max pooling averages (an
+        activation called inside another module's forward is not reached)."""
+        swapped = []
+        self._relu_swapped += 1  # compiled and graphed chains are bypassed, as for swapped ReLUs
+        for module in model.module.modules():
+            if isinstance(module, _ACTIVATIONS):
+                module.forward = lambda x: x
+            elif isinstance(module, nn.MaxPool2d):
+                module.forward = lambda x, m=module: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode)
+            else:
+                continue
+            swapped.append(module)
+        try:
+            yield
+        finally:
+            self._relu_swapped -= 1
+            for module in swapped:
+                del module.forward
 
     def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
         for name, module in model.module.named_modules():

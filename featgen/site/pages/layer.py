@@ -7,6 +7,7 @@ layer's files and a summary (plain data) that the index pages and the next build
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ..render.plan import LayerPlan, ModelInfo
 from ..views.synthetic import SYNTHETIC
 from .files import SHEET_COLUMNS, SHEET_UNITS, TILE, UnitFiles, curve_svg, kernel_svg, sheet, tile, webp
 from .navigation import neighbours
-from .reproduce import reproduction
+from .reproduce import cli_command, reproduction
 from .templating import render_html, slug
 from .theme import THEME_CSS, Theme
 
@@ -51,6 +52,61 @@ class Site:
     units: dict[tuple[str, str, str], tuple[int, ...]]  # (model, backend, layer) -> units rendered
     pairs: dict[str, tuple[str, str]] = field(default_factory=dict)  # model -> (left, right) backends
     synthetic: bool = False
+    recipes: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # reproducible() of partial layers
+    labels: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # a classifier's class names
+    class_pages: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # class -> images predicted as it
+    class_layer: dict[tuple[str, str], str] = field(default_factory=dict)  # the layer whose units the class pages list
+    _index: dict[tuple[str, str, str], dict[int, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    def class_of(self, model: str, backend: str, index: int) -> dict[str, Any]:
+        """Class ``index`` of the model: its ``label`` and, if it has a class page, the ``href`` to it
+        from a unit page or a class page (else None)."""
+        labels = self.labels.get((model, backend), ())
+        label = labels[index] if 0 <= index < len(labels) else f"class {index}"
+        has = index in self.class_pages.get((model, backend), {})
+        return {"label": label, "href": f"../../classes/{index}/" if has else None}
+
+    def locate(self, model: str, backend: str, layer: str, unit: int) -> dict[str, Any] | None:
+        """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): its page and its
+        tile in the layer's overview sheet (``sheet``, offset ``x``, ``y``, ``side``); None if the
+        gallery does not render it."""
+        key = (model, backend, layer)
+        if key not in self._index:
+            self._index[key] = {u: i for i, u in enumerate(self.units.get(key, ()))}
+        i = self._index[key].get(unit)
+        if i is None:
+            return None
+        n = len(self.units[key])
+        k, at = divmod(i, SHEET_UNITS)
+        cols = min(SHEET_COLUMNS, n - k * SHEET_UNITS)
+        row, col = divmod(at, cols)
+        there = f"../../{slug(layer)}"
+        return {"href": f"{there}/unit-{unit}/", "sheet": f"{there}/sheet-{k}.webp", "x": col * TILE, "y": row * TILE, "side": TILE}
+
+    def linked(self, model: str, backend: str, side: dict[str, Any]) -> dict[str, Any]:
+        """A links view's side (``layer``, ``exc`` and ``inh`` rows of ``unit`` and ``weight``) with where
+        each linked unit is (``at``, or None), the units not rendered, and the command that renders them."""
+        layer = side["layer"]
+        out: dict[str, Any] = {"layer": layer}
+        missing: set[int] = set()
+        for kind in ("exc", "inh"):
+            out[kind] = [{**row, "at": self.locate(model, backend, layer, row["unit"])} for row in side.get(kind, ())]
+            missing.update(row["unit"] for row in out[kind] if row["at"] is None)
+        out["missing"] = sorted(missing)
+        recipe = self.recipes.get((model, backend, layer))
+        out["command"] = cli_command({**recipe, "layer": layer}, out["missing"])[0] if missing and recipe else None
+        return out
+
+    def link_context(self, model: str, backend: str, layer: str) -> dict[str, Any]:
+        """What a layer's links show of its neighbouring layers (its digest includes it): their units,
+        and the recipe of one whose units are not all rendered (its pages' commands render the rest;
+        a layer rendered whole has none, so a change to its recipe rewrites its pages alone)."""
+        out = {}
+        for other in neighbours(self.layers[(model, backend)], layer):
+            if other is not None:
+                units = self.units[(model, backend, other)]
+                out[other] = [list(units), self.recipes.get((model, backend, other))]
+        return out
 
     def tree(self, model: str, backend: str, layer: str | None = None) -> list[dict[str, Any]]:
         """The sidebar: every model and backend, and the layers of ``backend`` of ``model``."""
@@ -200,6 +256,8 @@ def _related_layer(site: Site, lp: LayerPlan) -> list[dict[str, str]]:
     pair = site.compared(lp.model, lp.layer)
     if pair:
         out.append({"label": f"{pair[0]} | {pair[1]} side by side", "href": f"../../compare/{slug(lp.layer)}/"})
+    if site.class_layer.get((lp.model, lp.backend)) == lp.layer and site.class_pages.get((lp.model, lp.backend)):
+        out.append({"label": "classes", "href": "../classes/"})
     return out
 
 
@@ -242,7 +300,10 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     for i in range(start, stop):
         u = units[i]
         out = UnitFiles(layer_dir / f"unit-{u}")
-        fields = {v.name: v.unit_fields(*readers[v.name].at(i), out, settings[v.name]) for v in present}
+        fields: dict[str, dict[str, Any]] = {}
+        for v in present:
+            before = {"before": {r: fields[r] for r in v.reads if r in fields}} if v.reads else {}
+            fields[v.name] = v.unit_fields(*readers[v.name].at(i), out, settings[v.name], **before)
         arrays, j = readers[primary.name].at(i)
         tiles.append(tile(primary_images(arrays)[j]))  # the overview keeps tiles, not the renders
         if i < PREVIEW:
@@ -271,7 +332,9 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
                          verdict=verdict, related=related, kernel=kernel, recipe=recipe, primary=primary.name,
                          stats=[row for v in present for row in v.stats(fields[v.name])],
                          curve={"svg": curve_svg(curve), "transforms": fields[primary.name].get("transforms", True)} if curve else None,
-                         reproduce=reproduction(reproduce_settings, u, out=f"{primary.name}.png"))  # fmt: skip
+                         reproduce=reproduction(reproduce_settings, u, out=f"{primary.name}.png"),
+                         linked=functools.partial(site.linked, lp.model, lp.backend),
+                         class_of=functools.partial(site.class_of, lp.model, lp.backend))  # fmt: skip
         (layer_dir / f"unit-{u}" / "index.html").write_text(html)
         part.files += [f"unit-{u}/{name}" for name in (*out.written, "index.html")]
     part.numerics = {(name, j): label for name, reader in readers.items() for j, label in reader.numerics.items()}

@@ -17,7 +17,7 @@ from markupsafe import Markup
 TEMPLATES = Path(__file__).with_name("templates")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # names the generated tree uses itself: a model or layer called so would collide with a page
-_RESERVED = re.compile(r"(?i)^(index|unit-\d+)$|\.md$")
+_RESERVED = re.compile(r"(?i)^(index|unit-\d+|classes)$|\.md$")
 
 
 def slug(name: str) -> str:
@@ -25,7 +25,7 @@ def slug(name: str) -> str:
 
     Safe names stay as they are (``blocks.4``); any other gets a short hash of the original, so two
     names that clean up alike (``a/b``, ``a_b``) never share a folder. A name that would collide with a
-    generated page (``index.md``, ``index``, ``unit-3``) gets the hash too."""
+    generated page (``index.md``, ``index``, ``unit-3``, ``classes``) gets the hash too."""
     name = str(name)
     s = _SAFE.sub("_", name).strip("._").replace("..", "_") or "_"
     return s if s == name and not _RESERVED.search(s) else f"{s}-{hashlib.sha256(name.encode()).hexdigest()[:6]}"

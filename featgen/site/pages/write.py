@@ -38,10 +38,20 @@ from .. import views
 from ..render.cache import WRITE_ERRORS, RenderCache, write_error
 from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, Plan
+from .classes import CLASSES, class_layer, digest_jobs, predicted, read_classes, write_classes
 from .compare import compare_digest_jobs, write_compare
 from .files import TILE
 from .install import GALLERIES, MANIFEST, clean_staging, install, read_manifest_data
-from .layer import LayerResult, Site, finish_layer, numerics_label, unit_parts, write_layer, write_units
+from .layer import (
+    LayerResult,
+    Site,
+    finish_layer,
+    numerics_label,
+    reproducible,
+    unit_parts,
+    write_layer,
+    write_units,
+)
 from .navigation import shared_layers
 from .templating import slug, write_page
 from .theme import THEME_CSS, site_theme, theme_css
@@ -127,7 +137,10 @@ def _site(plan: Plan, docs: Path, synthetic: bool) -> Site:
         layers.setdefault((lp.model, lp.backend), []).append(lp.layer)
         units[(lp.model, lp.backend, lp.layer)] = lp.units
     pairs = {m: PAIR for m, bs in models.items() if all(b in bs for b in PAIR)}
-    return Site(site_theme(docs), models, layers, units, pairs, synthetic)
+    # the recipes of layers with units left out: a link to one of those shows the command that renders it
+    recipes = {(lp.model, lp.backend, lp.layer): reproducible(lp) for lp in plan.layers if len(lp.units) < (lp.info.channels or 0)}
+    labels = {key: info.labels for key, info in plan.models.items() if info.labels}
+    return Site(site_theme(docs), models, layers, units, pairs, synthetic, recipes, labels)
 
 
 def _layer_digest(lp: LayerPlan, plan: Plan, site: Site, cache: RenderCache) -> str:
@@ -135,6 +148,7 @@ def _layer_digest(lp: LayerPlan, plan: Plan, site: Site, cache: RenderCache) -> 
     the same key changes it), the page engine, the theme and the pages around it."""
     info = plan.models[(lp.model, lp.backend)]
     return _digest({"engine": page_engine(), "site": site.digest_context(lp.model, lp.backend),
+                    "views": {name: views.get(name).page_inputs(site, lp) for name in lp.jobs},
                     "jobs": {v: [(j.key, cache.stamp(j.key)) for j in js] for v, js in lp.jobs.items()}, "units": lp.units,
                     "info": [info.input_size, info.weights_digest, info.bgr, lp.native in info.stem, list(lp.info.shape)]})  # fmt: skip
 
@@ -178,6 +192,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.rerendered += len(rerendered)
             return rerender(rerendered) if rerender is not None else None
 
+        classes = _read_classes(plan, cache, site, counted if rerender is not None else None)
         todo: list[tuple[LayerPlan, str, str, str]] = []
         for lp in plan.layers:
             by_layer[(lp.model, lp.backend, lp.layer)] = lp
@@ -206,6 +221,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.layers += 1
             stats.units += len(lp.units)
         compares = _compare_pages(plan, cache, site, by_layer, old, out, staging, entries, keep, counted if rerender else None)
+        _class_pages(plan, cache, site, classes, old, out, staging, entries, keep)
         shared = {UNITS_JSON: json.dumps(_units_json(plan), separators=(",", ":")), THEME_CSS: theme_css(site.theme)}
         for name, text in shared.items():  # files every page shares: written only when they change
             data = text.encode()
@@ -305,6 +321,37 @@ def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, o
     return compares
 
 
+def _read_classes(plan: Plan, cache: RenderCache, site: Site, rerender: Callable | None) -> dict[tuple[str, str], tuple]:
+    """Per classifier gallery (model, backend): its class layer and that layer's class data; records in
+    ``site`` which classes have pages (the unit pages link to them)."""
+    out = {}
+    for model, backend in site.layers:
+        lp = class_layer([lp for lp in plan.layers if (lp.model, lp.backend) == (model, backend)])
+        if lp is not None:
+            data = read_classes(lp, plan.models[(model, backend)], cache, rerender)
+            site.class_pages[(model, backend)] = predicted(data)
+            site.class_layer[(model, backend)] = lp.layer
+            out[(model, backend)] = (lp, data)
+    return out
+
+
+def _class_pages(plan: Plan, cache: RenderCache, site: Site, classes: dict, old: dict, out: Path, staging: Path,
+                 entries: dict, keep: set[str]) -> None:  # fmt: skip
+    """The class pages of every classifier gallery, written again only when what they show changed."""
+    for (model, backend), (lp, data) in classes.items():
+        base = f"{slug(model)}/{slug(backend)}/{CLASSES}"
+        key = f"classes:{base}"
+        digest = _digest({"engine": page_engine(), "site": site.digest_context(model, backend), "jobs": digest_jobs(lp, cache),
+                          "units": lp.units, "layer": lp.layer})  # fmt: skip
+        if _kept(old.get(key), digest, out, f"{base}/index.html"):
+            entries[key] = old[key]
+            keep.update(old[key]["files"])
+        else:
+            files = write_classes(lp, plan.models[(model, backend)], data, staging / base, site)
+            entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in files],
+                            "summary": {"classes": len(site.class_pages[(model, backend)]), "layer": lp.layer}, "numerics": {}}  # fmt: skip
+
+
 def _units_json(plan: Plan) -> list[dict[str, Any]]:
     """The layers and units of the gallery, for the search and the navigation (a few KB for the full plan)."""
     return [{"model": lp.model, "backend": lp.backend, "layer": lp.layer, "type": lp.info.type,
@@ -321,8 +368,10 @@ def _index_pages(plan: Plan, site: Site, entries: dict, compares: dict, root: Pa
         for lay in layers:
             lay["compare"] = {"title": f"{pair[0]} | {pair[1]}"} if pair and site.compared(model, lay["layer"]) else None
         inverse = {native: alias for alias, native in info.aliases.items()}
+        found = entries.get(f"classes:{slug(model)}/{slug(backend)}/{CLASSES}")
         galleries.setdefault(model, []).append({"backend": backend, "source": info.source, "input_size": info.input_size,
-                                                "layers": layers, "table": list(info.table), "aliases": inverse})  # fmt: skip
+                                                "layers": layers, "table": list(info.table), "aliases": inverse,
+                                                "classes": found["summary"] if found else None})  # fmt: skip
     write_index_pages(root, galleries, plan.profile, compares, site.synthetic)
 
 

@@ -70,6 +70,7 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
         metas.append(found[0])
         parts.append(found[1])
     merged = merge_entries(parts)
+    predicted = np.sum([p["predicted"] for p in parts], axis=0).astype(np.int64)
     read = sum(int(m["read"]) for m in metas)
     skipped = sum(len(p["skipped"]) for p in parts)
     stats.read, stats.skipped = max(stats.read, read), max(stats.skipped, skipped)  # every model scans one collection
@@ -106,7 +107,8 @@ def _merge_model(plan: Plan, cache: RenderCache, scans: list[ScanJob], jobs: lis
                                          "counts": np.asarray([read, skipped], np.int64),
                                          "before_activation": np.asarray([bool(before[li])]),
                                          "silent": merged.silent[rows].astype(np.int64),
-                                         "mean": (merged.mean_sum[rows] / max(read, 1)).astype(np.float32)}  # fmt: skip
+                                         "mean": (merged.mean_sum[rows] / max(read, 1)).astype(np.float32),
+                                         "predicted": predicted}  # fmt: skip
         for kind, (image, _, value) in pick.items():
             blobs = [crops[(ji, kind, r, j)] for r in range(len(rows)) for j in range(k)]
             arrays[f"{kind}_jpeg"] = np.frombuffer(b"".join(blobs), np.uint8).copy()

@@ -25,7 +25,7 @@ from .entries import MAX_KERNEL, MODEL_INFO
 from .jobs import RenderJob, cache_key
 from .scan import ScanJob, shards
 
-MODEL_INFO_VERSION = "model-info-2"  # 2: records the input channel order
+MODEL_INFO_VERSION = "model-info-3"  # 2: records the input channel order; 3: the class labels
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class ModelInfo:
     stem: tuple[str, ...] = ()  # layers whose units show the first conv's RGB kernel
     kernels: np.ndarray | None = None  # that kernel, (kh, kw, 3, C), its input channels in the model's order
     bgr: bool = False  # the model reads its input as blue, green, red (caffe VGG16): the kernels' order
+    labels: tuple[str, ...] = ()  # the names of its logits' classes, if it is a classifier
 
     def resolve(self, name: str) -> str:
         """The native name of layer ``name`` (which may be an alias); one-line error with suggestions."""
@@ -144,11 +145,12 @@ def _load_info(spec: str, backend: str, precision: str, model) -> tuple[ModelInf
     stem, kernels = _stem(model)
     info = ModelInfo(spec, backend, precision, model.name, model.source, model.input_size, model.weights_digest,
                      tuple(model.layer_table), conv, dict(model.layer_aliases), dict(model.foreign_layers), stem,
-                     None if kernels is None else np.asarray(kernels, np.float32), bool(model.norm.bgr))  # fmt: skip
+                     None if kernels is None else np.asarray(kernels, np.float32), bool(model.norm.bgr),
+                     tuple(str(label) for label in model.labels))  # fmt: skip
     meta = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision, "name": info.name,
             "source": info.source, "input_size": info.input_size, "weights_digest": info.weights_digest,
             "table": [[r.name, r.type, list(r.shape), r.channels] for r in info.table], "conv": list(conv),
-            "aliases": info.aliases, "foreign": info.foreign, "stem": list(stem), "bgr": info.bgr}  # fmt: skip
+            "aliases": info.aliases, "foreign": info.foreign, "stem": list(stem), "bgr": info.bgr, "labels": list(info.labels)}  # fmt: skip
     return info, meta
 
 
@@ -171,6 +173,11 @@ def _check_info(meta: dict, arrays: dict[str, np.ndarray]) -> None:
     number(meta.get("input_size"), "input_size", MAX_INPUT_SIZE)
     if not isinstance(meta.get("bgr"), bool):
         raise ValueError("bgr is not true or false")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or len(labels) > MAX_LAYERS:
+        raise ValueError(f"labels is not a list of at most {MAX_LAYERS:,} names")
+    for label in labels:
+        text(label, "a class label")
     table = meta.get("table")
     if not isinstance(table, list) or not 0 < len(table) <= MAX_LAYERS:
         raise ValueError(f"table is not a list of 1..{MAX_LAYERS:,} layers")
@@ -214,7 +221,7 @@ def _from_meta(meta: dict, arrays: dict[str, np.ndarray]) -> ModelInfo:
     table = tuple(LayerInfo(n, t, tuple(s), c) for n, t, s, c in meta["table"])
     return ModelInfo(meta["spec"], meta["backend"], meta["precision"], meta["name"], meta["source"], meta["input_size"],
                      meta["weights_digest"], table, tuple(meta["conv"]), meta["aliases"], meta["foreign"],
-                     tuple(meta["stem"]), arrays.get("kernels"), meta["bgr"])  # fmt: skip
+                     tuple(meta["stem"]), arrays.get("kernels"), meta["bgr"], tuple(meta["labels"]))  # fmt: skip
 
 
 def model_info(spec: str, backend: str, precision: str, cache: RenderCache | None, device: str | None = None,
@@ -412,19 +419,21 @@ def plan(profile: Profile | str, cache: RenderCache | None = None, device: str |
             raise FeatgenError(f"{g.model} ({backend}) comes twice in the profile, with other arch: give it one.")
         precision = Precision(g.precision, backend, dev, cache)
         recipes = {info.resolve(name): name for name, _ in g.layer_options}  # an unknown layer stops here
-        for name, native in select_layers(info, g.layers):
+        selected = tuple(select_layers(info, g.layers))
+        for name, native in selected:
             lg = g.options_for(recipes[native]) if native in recipes else g
             units = select_units(info, native, name, lg.units)
             jobs = {}
             for view in (v for v in views.all_views() if v.name in lg.views):
-                settings = view.settings(lg, views.PlanContext(prof, info, native, shared))
+                settings = view.settings(lg, views.PlanContext(prof, info, native, shared, selected))
                 if settings is None:  # nothing to show here (no collection to scan)
                     continue
                 if view.scanned:
                     scanned.setdefault((g.load_spec, backend, dev), (info, {}))[1][native] = settings
                 parts = view.chunks(units, size)
-                js = tuple(precision.job(RenderJob(g.load_spec, backend, dev, g.precision, name, c, view.name, settings))
-                           for c in parts)  # fmt: skip
+                js = tuple(Precision._as(job, view.precision) if view.precision else precision.job(job)
+                           for job in (RenderJob(g.load_spec, backend, dev, g.precision, name, c, view.name, settings)
+                                       for c in parts))  # fmt: skip
                 if view.optimizes and len(js) > 1 and gpu(backend, dev, js, cache):  # packed into batches
                     js = tuple(replace(j, siblings=tuple(parts)) for j in js)
                 jobs[view.name] = js
@@ -442,6 +451,7 @@ def scan_jobs(profile: Profile, scanned: dict[tuple[str, str, str | None], tuple
         first = layers[natives[0]]
         settings = {k: first[k] for k in ("examples", "examples_digest", "examples_limit", "input_size", "weights_digest")}
         settings["k"] = first["top"]
+        settings["classes"] = len(info.labels)  # a classifier's scan counts the classes it predicts
         for start, stop in shards(int(first["examples_count"]), profile.examples_shard):
             out.append(ScanJob(spec, backend, device, "float32", natives, start, stop, tuple(sorted(settings.items()))))
     return out

@@ -90,6 +90,7 @@ class Renderer:
         self._photos: dict[tuple, list[np.ndarray]] = {}
         self._collections: dict[tuple, list] = {}  # the example scan's collections, listed once
         self._budgets: dict[int, float] = {}  # per loaded model: the memory one GPU step may take
+        self._expanded: dict[tuple, Any] = {}  # the last layer pairs' expanded weights (each serves two layers)
         self._one_batch, self._batch = False, None  # the step rule of the job being rendered, and its batch
         keep_freed_memory()
         if threads:
@@ -277,6 +278,30 @@ class Renderer:
             out["peaks"] = np.asarray(peaks, np.float32)
         return out
 
+    def expanded(self, model, source: str, target: str):
+        """The expanded weights from ``source`` to ``target`` (:func:`featgen.analysis.expanded_weights`).
+        A layer's links job reads the pair before it and the pair after it, and the next layer's job
+        reads that second pair again: the last few pairs are kept."""
+        from ...analysis import expanded_weights
+
+        key = (id(model), source, target)
+        if key not in self._expanded:
+            self._expanded[key] = expanded_weights(model, source, target)
+            while len(self._expanded) > EXPANDED_KEPT:
+                self._expanded.pop(next(iter(self._expanded)))
+        return self._expanded[key]
+
+    def offline_means(self, model, layer: str, units: list[int]) -> dict[str, np.ndarray]:
+        """Over the offline photos (a scan of them, :func:`.scan.scan_arrays`): each unit's mean
+        activation (``mean``) and how many photos the model predicts as each class (``predicted``)."""
+        from .examples import photo_set, read_photos
+        from .scan import scan_arrays
+
+        photos = photo_set("offline")
+        images = ((index, image) for index, image, _ in read_photos(photos, range(len(photos)), model.input_size))
+        arrays, info = scan_arrays(model, (layer,), images, 1)
+        return {"mean": (arrays["mean_sum"][units] / max(info["read"], 1)).astype(np.float32), "predicted": arrays["predicted"]}
+
     def scan(self, job: ScanJob) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """One shard of the dataset-example scan (:mod:`.scan`): its arrays and meta (the layers' grids,
         receptive fields and channels, the images read, the files skipped and why, the numerics)."""
@@ -309,5 +334,6 @@ class Renderer:
         return arrays, meta
 
 
+EXPANDED_KEPT = 4  # layer pairs: up to 1,152 × 1,152 × 2 float32 each (EfficientNet-Lite0)
 MAX_REASONS = 20  # skipped files a shard names, with why (it counts them all)
 

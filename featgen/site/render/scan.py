@@ -20,7 +20,7 @@ import numpy as np
 from .entries import Array, Expected
 from .jobs import cache_key
 
-SCAN_VERSION = "scan-2"  # 2: layers behind an activation are read before it
+SCAN_VERSION = "scan-3"  # 2: layers behind an activation are read before it; 3: counts the predicted classes
 SENTINEL = np.iinfo(np.int32).max  # the image index of an empty slot: after every real one
 
 
@@ -128,9 +128,11 @@ class TopK:
         return t
 
 
-def batch_reductions(model, batch: np.ndarray, captures: list[str]) -> list[tuple[np.ndarray, ...]]:
+def batch_reductions(model, batch: np.ndarray, captures: list[str],
+                     classes: bool = False) -> tuple[list[tuple[np.ndarray, ...]], np.ndarray | None]:  # fmt: skip
     """Per capture, ``(max, argmax, mean)`` over positions, each ``(B, C)``, of one batch of images
-    (NHWC uint8 or float in [0, 1] at the model's input size). ``captures`` name what
+    (NHWC uint8 or float in [0, 1] at the model's input size), and with ``classes`` the class each
+    image is predicted as (the largest logit; else None). ``captures`` name what
     :meth:`~featgen.backends.base.ModelRunner.forward` captures: for a layer that ends in an
     activation, its :meth:`~featgen.backends.base.ModelRunner.linear_output`, whose maximum and
     where are the same wherever the unit fires, and where images that leave it at 0 keep their order
@@ -140,23 +142,27 @@ def batch_reductions(model, batch: np.ndarray, captures: list[str]) -> list[tupl
     x = be.asarray(batch.astype(np.float32) / 255.0 if batch.dtype == np.uint8 else batch)
     out = []
     with be.no_grad():
-        acts = be.forward(model, x, capture=captures, logits=False).activations
+        result = be.forward(model, x, capture=captures, logits=classes)
+        acts = result.activations
+        predicted = np.argmax(be.to_numpy(result.logits).reshape(len(batch), -1), axis=1) if classes else None
         for name in captures:
             a = acts[name]
             n, h, w, c = be.shape(a)
             flat = be.reshape(a, (n, h * w, c))
             peak, at_peak = be.max_and_argmax(flat, axis=1)
             out.append(tuple(be.to_numpy(t) for t in (peak, at_peak, be.mean(flat, axis=1))))
-    return out
+    return out, predicted
 
 
 def scan_arrays(model, layers: tuple[str, ...], images: Any, k: int, batch: int = 32) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Stream ``images`` (an iterable of ``(index, uint8 image | None)``; None: skipped) through
     ``layers`` in batches of ``batch``. Returns a shard entry's arrays (every layer's units one after
-    another) and what its meta records: the layers' grids, channels, whether each was read before
+    another), ``predicted`` (how many images the model predicts as each of its classes, if it is a
+    classifier) and what its meta records: the layers' grids, channels, whether each was read before
     its activation, and the images read."""
     be = model.backend
     captures = [be.linear_output(model, name) for name in layers]
+    predicted = np.zeros(len(model.labels), np.int64)
     states: list[TopK] | None = None
     grids: list[tuple[int, int]] = []
     skipped: list[int] = []
@@ -166,7 +172,9 @@ def scan_arrays(model, layers: tuple[str, ...], images: Any, k: int, batch: int 
     def flush() -> None:
         nonlocal states
         index = np.asarray([i for i, _ in pending])
-        red = batch_reductions(model, np.stack([im for _, im in pending]), captures)
+        red, classes = batch_reductions(model, np.stack([im for _, im in pending]), captures, bool(len(predicted)))
+        if classes is not None:
+            np.add.at(predicted, classes, 1)
         if states is None:
             states = [TopK(r[0].shape[1], k) for r in red]
         for state, r in zip(states, red):
@@ -190,6 +198,7 @@ def scan_arrays(model, layers: tuple[str, ...], images: Any, k: int, batch: int 
         grids.append((int(row.shape[0]), int(row.shape[1])))
     arrays = {name: np.concatenate([getattr(s, name) for s in states]) for name in states[0].arrays()}
     arrays["skipped"] = np.asarray(skipped, np.int32)
+    arrays["predicted"] = predicted
     before = [c != name for c, name in zip(captures, layers)]
     return arrays, {"read": read, "channels": [len(s.silent) for s in states], "grids": grids, "before_activation": before}
 
@@ -202,6 +211,7 @@ def scan_expected(job: ScanJob, channels: list[int]) -> Expected:
     out["silent"] = Array("i8", (units,))
     out["mean_sum"] = Array("f8", (units,))
     out["skipped"] = Array("i4", (None,), most=4 * (job.stop - job.start))
+    out["predicted"] = Array("i8", (int(job.options.get("classes", 0)),))
 
     def values(arrays: dict[str, np.ndarray]) -> None:
         for kind in ("top", "bottom"):

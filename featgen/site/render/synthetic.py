@@ -21,16 +21,16 @@ NUMERICS = {"framework": "synthetic", "device": "none"}
 
 def put_model_info(cache: RenderCache, spec: str, backend: str, table: Iterable[LayerInfo], input_size: int = 224,
                    precision: str = "float32", stem: tuple[str, ...] = (), bgr: bool = False,
-                   seed: int = 0) -> None:  # fmt: skip
+                   seed: int = 0, labels: tuple[str, ...] = ()) -> None:  # fmt: skip
     """Store a model info for ``spec`` in ``backend`` whose layer table is ``table`` (every layer with
     channels counts as a convolution), so that a plan needs no model. ``stem`` layers show a random
-    3×3 first-layer kernel."""
+    3×3 first-layer kernel; ``labels`` make it a classifier of those classes."""
     rows = list(table)
     conv = [r.name for r in rows if r.channels is not None]
     meta = {"kind": MODEL_INFO_VERSION, "spec": spec, "backend": backend, "precision": precision, "name": spec,
             "source": "synthetic model info", "input_size": input_size, "weights_digest": f"synthetic-{seed}",
             "table": [[r.name, r.type, list(r.shape), r.channels] for r in rows], "conv": conv, "aliases": {},
-            "foreign": {}, "stem": list(stem), "bgr": bgr}  # fmt: skip
+            "foreign": {}, "stem": list(stem), "bgr": bgr, "labels": list(labels)}  # fmt: skip
     arrays = {}
     if stem:
         channels = next(r.channels for r in rows if r.name == stem[0])

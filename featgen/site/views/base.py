@@ -57,6 +57,15 @@ class PlanContext:
     info: ModelInfo
     native: str  # the model's own name of the layer
     shared: dict[str, Any] = field(default_factory=dict)  # what a view computes once per plan, by its own key
+    layers: tuple[tuple[str, str], ...] = ()  # the gallery's layers in model order: (its name, the native name)
+
+    def neighbours(self) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        """The gallery layers just before and just after this one, as ``(name, native)``, or None."""
+        natives = [native for _, native in self.layers]
+        if self.native not in natives:
+            return None, None
+        i = natives.index(self.native)
+        return (self.layers[i - 1] if i > 0 else None), (self.layers[i + 1] if i + 1 < len(self.layers) else None)
 
 
 class View:
@@ -74,6 +83,10 @@ class View:
         block: the Jinja source of its unit-page block; None: ``views/<name>.html.j2``.
         scanned: its entries come from the model's dataset-example scan and its merge
             (:mod:`featgen.site.render.merge`), not from rendering its jobs one by one.
+        precision: the precision its jobs compute in whatever the gallery's (a measurement that
+            reduced precision would blur); None: the gallery's.
+        reads: the views whose unit fields :meth:`unit_fields` reads (passed as ``before``; they come
+            earlier in page order).
     """
 
     name: str = ""
@@ -83,6 +96,8 @@ class View:
     optimizes: bool = True
     block: str | None = None
     scanned: bool = False
+    precision: str | None = None
+    reads: tuple[str, ...] = ()
 
     # --- plan --------------------------------------------------------------------------------------
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any] | None:
@@ -123,12 +138,19 @@ class View:
     # --- pages -------------------------------------------------------------------------------------
     def unit_fields(self, arrays: dict[str, np.ndarray], i: int, files: UnitFiles, settings: dict[str, Any]) -> dict[str, Any]:
         """The ``i``-th unit's part of its page, from its job's ``arrays`` and ``settings``: writes its
-        files through ``files`` and returns the fields its template block reads (plain JSON-able data)."""
+        files through ``files`` and returns the fields its template block reads (plain JSON-able data).
+        A view that :attr:`reads` others gets their fields of this unit as ``before={view: fields}``."""
         raise NotImplementedError
 
     def verdict(self, fields: dict[str, dict[str, Any]], layer_type: str | None) -> Verdict | None:
         """A verdict on this view's render of a unit, from the unit's fields of every view (by view
         name); None if the view judges nothing."""
+        return None
+
+    def page_inputs(self, site: Any, lp: Any) -> Any:
+        """What this view's block on a unit page of layer ``lp`` shows besides the layer's entries (other
+        layers' units, other pages): plain data that the layer's digest includes, so that its pages are
+        written again when it changes. ``site`` is the page stage's :class:`~featgen.site.pages.layer.Site`."""
         return None
 
     def stats(self, fields: dict[str, Any]) -> list[tuple[str, float]]:

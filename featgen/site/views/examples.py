@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ..render.jobs import RenderJob
     from .base import PlanContext
 
-VERSION = "examples-1"
+MAX_CLASSES = 100_000  # logits of a classifier
+VERSION = "examples-2"  # 2: the classes the collection is predicted as
 
 
 class Examples(View):
@@ -45,7 +46,7 @@ class Examples(View):
         from ..render.scan import SCAN_VERSION
 
         return {**base_settings(ctx), "precision": "float32", "kind": VERSION, "scan": SCAN_VERSION,
-                "input_size": ctx.info.input_size, "top": p.top, "crop": p.crop, **examples}  # fmt: skip
+                "input_size": ctx.info.input_size, "top": p.top, "crop": p.crop, "classes": len(ctx.info.labels), **examples}  # fmt: skip
 
     def chunks(self, units: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
         return [units]  # one entry a layer: the merge cuts every unit's crops from one read of each image
@@ -63,7 +64,8 @@ class Examples(View):
         n, top, crop = len(job.units), int(o["top"]), int(o["crop"])
         out: dict[str, Array] = {"files": Array("U", (None,), most=MAX_NAMES_BYTES), "counts": Array("i8", (2,)),
                                  "silent": Array("i8", (n,)), "mean": Array("f4", (n,)),
-                                 "before_activation": Array("b1", (1,))}  # fmt: skip
+                                 "before_activation": Array("b1", (1,)),
+                                 "predicted": Array("i8", (None,), most=8 * MAX_CLASSES)}  # fmt: skip
         for kind in ("top", "bottom"):
             out.update({f"{kind}_jpeg": Array("u1", (None,), most=n * top * (crop * crop * 3 + JPEG_SLACK)),
                         f"{kind}_offsets": Array("i8", (None,), most=(n * top + 1) * 8),
@@ -93,7 +95,8 @@ class Examples(View):
         k, crop = min(int(o["top"]), len(files)), int(o["crop"])
         out: dict[str, np.ndarray] = {"files": files, "counts": np.asarray([len(files), 0], np.int64),
                                       "before_activation": np.asarray([True]),
-                                      "silent": np.zeros(n, np.int64), "mean": rng.gamma(2.0, 1.0, n).astype(np.float32)}  # fmt: skip
+                                      "silent": np.zeros(n, np.int64), "mean": rng.gamma(2.0, 1.0, n).astype(np.float32),
+                                      "predicted": _predicted(rng, len(files), int(o.get("classes", 0)))}  # fmt: skip
         for kind in ("top", "bottom"):
             out[f"{kind}_jpeg"], out[f"{kind}_offsets"] = jpeg_blob(rng, crop, crop, n * k, CROP_SLOPE)
             out[f"{kind}_file"] = np.stack([rng.permutation(len(files))[:k] for _ in range(n)]).astype(np.int32)
@@ -117,6 +120,11 @@ class Examples(View):
                 out[kind] = [{"file": str(arrays["files"][int(arrays[f"{kind}_file"][i, j])]),
                               "activation": float(arrays[f"{kind}_value"][i, j])} for j in range(k)]  # fmt: skip
         return out
+
+
+def _predicted(rng: np.random.Generator, images: int, classes: int) -> np.ndarray:
+    """Synthetic counts of ``images`` predictions over ``classes`` classes (none for no classifier)."""
+    return rng.multinomial(images, np.full(classes, 1 / classes)).astype(np.int64) if classes else np.zeros(0, np.int64)
 
 
 VIEW = Examples()
