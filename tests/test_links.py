@@ -48,7 +48,7 @@ def _identity_activations(block):
     import torch
 
     block = copy.deepcopy(block)
-    for name, module in list(block.named_modules()):
+    for module in list(block.modules()):
         for child, sub in list(module.named_children()):
             if isinstance(sub, (torch.nn.ReLU, torch.nn.ReLU6)):
                 setattr(module, child, torch.nn.Identity())
