@@ -20,12 +20,14 @@ from .models.base import LoadedModel
 @dataclass(frozen=True)
 class Field:
     """A layer's receptive field on an input of ``input_size`` px: each unit sees ``size`` px; position
-    ``i`` of the feature map is centred on input coordinate ``start + i * jump`` (rows and columns alike)."""
+    ``i`` of the feature map is centred on input coordinate ``start + i * jump`` (rows and columns alike);
+    ``grid``: the feature map's side on that input."""
 
     size: int
     jump: int
     start: float
     input_size: int
+    grid: int = 0
 
     def box(self, row: int, col: int, least: int = 0) -> tuple[int, int, int, int]:
         """``(top, left, bottom, right)`` pixel bounds of the field of position ``(row, col)``, a square of
@@ -65,7 +67,7 @@ def receptive_field(model: LoadedModel, layer: str, input_size: int | None = Non
         size += (k - 1) * jump
         jump *= s
         n = max(out, 1)
-    return Field(size, jump, start, int(input_size or model.input_size))
+    return Field(size, jump, start, int(input_size or model.input_size), n)
 
 
 __all__ = ["Field", "receptive_field"]

@@ -30,9 +30,11 @@ TABLE = [LayerInfo("block1_conv1", "ReLU", (32, 32, 64), 64), LayerInfo("pool1",
 INPUT = 32
 
 
-def project(root: Path, units: int = 3, views: str = VIEWS, config: str = CONFIG, table: list[LayerInfo] = TABLE) -> dict:
+def project(root: Path, units: int = 3, views: str = VIEWS, config: str = CONFIG, table: list[LayerInfo] = TABLE,
+            labels: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """A project folder with a docs folder, a mkdocs.yml, a config and a synthetic cache of the tiny
-    profile; returns its ``docs``, ``cache`` (a RenderCache), ``config`` path, ``plan`` and ``pages``."""
+    profile; returns its ``docs``, ``cache`` (a RenderCache), ``config`` path, ``plan`` and ``pages``.
+    ``labels``: the model is a classifier of these classes."""
     (root / "docs").mkdir(parents=True, exist_ok=True)
     (root / "docs" / "index.md").write_text("# Home\n")
     (root / "mkdocs.yml").write_text(MKDOCS)
@@ -40,7 +42,8 @@ def project(root: Path, units: int = 3, views: str = VIEWS, config: str = CONFIG
     path.write_text(config.format(units=units, views=views))
     cache = RenderCache(root / "cache" / "renders")
     for backend in ("torch", "tensorflow"):  # caffe VGG16 reads its input as blue, green, red
-        synthetic.put_model_info(cache, "vgg16_hed", backend, table, INPUT, stem=("block1_conv1",), bgr=True)
+        stem = tuple(r.name for r in table[:1] if r.name == "block1_conv1")
+        synthetic.put_model_info(cache, "vgg16_hed", backend, table, INPUT, stem=stem, bgr=True, labels=labels)
     p = replan(root, cache)
     synthetic.fill(p, cache)
     return {"docs": root / "docs", "cache": cache, "config": path, "plan": p, "pages": root / ".featgen-pages"}

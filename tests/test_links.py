@@ -22,25 +22,36 @@ def _top_by_strength(signed: np.ndarray, k: int) -> np.ndarray:
 
 def test_vgg16_block3_conv2_inputs_are_the_argsort_of_its_kernel_slices_norms(hed_torch, hed_tf):
     """The weights file read with h5py: each output unit's strongest inputs are the input channels
-    whose 3x3 kernel slices have the largest L2 norm, and each link's sign is its slice's sum's."""
+    whose 3x3 kernel slices have the largest L2 norm, and each link's sign is its slice's sum's; and
+    across a pooling, the links are the pooled kernel's."""
     import h5py
 
     from featgen.models.weights import packaged_weights_path
 
-    found = []
-    with h5py.File(packaged_weights_path("vgg16_hed"), "r") as f:  # the kernel is vars/0 of the group named block3_conv2
-        f.visititems(lambda name, obj: found.append(np.asarray(obj["0"])) if isinstance(obj, h5py.Group)
-                     and obj.attrs.get("name") == "block3_conv2" else None)  # fmt: skip
-    assert len(found) == 1 and found[0].shape == (3, 3, 256, 256)
-    kernel = found[0].astype(np.float64)  # (3, 3, 256 in, 256 out)
-    norm = np.sqrt((kernel**2).sum(axis=(0, 1))).T  # (out, in)
-    total = kernel.sum(axis=(0, 1)).T
+    def kernel(name: str) -> np.ndarray:  # vars/0 of the group named after the layer: (3, 3, in, out)
+        found = []
+        with h5py.File(packaged_weights_path("vgg16_hed"), "r") as f:
+            f.visititems(lambda _, obj: found.append(np.asarray(obj["0"], np.float64)) if isinstance(obj, h5py.Group)
+                         and obj.attrs.get("name") == name else None)  # fmt: skip
+        assert len(found) == 1
+        return found[0]
+
+    k = kernel("block3_conv2")
+    norm, total = np.sqrt((k**2).sum(axis=(0, 1))).T, k.sum(axis=(0, 1)).T  # (out, in)
     want = np.argsort(-norm, axis=1, kind="stable")[:, :8]
+    # across block2's max pooling, taken as 2x2 averaging: each weight of block3_conv1 spreads over 2x2
+    # taps at a quarter of its value, so the 6x6 kernel's norm is half the 3x3 one's and its sum the same
+    k1 = kernel("block3_conv1")
+    norm1, total1 = np.sqrt((k1**2).sum(axis=(0, 1))).T / 2, k1.sum(axis=(0, 1)).T
     for model in (hed_torch, hed_tf):
         e = expanded_weights(model, "block3_conv1", "block3_conv2")
         np.testing.assert_allclose(e.norm, norm, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(np.sign(e.total), np.sign(total))
         np.testing.assert_array_equal(_top_by_strength(e.signed, 8), want)
+        e = expanded_weights(model, "block2_conv2", "block3_conv1")
+        assert (e.stride, e.extent) == (2, 6)
+        np.testing.assert_allclose(e.norm, norm1, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(e.total, total1, rtol=1e-4, atol=1e-5)
 
 
 def _identity_activations(block):

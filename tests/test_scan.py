@@ -67,6 +67,13 @@ def test_sharded_scan_equals_brute_force_topk_in_any_order(lite0, collection):
             np.testing.assert_allclose(at, peak[bottom, u], rtol=1e-4, atol=1e-4)
         offset += acts.shape[-1]
     assert offset == len(forward.silent)
+    # the classes the model predicts the readable images as (the class pages' counts), summed over shards
+    be = lite0.backend
+    with be.no_grad():
+        logits = be.to_numpy(be.forward(lite0, be.asarray(imgs), logits=True).logits)
+    want = np.bincount(logits.argmax(axis=1), minlength=1000)
+    np.testing.assert_array_equal(sum(p[0]["predicted"] for p in parts), want)
+    assert want.sum() == len(good)
 
 
 def test_an_unreadable_collection_file_is_skipped_with_its_reason(collection):

@@ -9,11 +9,14 @@ pooling (:meth:`~featgen.backends.base.ModelRunner.linearized`). That is the "ex
 "Visualizing Weights" (Olah et al., 2020, in the Distill Circuits thread).
 
 The expanded weight from ``i`` to ``u`` is a small spatial kernel. It is measured with impulses: the
-source layer's output is replaced by a map that is 1 at one position of channel ``i`` and 0
+source layer's output is replaced by a map that is ``a`` at one position of channel ``i`` and 0
 elsewhere, and the response of the target layer (read before its activation) minus its response to
-an all-zero map is the kernel, flipped, at every output position that sees the impulse. An output
-stride of ``s`` between the layers takes ``s²`` impulse positions to visit every tap once. Each link
-is summarised by the kernel's L2 norm (its strength) and its sum (its sign: excitatory or inhibitory).
+an all-zero map, over ``a``, is the kernel, flipped, at every target position that sees the impulse.
+An output stride of ``s`` between the layers takes ``s²`` impulse positions to visit every tap once.
+One map holds a grid of impulses, each of another channel, far enough apart that no target position
+sees two; which impulse a target position sees comes from the layers' receptive fields
+(:mod:`featgen.fields`), and a response where no impulse should reach is an error. Each link is
+summarised by the kernel's L2 norm (its strength) and its sum (its sign: excitatory or inhibitory).
 
 Everything goes through the backend protocol, so the same code serves torch and TensorFlow.
 """
@@ -28,12 +31,12 @@ import numpy as np
 from ..errors import FeatgenError
 from ..fields import receptive_field
 
-CHUNK_BYTES = 32 << 20  # impulse maps per forward pass: a few tens of MB of source maps
-BORDER_TOLERANCE = 1e-4  # response at the target's border, relative to its largest: the map was too small
+CHUNK_BYTES = 128 << 20  # impulse maps per forward pass (in torch each pass also runs the network up to the source)
+GRID = 4  # impulses per side of one map: 16 channels measured by one map
+LEAK_TOLERANCE = 1e-4  # response where no impulse reaches, relative to the largest: the geometry was wrong
 LINEARITY_TOLERANCE = 1e-3  # f(2δ) - f(0) against 2 (f(δ) - f(0)), relative to the largest response
 AMPLITUDE = 64.0  # the impulse: well above the rounding of the target's constant response (exact in float32)
-MIN_INPUT = 64  # px: a network traced whole (Keras) must reach its last pooling with a map left
-MAX_SIDE = 1024  # the largest input side tried before giving up on a field that does not fit
+MIN_INPUT = 32  # px: a network traced whole (Keras) must reach its last pooling with a map left
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Expanded:
     norm: np.ndarray
     total: np.ndarray
     stride: int  # the target's output stride in source positions
-    extent: int  # the kernel's side in source positions (an upper bound from the receptive fields)
+    extent: int  # the kernel's side in source positions
 
     @property
     def signed(self) -> np.ndarray:
@@ -64,69 +67,93 @@ def _geometry(model: Any, source: str, target: str) -> tuple[int, int]:
     return ft.jump // fs.jump, max(1, (ft.size - fs.size) // fs.jump + 1)
 
 
-def expanded_weights(model: Any, source: str, target: str, chunk_bytes: int = CHUNK_BYTES) -> Expanded:
+def expanded_weights(model: Any, source: str, target: str, channels: tuple[int, int] | None = None,
+                     chunk_bytes: int = CHUNK_BYTES) -> Expanded:  # fmt: skip
     """The expanded weights from ``source``'s units to ``target``'s (names as ``model`` takes them),
-    with the network linearized between them. One line if the path is not linear once activations
-    are the identity (an activation inside a module's own code, which no hook reaches)."""
-    be = model.backend
+    with the network linearized between them; ``channels``: the two layers' units, if known (else from
+    the model's layer table). One line if the path is not linear once activations are the identity
+    (an activation inside a module's own code, which no hook reaches)."""
     source, target = model.resolve_layer(source), model.resolve_layer(target)
-    read = be.linear_output(model, target)
     stride, extent = _geometry(model, source, target)
+    spacing = -(-(extent + stride - 1) // stride) * stride  # impulses of one phase: no target unit sees two
+    margin = extent  # source positions between the map's border and its impulses: every path to a target inside
+    side = 2 * margin + (GRID - 1) * spacing + stride
     jump = receptive_field(model, source).jump
-    side = max(extent + 3 * stride + 2, 5)  # the source map: the impulses in the middle, a kernel's margin around
-    while True:
-        size = max(jump * side, MIN_INPUT)
-        found = _measure(model, source, read, size, stride, chunk_bytes)
-        if found is not None:
-            norm, total = found
-            return Expanded(source, target, norm, total, stride, extent)
-        side *= 2
-        if jump * side > MAX_SIDE:
-            raise FeatgenError(f"{model.name}: the field of {target!r} over {source!r} does not fit a "
-                               f"{MAX_SIDE}-px input; expanded weights are for layers a few convolutions apart.")  # fmt: skip
+    size = max(jump * side, MIN_INPUT)
+    if channels is None:
+        channels = (int(model.layer_info(source).channels), int(model.layer_info(target).channels))
+    norm, total = _measure(model, source, target, channels, size, stride, spacing, margin, chunk_bytes)
+    return Expanded(source, target, norm, total, stride, extent)
 
 
-def _measure(model: Any, source: str, read: str, size: int, stride: int,
-             chunk_bytes: int) -> tuple[np.ndarray, np.ndarray] | None:  # fmt: skip
-    """``(norm, total)`` measured with impulses on a ``size``-px input, or None if the responses reach
-    the target's border (the input was too small to hold them)."""
+def _blocks(fs: Any, ft: Any, first: int, spacing: int, phase: int) -> np.ndarray:
+    """Per target position along one axis, the grid row (or column) of the impulse it sees, or -1: the
+    impulse whose centre lies within the target's field less the source's (the fields' geometry)."""
+    reach = (ft.size - fs.size) / 2 + 1e-6
+    centres = fs.start + (first + phase + spacing * np.arange(GRID)) * fs.jump
+    seen = np.abs(centres[None, :] - (ft.start + np.arange(ft.grid) * ft.jump)[:, None]) <= reach
+    if (seen.sum(axis=1) > 1).any():
+        raise FeatgenError("impulses closer than a target unit's field: the layers' geometry is not a chain")
+    return np.where(seen.any(axis=1), seen.argmax(axis=1), -1)
+
+
+def _measure(model: Any, source: str, target: str, channels: tuple[int, int], size: int, stride: int, spacing: int,
+             margin: int, chunk_bytes: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(norm, total)`` measured with impulses on a ``size``-px input: maps of ``GRID`` × ``GRID``
+    impulses of one phase, each of another channel, ``spacing`` source positions apart. Each batch holds
+    an all-zero map first (its response is subtracted) and, in the first, a doubled map (the linearity
+    check), so every forward pass has one shape (one trace in Keras)."""
     be = model.backend
+    read = be.linear_output(model, target)
+    fs, ft = receptive_field(model, source, size), receptive_field(model, target, size)
+    h = w = fs.grid
+    c, units = channels
     x = be.asarray(np.full((1, size, size, 3), 0.5, np.float32))
+    per_map = GRID * GRID
+    phases = [(dy, dx) for dy in range(stride) for dx in range(stride)]
+    maps = [(ph, channels[k : k + per_map]) for ph in phases for channels in [list(range(c))] for k in range(0, c, per_map)]
+    per = max(1, min(len(maps), chunk_bytes // (h * w * c * 4) - 2))
+    labels = {}  # per phase: the impulse each target position sees (-1: none)
+    for dy, dx in phases:
+        rows, cols = _blocks(fs, ft, margin, spacing, dy), _blocks(fs, ft, margin, spacing, dx)
+        labels[dy, dx] = np.where((rows[:, None] >= 0) & (cols[None, :] >= 0), rows[:, None] * GRID + cols[None, :], -1)
+    norm2 = np.zeros((units, c), np.float64)
+    total = np.zeros_like(norm2)
+    peak = leak = 0.0
     with be.no_grad(), be.linearized(model):
-        h, w, c = be.shape(be.forward(model, x, capture=[source], logits=False).activations[source])[1:]
-        cy, cx = (h - stride) // 2, (w - stride) // 2
-        if min(cy, cx) < 1:
-            return None
-
-        def respond(maps: np.ndarray) -> np.ndarray:
-            out = be.forward(model, x, capture=[read], logits=False, replace={source: be.asarray(maps)}).activations[read]
-            return be.to_numpy(out).astype(np.float64)
-
-        zero = respond(np.zeros((1, h, w, c), np.float32))
-        noise = _rounding(zero) / AMPLITUDE
-        pulses = [(i, dy, dx) for i in range(c) for dy in range(stride) for dx in range(stride)]
-        per = max(1, min(len(pulses), chunk_bytes // (h * w * c * 4)))
-        norm2 = total = None
-        peak = border = 0.0
-        for start in range(0, len(pulses), per):
-            batch = pulses[start : start + per]
-            maps = np.zeros((len(batch), h, w, c), np.float32)
-            for n, (i, dy, dx) in enumerate(batch):
-                maps[n, cy + dy, cx + dx, i] = AMPLITUDE
-            r = (respond(maps) - zero) / AMPLITUDE
+        for start in range(0, len(maps), per):
+            batch = maps[start : start + per]
+            inputs = np.zeros((per + 2, h, w, c), np.float32)  # [zero, doubled or zero, maps..., zeros]
+            for n, ((dy, dx), channels) in enumerate(batch):
+                for k, i in enumerate(channels):
+                    r, col = divmod(k, GRID)
+                    inputs[n + 2, margin + r * spacing + dy, margin + col * spacing + dx, i] = AMPLITUDE
             if start == 0:
-                _check_linear((respond(2 * maps[:1]) - zero) / AMPLITUDE, r[:1], noise, model.name)
-            if norm2 is None:
-                norm2 = np.zeros((r.shape[-1], c), np.float64)
-                total = np.zeros((r.shape[-1], c), np.float64)
-            channels = np.asarray([i for i, _, _ in batch])
-            np.add.at(norm2.T, channels, (r * r).sum(axis=(1, 2)))
-            np.add.at(total.T, channels, r.sum(axis=(1, 2)))
-            peak = max(peak, float(np.abs(r).max()))
-            edges = np.concatenate([r[:, 0].ravel(), r[:, -1].ravel(), r[:, :, 0].ravel(), r[:, :, -1].ravel()])
-            border = max(border, float(np.abs(edges).max()))
-    if border > BORDER_TOLERANCE * peak + noise:
-        return None
+                inputs[1] = 2 * inputs[2]
+            out = be.to_numpy(be.forward(model, x, capture=[read], logits=False, replace={source: be.asarray(inputs)}).activations[read])
+            if out.shape[1:3] != (ft.grid, ft.grid):
+                raise FeatgenError(f"{model.name}: {target!r} came out {out.shape[1]}×{out.shape[2]}, not the "
+                                   f"{ft.grid}×{ft.grid} its layers' geometry gives: expanded weights need a chain of layers.")  # fmt: skip
+            noise = _rounding(out[0]) / AMPLITUDE
+            r = (out[2 : 2 + len(batch)] - out[:1]) / AMPLITUDE
+            if start == 0:
+                _check_linear((out[1:2] - out[:1]) / AMPLITUDE, r[:1], noise, model.name)
+            for phase in dict.fromkeys(ph for ph, _ in batch):  # the maps of one phase share their labels
+                idx = [n for n, (ph, _) in enumerate(batch) if ph == phase]
+                lab = labels[phase].reshape(-1)
+                flat = r[idx].reshape(len(idx), -1, r.shape[-1])
+                inside, outside = flat[:, lab >= 0], flat[:, lab < 0]
+                peak = max(peak, float(np.abs(inside).max()) if inside.size else 0.0)
+                leak = max(leak, float(np.abs(outside).max()) if outside.size else 0.0)
+                onehot = (lab[lab >= 0][:, None] == np.arange(per_map)[None, :]).astype(np.float32)
+                sums, squares = onehot.T @ inside, onehot.T @ (inside * inside)  # (maps, impulses, target units)
+                for j, n in enumerate(idx):
+                    channels = batch[n][1]
+                    norm2[:, channels] += squares[j, : len(channels)].T
+                    total[:, channels] += sums[j, : len(channels)].T
+            if leak > LEAK_TOLERANCE * peak + noise:
+                raise FeatgenError(f"{model.name}: the response of {target!r} reaches where no impulse on {source!r} "
+                                   "should: the layers' geometry is not a chain of convolutions and poolings.")  # fmt: skip
     return np.sqrt(norm2).astype(np.float32), total.astype(np.float32)
 
 

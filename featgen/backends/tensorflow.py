@@ -177,6 +177,10 @@ def _clamp(x, lo: float, hi: float | None, mode: str, sparse: bool):
     return f(x)
 
 
+class _Stop(Exception):
+    """Raised once every captured layer has run when no logits are wanted: the walk (and its trace) ends."""
+
+
 LINEAR = "linear"  # the ReLU mode of linearized(): activations are the identity
 
 
@@ -342,7 +346,7 @@ class TensorFlowBackend(InputNormalization):
         outside XLA (which needs static shapes)."""
         return self.device == "cpu" and not self.xla
 
-    def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict,
+    def _call_layer(self, layer, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict, stop: bool,
                     *args, **kwargs):  # fmt: skip
         name = prefix + layer.name
         inner = _functional(layer)
@@ -362,7 +366,7 @@ class TensorFlowBackend(InputNormalization):
                 out = layer.convolution_op(args[0], kernel)
             out = out + bias
         elif inner is not None:
-            out = self._walk(inner, args, name + _SEP, store, wanted, replace, folds)
+            out = self._walk(inner, args, name + _SEP, store, wanted, replace, folds, stop)
         elif bounds is not None or ((pre in wanted or linear) and callable(activation)):
             def patched(t, original=activation, bounds=bounds):
                 if pre in wanted:
@@ -391,11 +395,14 @@ class TensorFlowBackend(InputNormalization):
             out = replace[name]
         if name in wanted:
             store[name] = out
+        if stop and wanted <= store.keys():
+            raise _Stop  # every capture is made: nothing after it is traced
         return out
 
-    def _walk(self, graph, inputs, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict):
+    def _walk(self, graph, inputs, prefix: str, store: dict, wanted: frozenset, replace: dict, folds: dict,
+              stop: bool = False):  # fmt: skip
         def op_fn(op):
-            return lambda *a, **k: self._call_layer(op, prefix, store, wanted, replace, folds, *a, **k)
+            return lambda *a, **k: self._call_layer(op, prefix, store, wanted, replace, folds, stop, *a, **k)
 
         inputs = inputs[0] if len(inputs) == 1 and isinstance(inputs, (list, tuple)) else inputs
         return graph._run_through_graph(inputs, operation_fn=op_fn)
@@ -428,7 +435,11 @@ class TensorFlowBackend(InputNormalization):
 
             def run(inp, replacements):
                 store: dict = {}
-                out = self._walk(graph, [inp], "", store, wanted, dict(zip(replace_keys, replacements)), folds)
+                try:
+                    out = self._walk(graph, [inp], "", store, wanted, dict(zip(replace_keys, replacements)), folds,
+                                     stop=bool(capture) and not logits)  # fmt: skip
+                except _Stop:
+                    out = None
                 out = out[0] if isinstance(out, (list, tuple)) else out
                 return [store[n] for n in capture], (out if logits else tf.zeros([]))
 

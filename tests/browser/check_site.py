@@ -10,6 +10,9 @@ The quick site (``--site``, what ``nox -s site`` built):
   layers, its twin in the other backend and the torch | TensorFlow page, opens its hero in the
   lightbox at least as large as shown, goes to the next unit on "n", transfers at most 150 KB beyond
   the theme's assets and the search index that every page shares, and its folder holds at most 80 KB;
+- links between units: a VGG16 unit page shows its input and output rows, each thumbnail loading and
+  leading to a unit page, the units the gallery lacks with the command that renders them; a Lite0
+  class page (espresso) lists units whose pages exist;
 - the reader defects of issue 23, each a check: compare pairs side by side and labelled; diversity
   images that are one picture flagged; verdict badges that agree with their numbers, in the unit
   pages' words on the layer pages; the first-layer kernel in the network's channel order; no literal
@@ -409,6 +412,90 @@ def related_links(page, base: str, unit: str, root: Path, report: Report) -> Non
     report.check("unit page links neighbouring layers, its twin and the compare page", problems, unit)
 
 
+# Each row of a unit page's links: its heading, kind, and entries (thumbnail links, or plain numbers).
+LINK_ROWS_JS = """() => Array.from(document.querySelectorAll('#links h3')).map(h => {
+  const rows = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling) {
+    if (!e.classList.contains('fg-linkrow')) continue;
+    rows.push({kind: e.querySelector('.fg-linkrow-kind').innerText.trim(),
+               links: Array.from(e.querySelectorAll('a.fg-link')).map(a => ({href: a.href, img: a.querySelector('img').src,
+                 loaded: a.querySelector('img').complete && a.querySelector('img').naturalWidth > 0, text: a.innerText.trim()})),
+               plain: Array.from(e.querySelectorAll('.fg-link-plain')).map(x => x.innerText.trim())}); }
+  const cmd = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling)
+    if (e.matches('pre.fg-cmd')) cmd.push(e.innerText.trim());
+  return {title: h.innerText.trim(), rows, cmd}; })"""
+
+
+def _resolves(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=10).close()
+        return True
+    except urllib.error.URLError:
+        return False
+
+
+def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None:
+    """A VGG16 unit page of a middle layer shows input and output rows, excitatory and inhibitory;
+    each thumbnail loads and leads to an existing unit page; units the gallery lacks are plain, with
+    the command that renders them. A Lite0 class page (espresso, from the offline coffee photo) lists
+    units whose pages exist, and a unit page of the last layer links its classes."""
+    problems, anchors = [], 0
+    units = sorted(root.glob("galleries/vgg16_hed/torch/block3_conv1/unit-*/index.html"))
+    for unit in units:
+        rel = unit.parent.relative_to(root).as_posix()
+        page.goto(f"{base}{rel}/", wait_until="networkidle")
+        page.evaluate("document.querySelector('#links') && document.querySelector('#links').scrollIntoView()")
+        page.wait_for_timeout(500)  # the thumbnails load lazily
+        sides = page.evaluate(LINK_ROWS_JS)
+        titles = [s["title"] for s in sides]
+        if titles != ["Inputs from block1_conv1", "Outputs to block5_conv3"]:
+            problems.append(f"{rel}: link sections {titles}")
+        for side in sides:
+            kinds = [r["kind"] for r in side["rows"]]
+            if kinds != ["excitatory", "inhibitory"] or any(len(r["links"]) + len(r["plain"]) != 8 for r in side["rows"]):
+                problems.append(f"{rel}: {side['title']}: rows {[(r['kind'], len(r['links']) + len(r['plain'])) for r in side['rows']]}")
+            for r in side["rows"]:
+                for link in r["links"]:
+                    anchors += 1
+                    if not re.fullmatch(re.escape(base) + r"galleries/vgg16_hed/torch/[^/]+/unit-\d+/", link["href"]) or not _resolves(link["href"]):
+                        problems.append(f"{rel}: link {link['href']} does not lead to a unit page")
+                    if not link["loaded"]:
+                        problems.append(f"{rel}: thumbnail {link['img']} did not load")
+            if any(r["plain"] for r in side["rows"]) and not (side["cmd"] and side["cmd"][0].startswith("featgen render vgg16_hed")):
+                problems.append(f"{rel}: {side['title']}: units not rendered but no command")
+        if unit == units[-1]:
+            page.screenshot(path=str(out / "unit-links.png"), full_page=False)
+    if not anchors:
+        problems.append("no thumbnail link on any block3_conv1 unit page")
+    report.check("a VGG16 unit page shows input and output rows whose links lead to unit pages", problems,
+                 f"{len(units)} pages, {anchors} thumbnail links")  # fmt: skip
+
+    problems = []
+    espresso = root / "galleries/efficientnet_lite0/torch/classes"
+    found = [p for p in espresso.glob("*/index.html") if "<h1>espresso <small>" in p.read_text(errors="replace")]
+    if not found:
+        problems.append(f"no class page for espresso under {espresso.relative_to(root)}")
+    else:
+        rel = found[0].parent.relative_to(root).as_posix()
+        page.goto(f"{base}{rel}/", wait_until="networkidle")
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_timeout(500)
+        links = page.evaluate("Array.from(document.querySelectorAll('a.fg-link')).map(a => ({href: a.href, "
+                              "loaded: a.querySelector('img').complete && a.querySelector('img').naturalWidth > 0}))")  # fmt: skip
+        if not links:
+            problems.append(f"{rel} lists no unit")
+        problems += [f"{rel}: {x['href']} is no unit page" for x in links
+                     if not re.search(r"/unit-\d+/$", x["href"]) or not _resolves(x["href"])]  # fmt: skip
+        problems += [f"{rel}: a thumbnail did not load" for x in links if not x["loaded"]]
+        page.screenshot(path=str(out / "class-espresso.png"), full_page=False)
+        layer = next(iter(sorted({re.search(r"/torch/([^/]+)/unit-", x["href"]).group(1) for x in links})), None)
+        pages_with_class_links = [u for u in root.glob(f"galleries/efficientnet_lite0/torch/{layer}/unit-*/index.html")
+                                  if 'href="../../classes/' in u.read_text(errors="replace")]  # fmt: skip
+        if not pages_with_class_links:
+            problems.append(f"no unit page of {layer} links a class page")
+    report.check("a Lite0 class page (espresso) lists units whose pages exist", problems,
+                 f"{len(found)} espresso page, its units' links checked")  # fmt: skip
+
+
 def nav_lists_layers(page, base: str, path: str, report: Report, what: str) -> None:
     hrefs = page.evaluate("Array.from(document.querySelectorAll('.md-sidebar--primary a[href]')).map(a => a.href)")
     layers = [h for h in hrefs if re.fullmatch(re.escape(base) + r"galleries/[^/]+/[^/]+/[^/]+/", h.split("#")[0])]
@@ -672,6 +759,7 @@ def main() -> int:
             if "vgg-unit" in pages:
                 page.goto(base + pages["vgg-unit"], wait_until="networkidle")
                 related_links(page, base, pages["vgg-unit"], root, report)
+                links_checks(page, base, root, report, out)
             if "unit" in pages:  # the Galleries tab, the layers in the sidebar, the lightbox, "n"
                 page.goto(base + pages["unit"], wait_until="networkidle")
                 nav_lists_layers(page, base, pages["unit"], report, "a unit page")

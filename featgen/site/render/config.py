@@ -25,7 +25,7 @@ Shape of the file::
             units: 4                  # the first N units; a list of indices; or "all" (default)
             size: 96
             steps: 48
-            views: [regularized, naive, negative, diversity, photos]
+            views: [regularized, naive, negative, diversity, photos, examples, links, classes]  # (default: all)
             layer_options: {conv_stem: *early}    # a layer-specific recipe (lr, transforms, param, ...)
           - model: file:weights.pth   # a torch state dict, with its architecture
             arch: timm:resnet18

@@ -278,7 +278,7 @@ class Renderer:
             out["peaks"] = np.asarray(peaks, np.float32)
         return out
 
-    def expanded(self, model, source: str, target: str):
+    def expanded(self, model, source: str, target: str, channels: tuple[int, int] | None = None):
         """The expanded weights from ``source`` to ``target`` (:func:`featgen.analysis.expanded_weights`).
         A layer's links job reads the pair before it and the pair after it, and the next layer's job
         reads that second pair again: the last few pairs are kept."""
@@ -286,7 +286,7 @@ class Renderer:
 
         key = (id(model), source, target)
         if key not in self._expanded:
-            self._expanded[key] = expanded_weights(model, source, target)
+            self._expanded[key] = expanded_weights(model, source, target, channels)
             while len(self._expanded) > EXPANDED_KEPT:
                 self._expanded.pop(next(iter(self._expanded)))
         return self._expanded[key]

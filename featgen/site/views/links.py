@@ -45,7 +45,8 @@ class Links(View):
         def side(layer: tuple[str, str] | None) -> list[Any] | None:
             return None if layer is None else [layer[0], layer[1], int(ctx.info.row(layer[1]).channels or 0)]
 
-        return {**base_settings(ctx), "kind": VERSION, "top": TOP, "inputs": side(before), "outputs": side(after)}
+        return {**base_settings(ctx), "kind": VERSION, "top": TOP, "inputs": side(before), "outputs": side(after),
+                "channels": int(ctx.info.row(ctx.native).channels or 0)}  # fmt: skip
 
     def chunks(self, units: tuple[int, ...], size: int) -> list[tuple[int, ...]]:
         return [units]  # one measurement a layer pair: every unit's row of it in one entry
@@ -60,10 +61,10 @@ class Links(View):
         units = np.asarray(job.units)
         out: dict[str, np.ndarray] = {}
         if o.get("inputs"):  # rows: this layer's units, from the previous layer's
-            rows = renderer.expanded(model, o["inputs"][1], o["layer"]).signed[units]
+            rows = renderer.expanded(model, o["inputs"][1], o["layer"], (o["inputs"][2], o["channels"])).signed[units]
             out.update({f"inputs_{k}": v for k, v in top_links(rows, int(o["top"])).items()})
         if o.get("outputs"):  # columns: from this layer's units, to the next layer's
-            rows = renderer.expanded(model, o["layer"], o["outputs"][1]).signed[:, units].T
+            rows = renderer.expanded(model, o["layer"], o["outputs"][1], (o["channels"], o["outputs"][2])).signed[:, units].T
             out.update({f"outputs_{k}": v for k, v in top_links(rows, int(o["top"])).items()})
         return out
 
