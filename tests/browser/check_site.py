@@ -59,6 +59,7 @@ HEAVY_PAGES: dict[str, str] = {
     "tutorials/plot_0_what_do_filters_respond_to/index.html": "a tutorial of 64-filter grids, step by step",
 }
 MIN_CONTRAST = 4.5
+LINKS_A_ROW = 6  # a unit page's strongest excitatory (and inhibitory) inputs and outputs
 UNIT_PAGE_BYTES = 150_000  # a unit page's own transfer, beyond what every page shares
 UNIT_FOLDER_BYTES = 80_000
 LAYER_DCL_MS = 1000  # a 512-unit layer page, from the local server
@@ -417,9 +418,9 @@ LINK_ROWS_JS = """() => Array.from(document.querySelectorAll('#links h3')).map(h
   const rows = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling) {
     if (!e.classList.contains('fg-linkrow')) continue;
     rows.push({kind: e.querySelector('.fg-linkrow-kind').innerText.trim(),
-               links: Array.from(e.querySelectorAll('a.fg-link')).map(a => ({href: a.href, img: a.querySelector('img').src,
+               links: Array.from(e.querySelectorAll(':scope > a')).map(a => ({href: a.href, img: a.querySelector('img').src,
                  loaded: a.querySelector('img').complete && a.querySelector('img').naturalWidth > 0, text: a.innerText.trim()})),
-               plain: Array.from(e.querySelectorAll('.fg-link-plain')).map(x => x.innerText.trim())}); }
+               plain: Array.from(e.querySelectorAll(':scope > span:not(.fg-linkrow-kind)')).map(x => x.innerText.trim())}); }
   const cmd = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling)
     if (e.matches('pre.fg-cmd')) cmd.push(e.innerText.trim());
   return {title: h.innerText.trim(), rows, cmd}; })"""
@@ -451,7 +452,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
             problems.append(f"{rel}: link sections {titles}")
         for side in sides:
             kinds = [r["kind"] for r in side["rows"]]
-            if kinds != ["excitatory", "inhibitory"] or any(len(r["links"]) + len(r["plain"]) != 8 for r in side["rows"]):
+            if kinds != ["excitatory", "inhibitory"] or any(len(r["links"]) + len(r["plain"]) != LINKS_A_ROW for r in side["rows"]):
                 problems.append(f"{rel}: {side['title']}: rows {[(r['kind'], len(r['links']) + len(r['plain'])) for r in side['rows']]}")
             for r in side["rows"]:
                 for link in r["links"]:
@@ -479,7 +480,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
         page.goto(f"{base}{rel}/", wait_until="networkidle")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_timeout(500)
-        links = page.evaluate("Array.from(document.querySelectorAll('a.fg-link')).map(a => ({href: a.href, "
+        links = page.evaluate("Array.from(document.querySelectorAll('.fg-linkrow > a')).map(a => ({href: a.href, "
                               "loaded: a.querySelector('img').complete && a.querySelector('img').naturalWidth > 0}))")  # fmt: skip
         if not links:
             problems.append(f"{rel} lists no unit")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .base import PlanContext
 
 VERSION = "links-1"
-TOP = 8  # links a row: the strongest excitatory, and the strongest inhibitory, inputs and outputs
+TOP = 6  # links a row: the strongest excitatory, and the strongest inhibitory, inputs and outputs
 SIDES = ("inputs", "outputs")
 KINDS = ("exc", "inh")
 
