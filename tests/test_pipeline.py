@@ -163,8 +163,8 @@ def test_profiles_come_from_the_config_file():
 
     quick = get_profile("quick")
     assert [(g.model, g.backend, g.layers, g.units, g.size, g.steps) for g in quick.galleries] == [
-        ("efficientnet_lite0", "torch", ("conv_stem", "blocks.2", "blocks.4", "blocks.6"), 4, 96, 48),
-        ("vgg16_hed", "torch", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, 96, 48),
+        ("efficientnet_lite0", "torch", ("conv_stem", "blocks.2", "blocks.4", "blocks.5", "blocks.6"), 4, 96, 48),
+        ("vgg16_hed", "torch", ("block1_conv1", "block3_conv1", "block3_conv2", "block3_conv3", "block5_conv3"), 4, 96, 48),
         ("vgg16_hed", "tensorflow", ("block1_conv1", "block3_conv1", "block5_conv3"), 4, 96, 48),
     ]
     assert all(g.layers == ("conv",) and g.units is None for g in get_profile("full").galleries)

@@ -67,9 +67,9 @@ def test_links_lead_to_the_linked_units_page_and_tile_or_to_the_command_that_ren
                 row = section[section.index(f'<div class="fg-linkrow fg-{kind}">') :].split("</div>")[0]
                 if linked < 4:  # rendered: its page, and its tile in a's overview sheet (4 tiles in a row)
                     link = re.search(rf'<a href="([^"]+)"><img src="([^"]+)"[^>]*'
-                                     rf'object-position:-(\d+)px -(\d+)px">{re.escape(shown)}</a>', row)  # fmt: skip
+                                     rf'style="--c:(\d+);--r:(\d+)">{re.escape(shown)}</a>', row)  # fmt: skip
                     assert link, (u, kind, shown)
-                    assert link.groups() == (f"../../a/unit-{linked}/", "../../a/sheet-0.webp", str(64 * linked), "0")
+                    assert link.groups() == (f"../../a/unit-{linked}/", "../../a/sheet-0.webp", str(linked), "0")
                     assert (out / "a" / f"unit-{linked}" / "index.html").is_file()
                 else:
                     assert f"<span>unit {shown}</span>" in row

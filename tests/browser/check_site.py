@@ -440,7 +440,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
     the command that renders them. A Lite0 class page (espresso, from the offline coffee photo) lists
     units whose pages exist, and a unit page of the last layer links its classes."""
     problems, anchors = [], 0
-    units = sorted(root.glob("galleries/vgg16_hed/torch/block3_conv1/unit-*/index.html"))
+    units = sorted(root.glob("galleries/vgg16_hed/torch/block3_conv2/unit-*/index.html"))
     for unit in units:
         rel = unit.parent.relative_to(root).as_posix()
         page.goto(f"{base}{rel}/", wait_until="networkidle")
@@ -448,7 +448,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
         page.wait_for_timeout(500)  # the thumbnails load lazily
         sides = page.evaluate(LINK_ROWS_JS)
         titles = [s["title"] for s in sides]
-        if titles != ["Inputs from block1_conv1", "Outputs to block5_conv3"]:
+        if titles != ["Inputs from block3_conv1", "Outputs to block3_conv3"]:
             problems.append(f"{rel}: link sections {titles}")
         for side in sides:
             kinds = [r["kind"] for r in side["rows"]]
@@ -467,7 +467,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
             page.screenshot(path=str(out / "unit-links.png"), full_page=False)
     if not anchors:
         problems.append("no thumbnail link on any block3_conv1 unit page")
-    report.check("a VGG16 unit page shows input and output rows whose links lead to unit pages", problems,
+    report.check("a VGG16 unit page (block3_conv2) shows input and output rows whose links lead to unit pages", problems,
                  f"{len(units)} pages, {anchors} thumbnail links")  # fmt: skip
 
     problems = []

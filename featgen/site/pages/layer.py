@@ -68,7 +68,7 @@ class Site:
 
     def locate(self, model: str, backend: str, layer: str, unit: int) -> dict[str, Any] | None:
         """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): its page and its
-        tile in the layer's overview sheet (``sheet``, offset ``x``, ``y``, ``side``); None if the
+        tile in the layer's overview sheet (``sheet``, its ``col`` and ``row`` there); None if the
         gallery does not render it."""
         key = (model, backend, layer)
         if key not in self._index:
@@ -81,7 +81,7 @@ class Site:
         cols = min(SHEET_COLUMNS, n - k * SHEET_UNITS)
         row, col = divmod(at, cols)
         there = f"../../{slug(layer)}"
-        return {"href": f"{there}/unit-{unit}/", "sheet": f"{there}/sheet-{k}.webp", "x": col * TILE, "y": row * TILE, "side": TILE}
+        return {"href": f"{there}/unit-{unit}/", "sheet": f"{there}/sheet-{k}.webp", "col": col, "row": row}
 
     def linked(self, model: str, backend: str, side: dict[str, Any]) -> dict[str, Any]:
         """A links view's side (``layer``, ``exc`` and ``inh`` rows of ``unit`` and ``weight``) with where

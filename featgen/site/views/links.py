@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .base import PlanContext
 
 VERSION = "links-1"
+SPAN = 3  # a link reaches at most this many convolutions on (one inverted-residual block: expand, depthwise, project)
 TOP = 6  # links a row: the strongest excitatory, and the strongest inhibitory, inputs and outputs
 SIDES = ("inputs", "outputs")
 KINDS = ("exc", "inh")
@@ -39,8 +40,20 @@ class Links(View):
 
     def settings(self, g: Gallery, ctx: PlanContext) -> dict[str, Any] | None:
         before, after = ctx.neighbours()
+        order = {row.name: i for i, row in enumerate(ctx.info.table)}
+
+        def near(a: tuple[str, str] | None, b: tuple[str, str] | None) -> bool:
+            """Whether ``b`` is at most SPAN convolutions after ``a``: across more, the activations taken
+            as the identity are many, and the fields so wide that the measurement takes hours."""
+            if a is None or b is None:
+                return False
+            return sum(order[a[1]] < order[c] <= order[b[1]] for c in ctx.info.conv) <= SPAN
+
+        here = (ctx.native, ctx.native)
+        before = before if near(before, here) else None
+        after = after if near(here, after) else None
         if before is None and after is None:
-            return None  # a gallery of one layer: nothing to link to
+            return None  # no gallery layer close enough to link to
 
         def side(layer: tuple[str, str] | None) -> list[Any] | None:
             return None if layer is None else [layer[0], layer[1], int(ctx.info.row(layer[1]).channels or 0)]
