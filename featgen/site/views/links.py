@@ -42,12 +42,16 @@ class Links(View):
         before, after = ctx.neighbours()
         order = {row.name: i for i, row in enumerate(ctx.info.table)}
 
+        def end(native: str) -> int:  # where a layer's output is made: after its last sub-layer (a block's)
+            return max(i for name, i in order.items() if name == native or name.startswith(native + "."))
+
         def near(a: tuple[str, str] | None, b: tuple[str, str] | None) -> bool:
             """Whether ``b`` is at most SPAN convolutions after ``a``: across more, the activations taken
             as the identity are many, and the fields so wide that the measurement takes hours."""
             if a is None or b is None:
                 return False
-            return sum(order[a[1]] < order[c] <= order[b[1]] for c in ctx.info.conv) <= SPAN
+            lo, hi = end(a[1]), end(b[1])
+            return sum(lo < order[c] <= hi for c in ctx.info.conv) <= SPAN
 
         here = (ctx.native, ctx.native)
         before = before if near(before, here) else None
