@@ -21,7 +21,7 @@ m = tv.models.resnet18(weights=None)
 print('ok', c.stubbed, type(m).__name__)
 """
 FRESH = {  # what each test runs in a fresh Python
-    "bare": "import featgen, featgen.images, featgen.errors, featgen.cli" + MODULES,
+    "bare": "import featgen, featgen.images, featgen.errors, featgen.cli, featgen.analysis" + MODULES,
     **{backend: f"import featgen; m = featgen.load_model('efficientnet_lite0', backend='{backend}'); m.layer_table" + MODULES
        for backend in ("torch", "tensorflow")},
     "helper": HELPER,
