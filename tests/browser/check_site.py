@@ -59,7 +59,7 @@ HEAVY_PAGES: dict[str, str] = {
     "tutorials/plot_0_what_do_filters_respond_to/index.html": "a tutorial of 64-filter grids, step by step",
 }
 MIN_CONTRAST = 4.5
-LINKS_A_ROW = 6  # a unit page's strongest excitatory (and inhibitory) inputs and outputs
+LINKS_A_ROW = 5  # a unit page's strongest excitatory (and inhibitory) inputs and outputs
 UNIT_PAGE_BYTES = 150_000  # a unit page's own transfer, beyond what every page shares
 UNIT_FOLDER_BYTES = 80_000
 LAYER_DCL_MS = 1000  # a 512-unit layer page, from the local server

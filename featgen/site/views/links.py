@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 VERSION = "links-1"
 SPAN = 3  # a link reaches at most this many convolutions on (one inverted-residual block: expand, depthwise, project)
-TOP = 6  # links a row: the strongest excitatory, and the strongest inhibitory, inputs and outputs
+TOP = 5  # links a row: the strongest excitatory, and the strongest inhibitory, inputs and outputs
 SIDES = ("inputs", "outputs")
 KINDS = ("exc", "inh")
 
