@@ -270,9 +270,10 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
                   workers: int | None, rerender: Callable | None, reuse: list[Reuse | None]) -> list[LayerResult]:  # fmt: skip
     """The pages of the layers in ``todo``, in order, side by side in worker processes (``reuse``: what
     each may link from its last build). With fewer layers than twice the workers (a rebuild after
-    one layer changed), each layer's units are split into parts, so that every core has work; a
-    layer's own page is written here from its parts. A layer whose worker found an entry missing or
-    bad is written again here, where the entry can be rendered again."""
+    one layer changed), each layer's units are split into parts, so that every core has work, and
+    this process writes parts too; a layer's own page is written here from its parts. A layer whose
+    worker found an entry missing or bad is written again here, where the entry can be rendered
+    again."""
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS)
     here = [lambda t=t, r=r: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender, r)
@@ -282,32 +283,48 @@ def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache
              for start, stop in unit_parts(lp, -(-len(lp.units) // split))]  # fmt: skip
     if workers <= 1 or len(parts) < 2:
         return [f() for f in here]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     registered = list(views.all_views())
     tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered, start, stop, reuse[i])
              for i, lp, base, start, stop in parts]  # fmt: skip
     last = {i: k for k, (i, *_) in enumerate(parts)}  # a layer's last part: all of it is done when that is
     results: list[LayerResult] = []
     done: list[tuple[str, Any]] = []
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for k, ((i, lp, base, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, pool.map(_part_in_worker, tasks))):
-            cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
-            cache.quarantined.update(quarantined)
-            done.append((status, value))
-            if k != last[i]:
-                continue
-            errors = [v for s, v in done if s == "error"]
-            if not errors:
-                results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
-            elif rerender is None:
-                raise FeatgenError(errors[0])
-            else:
-                shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
-                results.append(here[i]())
-            done = []
+    outcomes = _run_parts(tasks, workers, share=split > 1)
+    for k, ((i, lp, base, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, outcomes)):
+        cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
+        cache.quarantined.update(quarantined)
+        done.append((status, value))
+        if k != last[i]:
+            continue
+        errors = [v for s, v in done if s == "error"]
+        if not errors:
+            results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
+        elif rerender is None:
+            raise FeatgenError(errors[0])
+        else:
+            shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
+            results.append(here[i]())
+        done = []
     return results
+
+
+def _run_parts(tasks: list[tuple], workers: int, share: bool) -> list[tuple[str, Any, list[str], dict[str, str]]]:
+    """:func:`_part_in_worker` of each of ``tasks`` (two or more), in order, in ``workers`` processes
+    side by side. ``share``: this process is one of them, which spares a worker's start (a spawned
+    worker imports the page stage anew, about 0.3 s): it takes parts from the end while the workers
+    take them from the start, until they meet."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawned = min(workers, len(tasks)) - (1 if share else 0)
+    with ProcessPoolExecutor(spawned, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_part_in_worker, t) for t in tasks]
+        mine = {}
+        for k in reversed(range(len(tasks)) if share else range(0)):
+            if not futures[k].cancel():  # a worker has begun it: the parts before it are the workers' too
+                break
+            mine[k] = _part_in_worker(tasks[k])
+        return [mine[k] if k in mine else f.result() for k, f in enumerate(futures)]
 
 
 def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, old: dict, out: Path, staging: Path,
