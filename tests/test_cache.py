@@ -181,6 +181,39 @@ def test_install_replaces_its_own_files_and_touches_no_other(tmp_path):
     assert read_manifest(out) == ["index.md", "m/a.md"]
 
 
+def test_a_folder_of_featgens_files_alone_moves_whole_and_a_users_file_keeps_its_folder(tmp_path):
+    """A unit's folder that holds only files of the last build, each written again or no longer
+    written, is replaced by one rename; a folder with a user's file (or a user's empty folder) in it,
+    or a kept file, has its files moved one by one, and what is not featgen's stays."""
+    out = tmp_path / "galleries"
+    first = {f"l/unit-{u}/{n}": "1" for u in range(4) for n in ("index.html", "a.webp", "old.webp")}
+    install(_staging(tmp_path / "s1", {**first, "l/index.html": "1"}), out)
+    (out / "l/unit-1/mine.txt").write_text("user")
+    (out / "l/unit-2/notes").mkdir()
+    inode = {u: (out / f"l/unit-{u}").stat().st_ino for u in range(4)}
+    second = {f"l/unit-{u}/{n}": "2" for u in range(4) for n in ("index.html", "a.webp")}
+    install(_staging(tmp_path / "s2", {**second, "l/index.html": "2"}), out, keep={"l/unit-3/old.webp"})
+    assert (out / "l/unit-0").stat().st_ino != inode[0]  # moved whole: featgen's files alone
+    assert all((out / f"l/unit-{u}").stat().st_ino == inode[u] for u in (1, 2, 3))  # file by file
+    assert (out / "l/unit-1/mine.txt").read_text() == "user" and (out / "l/unit-2/notes").is_dir()
+    assert (out / "l/unit-3/old.webp").read_text() == "1"  # kept
+    assert all((out / rel).read_text() == "2" for rel in second)
+    assert not any((out / f"l/unit-{u}/old.webp").exists() for u in (0, 1, 2))
+    assert read_manifest(out) == sorted([*second, "l/index.html", "l/unit-3/old.webp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["galleries", "s1", "s2"]  # nothing left beside
+
+
+def test_a_link_in_a_folder_of_featgens_files_is_replaced_not_followed(tmp_path):
+    out = tmp_path / "galleries"
+    install(_staging(tmp_path / "s1", {"l/unit-0/index.html": "1", "l/unit-0/a.webp": "1"}), out)
+    (tmp_path / "elsewhere.webp").write_text("theirs")
+    (out / "l/unit-0/a.webp").unlink()
+    (out / "l/unit-0/a.webp").symlink_to(tmp_path / "elsewhere.webp")
+    install(_staging(tmp_path / "s2", {"l/unit-0/index.html": "2", "l/unit-0/a.webp": "2"}), out)
+    assert not (out / "l/unit-0/a.webp").is_symlink() and (out / "l/unit-0/a.webp").read_text() == "2"
+    assert (tmp_path / "elsewhere.webp").read_text() == "theirs"
+
+
 @pytest.mark.parametrize("files", [["../outside.md"], ["/etc/passwd"], ["a/../../b"], "all"])
 def test_a_manifest_that_is_not_featgens_deletes_nothing(tmp_path, files):
     out = tmp_path / "galleries"

@@ -482,6 +482,83 @@ def test_a_rebuild_after_one_layer_changed_writes_only_that_layer(tmp_path):
     assert "vgg16_hed/compare/block5_conv3/index.html" in changed
 
 
+def _steps_changed(tmp_path, proj):
+    """The tiny project with block5_conv3 (torch and TensorFlow) rendered with one more step: its
+    regularized, negative and diversity entries are new; its naive, photos and examples are not."""
+    from site_data import CONFIG, VIEWS, replan
+
+    from featgen.site.render import synthetic
+
+    config = CONFIG.replace("layer_options: {{block1_conv1:", "layer_options: {{block5_conv3: {{steps: 7}}, block1_conv1:")
+    (tmp_path / "galleries.yml").write_text(config.format(units=3, views=VIEWS))
+    proj["plan"] = replan(tmp_path, proj["cache"])
+    synthetic.fill(proj["plan"], proj["cache"])
+
+
+def test_a_layer_written_again_links_the_images_of_its_unchanged_views(tmp_path):
+    """Its naive, photos and examples entries did not change, so their images are the last build's
+    files (linked, not encoded again); the others are new; the bytes are a fresh build's. An old
+    image that is now a link is not followed: that one is made again."""
+    import shutil
+
+    from site_data import project
+
+    proj = project(tmp_path)
+    _write(proj)
+    unit = proj["pages"] / "galleries/vgg16_hed/torch/block5_conv3/unit-1"
+    before = {p.name: p.stat().st_ino for p in unit.iterdir()}
+    (tmp_path / "elsewhere.webp").write_bytes(b"theirs")
+    other = proj["pages"] / "galleries/vgg16_hed/torch/block5_conv3/unit-2/photos.webp"
+    other.unlink()
+    other.symlink_to(tmp_path / "elsewhere.webp")
+    _steps_changed(tmp_path, proj)
+    assert _write(proj, workers=2).written == 2  # a worker and this process, one layer each
+    after = {p.name: p.stat().st_ino for p in unit.iterdir()}
+    assert before.keys() == after.keys()
+    assert {n for n in after if after[n] == before[n]} == {"naive.webp", "photos.webp", "examples.webp"}
+    assert not other.is_symlink() and (tmp_path / "elsewhere.webp").read_bytes() == b"theirs"
+    fresh = tmp_path / "fresh"
+    shutil.copytree(proj["docs"], fresh / "docs", ignore=shutil.ignore_patterns("galleries", ".*"))
+    shutil.copy(proj["docs"].parent / "mkdocs.yml", fresh / "mkdocs.yml")  # the same theme
+    _write({**proj, "docs": fresh / "docs"}, pages_dir=fresh / "pages")
+    mine, theirs = proj["pages"] / "galleries", fresh / "pages" / "galleries"
+    files = sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*") if p.is_file() and p.name != ".featgen-manifest.json")
+    assert files == sorted(p.relative_to(mine).as_posix() for p in mine.rglob("*") if p.is_file() and p.name != ".featgen-manifest.json")
+    assert all((mine / f).read_bytes() == (theirs / f).read_bytes() for f in files)
+
+
+def test_a_build_cut_while_its_pages_move_is_written_again_by_the_next(tmp_path, monkeypatch):
+    """While files move, the manifest keeps the entries of what did not change alone: the next build
+    writes the changed layers again (taking no image from a folder the cut build may have replaced)."""
+    import json
+
+    from site_data import project
+
+    from featgen.site.pages import install
+
+    proj = project(tmp_path)
+    _write(proj)
+    _steps_changed(tmp_path, proj)
+    moved = []
+
+    def cut(self, entries, rel_dir):
+        moved.append(rel_dir)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(install._Mover, "move", cut)
+    with pytest.raises(KeyboardInterrupt):
+        _write(proj)
+    monkeypatch.undo()
+    manifest = json.loads((proj["pages"] / "galleries/.featgen-manifest.json").read_text())
+    assert moved and "layer:vgg16_hed/torch/block1_conv1" in manifest["entries"]
+    assert "layer:vgg16_hed/torch/block5_conv3" not in manifest["entries"]
+    stats = _write(proj)
+    assert stats.written == 2
+    unit = proj["pages"] / "galleries/vgg16_hed/torch/block5_conv3/unit-1"
+    assert sorted(p.name for p in unit.iterdir()) == ["diversity.webp", "examples.webp", "index.html", "naive.webp",
+                                                      "negative.webp", "photos.webp", "regularized.webp"]  # fmt: skip
+
+
 def test_synthetic_entries_never_reach_pages_unless_expected(tmp_path):
     from site_data import project
 

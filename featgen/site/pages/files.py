@@ -3,15 +3,24 @@ inline SVG (a unit's objective curve, its first-layer kernel).
 
 Every image is encoded once, at its own size, with fixed settings, so the same arrays give the same
 bytes (with the same Pillow and libwebp). Renders are small and shown larger with square pixels, so
-lossy WebP at these qualities costs a tenth of a PNG and shows no blur.
+lossy WebP at these qualities costs a tenth of a PNG and shows no blur. So an image whose entries
+did not change since the last build is not encoded again: a layer written again (new renders of
+some of its views, or a change around it) links the others' images from the last build.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ...errors import FeatgenError
+from .install import plain_parents
 
 HERO_QUALITY = 88  # the image a unit page shows large
 QUALITY = 75  # every other render and crop
@@ -89,40 +98,96 @@ def sheet(images: np.ndarray, columns: int = SHEET_COLUMNS, side: int = TILE) ->
 
 class UnitFiles:
     """The files of one unit page, written into its folder: ``name.webp`` for each image a view asks
-    for. Returns the file names, relative to the page."""
+    for. Returns the file names, relative to the page.
 
-    def __init__(self, folder: Path):
+    ``old``: where the last build's copy of a file name is, if it holds the same bytes (its view's
+    entries and the page engine are unchanged; :class:`Reuse`), or None: such a file is hard-linked
+    from there instead of being made again (decoding photo crops and encoding WebP are most of a
+    unit's time)."""
+
+    def __init__(self, folder: Path, old: Callable[[str], Path | None] | None = None):
         self.folder = folder
+        self.old = old
         self.written: list[str] = []
 
-    def _write(self, name: str, data: bytes) -> str:
+    def _write(self, name: str, make: Callable[[], bytes]) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / name).write_bytes(data)
+        source = self.old(name) if self.old is not None else None
+        if source is None or not _linked(source, self.folder / name):
+            (self.folder / name).write_bytes(make())
         self.written.append(name)
         return name
 
     def image(self, name: str, image: np.ndarray, hero: bool = False) -> str:
         """One render (uint8 RGB) as ``name.webp``."""
-        return self._write(f"{name}.webp", webp(image, HERO_QUALITY if hero else QUALITY))
+        return self._write(f"{name}.webp", lambda: webp(image, HERO_QUALITY if hero else QUALITY))
 
     def strip(self, name: str, images: list[np.ndarray] | np.ndarray) -> str:
         """Renders of one size side by side as ``name.webp`` (one file: one request, one disk block)."""
-        return self._write(f"{name}.webp", webp(side_by_side(list(images)), STRIP_QUALITY))
+        return self._write(f"{name}.webp", lambda: webp(side_by_side(list(images)), STRIP_QUALITY))
 
     def jpeg_as_image(self, name: str, data: bytes) -> str:
         """A strip over the sample photos, at most ``PHOTO_HEIGHT`` px tall, as ``name.webp``."""
-        return self._write(f"{name}.webp", webp(reduced(decode(data), PHOTO_HEIGHT), PHOTO_QUALITY))
+        return self._write(f"{name}.webp", lambda: webp(reduced(decode(data), PHOTO_HEIGHT), PHOTO_QUALITY))
 
     def jpeg_rows(self, name: str, rows: list[list[bytes]]) -> str:
         """Rows of crops (JPEG files) as one ``name.webp``: each row side by side, ``GAP`` px apart."""
-        strips = [side_by_side([decode(c) for c in row]) for row in rows]
-        width = max(s.shape[1] for s in strips)
-        out = np.full((sum(s.shape[0] for s in strips) + GAP * (len(strips) - 1), width, 3), GAP_GREY, np.uint8)
-        y = 0
-        for s in strips:
-            out[y : y + s.shape[0], : s.shape[1]] = s
-            y += s.shape[0] + GAP
-        return self._write(f"{name}.webp", webp(out, EXAMPLES_QUALITY))
+        return self._write(f"{name}.webp", lambda: webp(_stacked([side_by_side([decode(c) for c in row]) for row in rows]),
+                                                        EXAMPLES_QUALITY))  # fmt: skip
+
+
+def _stacked(strips: list[np.ndarray]) -> np.ndarray:
+    """Strips one under another, ``GAP`` grey px apart, left-aligned."""
+    width = max(s.shape[1] for s in strips)
+    out = np.full((sum(s.shape[0] for s in strips) + GAP * (len(strips) - 1), width, 3), GAP_GREY, np.uint8)
+    y = 0
+    for s in strips:
+        out[y : y + s.shape[0], : s.shape[1]] = s
+        y += s.shape[0] + GAP
+    return out
+
+
+def _linked(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` (itself, never what a link there points to) as ``target``; False where
+    that cannot be done (another filesystem, links not allowed, the file gone): then it is made again."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """The last build's files of a layer that is written again, and the views whose images there are
+    still right: those whose entries (keys and stamps) and page engine are the ones the last build
+    wrote them from. A unit's image of such a view is linked from the last build's folder; a file
+    that is no longer a plain file there (a link, a folder) or sits below a link is made again."""
+
+    root: Path  # the gallery's pages folder (``PAGES/galleries``)
+    base: str  # the layer's folder in it
+    views: frozenset[str]
+    files: frozenset[str]  # the last build's files of the layer, relative to its folder
+
+    def old(self, view: str, unit: int) -> Callable[[str], Path | None] | None:
+        """What :class:`UnitFiles` asks for a file of ``unit`` that ``view`` writes, or None if the
+        view's images changed."""
+        if view not in self.views:
+            return None
+
+        def find(name: str) -> Path | None:
+            rel = f"unit-{unit}/{name}"
+            if rel not in self.files:
+                return None
+            try:
+                if not plain_parents(self.root, f"{self.base}/{rel}"):
+                    return None
+                path = self.root / self.base / rel
+                return path if stat.S_ISREG(path.lstat().st_mode) else None
+            except (OSError, FeatgenError):
+                return None
+
+        return find
 
 
 # --- inline SVG ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .navigation import neighbours
 from .reproduce import cli_command, reproduction
 from .templating import render_html, slug
 from .theme import THEME_CSS, Theme
+
+if TYPE_CHECKING:
+    from .files import Reuse
 
 PREVIEW = 8  # units in a layer's preview strip (model and backend pages)
 REPRODUCE_KEYS = ("backend", "precision", "method", "size", "steps", "seed", "lr", "param", "decorrelate", "transforms")
@@ -282,10 +285,10 @@ def unit_parts(lp: LayerPlan, most: int) -> list[tuple[int, int]]:
 
 
 def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, site: Site, start: int, stop: int,
-                rerender: Callable[[list[RenderJob]], Any] | None = None) -> UnitsPart:  # fmt: skip
+                rerender: Callable[[list[RenderJob]], Any] | None = None, reuse: Reuse | None = None) -> UnitsPart:  # fmt: skip
     """Write the pages of units ``start`` to ``stop`` (indices into ``lp.units``; ``start`` is the first
     unit of an overview sheet) into ``layer_dir``, with the sheets of these units (and the preview
-    strip if they are the first)."""
+    strip if they are the first). ``reuse``: the last build's images of this layer that still hold."""
     present = [v for v in views.all_views() if v.name in lp.jobs]
     primary = views.primary()
     readers = {v.name: ViewReader(lp.jobs[v.name], cache, info.input_size, rerender) for v in present}
@@ -299,11 +302,13 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
     preview: list[np.ndarray] = []  # the layer's first units', in the part that starts it
     for i in range(start, stop):
         u = units[i]
-        out = UnitFiles(layer_dir / f"unit-{u}")
         fields: dict[str, dict[str, Any]] = {}
+        written: list[str] = []
         for v in present:
+            out = UnitFiles(layer_dir / f"unit-{u}", reuse.old(v.name, u) if reuse is not None else None)
             before = {"before": {r: fields[r] for r in v.reads if r in fields}} if v.reads else {}
             fields[v.name] = v.unit_fields(*readers[v.name].at(i), out, settings[v.name], **before)
+            written += out.written
         arrays, j = readers[primary.name].at(i)
         tiles.append(tile(primary_images(arrays)[j]))  # the overview keeps tiles, not the renders
         if i < PREVIEW:
@@ -336,7 +341,7 @@ def write_units(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: P
                          linked=functools.partial(site.linked, lp.model, lp.backend),
                          class_of=functools.partial(site.class_of, lp.model, lp.backend))  # fmt: skip
         (layer_dir / f"unit-{u}" / "index.html").write_text(html)
-        part.files += [f"unit-{u}/{name}" for name in (*out.written, "index.html")]
+        part.files += [f"unit-{u}/{name}" for name in (*written, "index.html")]
     part.numerics = {(name, j): label for name, reader in readers.items() for j, label in reader.numerics.items()}
     part.synthetic = any(r.synthetic for r in readers.values())
     return part
@@ -366,9 +371,10 @@ def finish_layer(lp: LayerPlan, layer_dir: Path, site: Site, parts: list[UnitsPa
 
 
 def write_layer(lp: LayerPlan, info: ModelInfo, cache: RenderCache, layer_dir: Path, site: Site,
-                rerender: Callable[[list[RenderJob]], Any] | None = None) -> LayerResult:  # fmt: skip
-    """Write one layer's unit pages and its page into ``layer_dir``, from the cache alone."""
-    return finish_layer(lp, layer_dir, site, [write_units(lp, info, cache, layer_dir, site, 0, len(lp.units), rerender)])
+                rerender: Callable[[list[RenderJob]], Any] | None = None, reuse: Reuse | None = None) -> LayerResult:  # fmt: skip
+    """Write one layer's unit pages and its page into ``layer_dir``, from the cache alone (and the
+    last build's images that still hold: ``reuse``)."""
+    return finish_layer(lp, layer_dir, site, [write_units(lp, info, cache, layer_dir, site, 0, len(lp.units), rerender, reuse)])
 
 
 def primary_images(arrays: dict[str, np.ndarray]) -> np.ndarray:

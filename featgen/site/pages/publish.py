@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import FeatgenError
-from .install import GALLERIES, read_manifest_data
-from .write import PAGES_KIND, UNITS_JSON, pages_of
+from .install import GALLERIES, PAGES_KIND, UNITS_JSON, pages_of, read_manifest_data
 
 
 def _units(docs_dir: str | os.PathLike) -> tuple[Path | None, list[dict[str, Any]]]:

@@ -12,7 +12,8 @@ Two outputs, each a folder featgen owns only the files of (:mod:`.install`):
 A layer's pages are written again only when something they show changed: its renders (the cache
 keys of its jobs), the page code, the theme, or the layers and backends around it. Its manifest
 entry records that digest, its files and the summary the index pages need, so a rebuild after one
-layer changed reads and writes that layer alone.
+layer changed reads and writes that layer alone; and a digest per view, so that the images of the
+views whose entries did not change are linked from the last build rather than encoded again.
 
 URLs: ``galleries/<model>/<backend>/<layer>/`` (the layer) and ``.../<layer>/unit-<n>/`` (a unit),
 ``galleries/<model>/compare/<layer>/`` (both backends), and ``galleries/units.json``, the list of
@@ -40,8 +41,8 @@ from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, Plan
 from .classes import CLASSES, class_layer, digest_jobs, predicted, read_classes, write_classes
 from .compare import compare_digest_jobs, write_compare
-from .files import TILE
-from .install import GALLERIES, MANIFEST, clean_staging, install, read_manifest_data
+from .files import TILE, Reuse
+from .install import GALLERIES, PAGES_KIND, UNITS_JSON, clean_staging, install, pages_of, read_manifest_data
 from .layer import (
     LayerResult,
     Site,
@@ -57,12 +58,11 @@ from .templating import slug, write_page
 from .theme import THEME_CSS, site_theme, theme_css
 
 PAGES = ".featgen-pages"  # the gallery's own pages, beside the docs folder
-PAGES_KIND = "featgen-pages-1"
-UNITS_JSON = "units.json"
 PAIR = ("torch", "tensorflow")  # the backends a compare page puts side by side
 MAX_WORKERS = 8  # a worker holds one entry of each view: up to about 100 MB for a 512-unit layer
 
-__all__ = ["write_pages", "write_index_pages", "PageStats", "default_pages_dir", "check_pages_dir", "numerics_label", "PAGES"]
+__all__ = ["write_pages", "write_index_pages", "PageStats", "default_pages_dir", "check_pages_dir", "numerics_label", "PAGES",
+           "PAGES_KIND", "UNITS_JSON", "pages_of"]
 
 
 @dataclass
@@ -143,14 +143,31 @@ def _site(plan: Plan, docs: Path, synthetic: bool) -> Site:
     return Site(site_theme(docs), models, layers, units, pairs, synthetic, recipes, labels)
 
 
-def _layer_digest(lp: LayerPlan, plan: Plan, site: Site, cache: RenderCache) -> str:
-    """What a layer's pages are made of: its entries (each by its stamp: an entry rendered again under
-    the same key changes it), the page engine, the theme and the pages around it."""
+def _view_digests(lp: LayerPlan, cache: RenderCache) -> dict[str, str]:
+    """What each view's images on a layer's unit pages are made of: its entries (each by its key, its
+    units and its stamp: an entry rendered again under the same key changes it) and the page engine."""
+    return {v: _digest({"engine": page_engine(), "jobs": [(j.key, list(j.units), cache.stamp(j.key)) for j in js]})
+            for v, js in lp.jobs.items()}  # fmt: skip
+
+
+def _layer_digest(lp: LayerPlan, plan: Plan, site: Site, view_digests: dict[str, str]) -> str:
+    """What a layer's pages are made of: its views' entries (``view_digests``), the page engine, the
+    theme and the pages around it."""
     info = plan.models[(lp.model, lp.backend)]
-    return _digest({"engine": page_engine(), "site": site.digest_context(lp.model, lp.backend),
-                    "views": {name: views.get(name).page_inputs(site, lp) for name in lp.jobs},
-                    "jobs": {v: [(j.key, cache.stamp(j.key)) for j in js] for v, js in lp.jobs.items()}, "units": lp.units,
+    return _digest({"engine": page_engine(), "site": site.digest_context(lp.model, lp.backend), "views": view_digests,
+                    "inputs": {name: views.get(name).page_inputs(site, lp) for name in lp.jobs}, "units": lp.units,
                     "info": [info.input_size, info.weights_digest, info.bgr, lp.native in info.stem, list(lp.info.shape)]})  # fmt: skip
+
+
+def _reuse(entry: dict[str, Any] | None, view_digests: dict[str, str], out: Path, base: str) -> Reuse | None:
+    """What a layer written again may take from its last build (its manifest ``entry``): the images of
+    the views whose digests did not change; None if there are none."""
+    if entry is None or not isinstance(entry.get("views"), dict) or not isinstance(entry.get("files"), list):
+        return None
+    same = frozenset(v for v, d in view_digests.items() if entry["views"].get(v) == d)
+    prefix = f"{base}/"  # the names looked up in it are the page stage's own (unit-<n>/<view's file>)
+    files = frozenset(f[len(prefix) :] for f in entry["files"] if isinstance(f, str) and f.startswith(prefix))
+    return Reuse(out, base, same, files) if same and files else None
 
 
 def _kept(entry: dict[str, Any] | None, digest: str, out: Path, index: str) -> bool:
@@ -194,23 +211,29 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
 
         classes = _read_classes(plan, cache, site, counted if rerender is not None else None)
         todo: list[tuple[LayerPlan, str, str, str]] = []
+        digests: dict[str, dict[str, str]] = {}
+        reuse: dict[str, Reuse | None] = {}
         for lp in plan.layers:
             by_layer[(lp.model, lp.backend, lp.layer)] = lp
             base = f"{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}"
-            key, digest = f"layer:{base}", _layer_digest(lp, plan, site, cache)
+            key = f"layer:{base}"
+            digests[key] = _view_digests(lp, cache)
+            digest = _layer_digest(lp, plan, site, digests[key])
             if _kept(old.get(key), digest, out, f"{base}/index.html"):
                 entries[key] = old[key]
                 keep.update(old[key]["files"])
             else:
                 todo.append((lp, key, digest, base))
-        results = _write_layers(todo, plan, cache, staging, site, workers, counted if rerender is not None else None)
+                reuse[key] = _reuse(old.get(key), digests[key], out, base)
+        results = _write_layers(todo, plan, cache, staging, site, workers, counted if rerender is not None else None,
+                                [reuse[key] for _, key, _, _ in todo])  # fmt: skip
         for (lp, key, digest, base), res in zip(todo, results):
             if res.synthetic and not synthetic:
                 raise FeatgenError(f"the cache holds synthetic entries ({lp.model}/{lp.backend}/{lp.layer}), made "
                                    "by benchmarks/bench_pages.py, which no site may show: pass --cache with the "
                                    "cache of your renders.")  # fmt: skip
             entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in res.files], "summary": res.summary,
-                            "numerics": res.numerics}  # fmt: skip
+                            "numerics": res.numerics, "views": digests[key]}  # fmt: skip
             stats.written += 1
             stats.units_written += len(lp.units)
         for lp in plan.layers:
@@ -230,7 +253,10 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             else:
                 (staging / name).write_bytes(data)
         entries["shared:"] = {"digest": "", "files": sorted(shared), "summary": {}, "numerics": {}}
-        install(staging, out, keep, PAGES_KIND, {"entries": entries, "synthetic": synthetic})
+        # while files move, the manifest keeps only the entries of what stays as it was: a build cut
+        # then writes the others again, and takes no image from a folder it may have half replaced
+        during = {"entries": {k: v for k, v in entries.items() if old.get(k) is v}, "synthetic": synthetic}
+        install(staging, out, keep, PAGES_KIND, {"entries": entries, "synthetic": synthetic}, during)
         _index_pages(plan, site, entries, compares, docs_staging)
         install(docs_staging, docs / GALLERIES, extra={"pages": os.path.relpath(out, docs / GALLERIES)})
     except OSError as exc:
@@ -246,57 +272,74 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
 def _part_in_worker(task: tuple) -> tuple[str, Any, list[str], dict[str, str]]:
     """Some of a layer's unit pages in a worker process: ``("ok", UnitsPart, ...)`` or ``("error",
     message, ...)``, with what the worker's cache found bad (so that the build reports it)."""
-    lp, info, root, layer_dir, site, registered, start, stop = task
+    lp, info, root, layer_dir, site, registered, start, stop, reuse = task
     views.ensure(registered)
     cache = RenderCache(root)
     try:
-        return "ok", write_units(lp, info, cache, layer_dir, site, start, stop), cache.corrupt, cache.quarantined
+        return "ok", write_units(lp, info, cache, layer_dir, site, start, stop, reuse=reuse), cache.corrupt, cache.quarantined
     except FeatgenError as exc:
         return "error", str(exc), cache.corrupt, cache.quarantined
 
 
 def _write_layers(todo: list[tuple[LayerPlan, str, str, str]], plan: Plan, cache: RenderCache, staging: Path, site: Site,
-                  workers: int | None, rerender: Callable | None) -> list[LayerResult]:  # fmt: skip
-    """The pages of the layers in ``todo``, in order, side by side in worker processes. With fewer
-    layers than twice the workers (a rebuild after one layer changed), each layer's units are split
-    into parts, so that every core has work; a layer's own page is written here from its parts. A
-    layer whose worker found an entry missing or bad is written again here, where the entry can be
-    rendered again."""
+                  workers: int | None, rerender: Callable | None, reuse: list[Reuse | None]) -> list[LayerResult]:  # fmt: skip
+    """The pages of the layers in ``todo``, in order, side by side in worker processes (``reuse``: what
+    each may link from its last build). With fewer layers than twice the workers (a rebuild after
+    one layer changed), each layer's units are split into parts, so that every core has work, and
+    this process writes parts too; a layer's own page is written here from its parts. A layer whose
+    worker found an entry missing or bad is written again here, where the entry can be rendered
+    again."""
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS)
-    here = [lambda t=t: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender)
-            for t in todo]  # fmt: skip
+    here = [lambda t=t, r=r: write_layer(t[0], plan.models[(t[0].model, t[0].backend)], cache, staging / t[3], site, rerender, r)
+            for t, r in zip(todo, reuse)]  # fmt: skip
     split = max(1, -(-2 * workers // max(1, len(todo))))  # parts per layer: 1 when the layers alone fill the workers
     parts = [(i, lp, base, start, stop) for i, (lp, _, _, base) in enumerate(todo)
              for start, stop in unit_parts(lp, -(-len(lp.units) // split))]  # fmt: skip
     if workers <= 1 or len(parts) < 2:
         return [f() for f in here]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     registered = list(views.all_views())
-    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered, start, stop)
-             for _, lp, base, start, stop in parts]  # fmt: skip
+    tasks = [(lp, plan.models[(lp.model, lp.backend)], cache.root, staging / base, site, registered, start, stop, reuse[i])
+             for i, lp, base, start, stop in parts]  # fmt: skip
     last = {i: k for k, (i, *_) in enumerate(parts)}  # a layer's last part: all of it is done when that is
     results: list[LayerResult] = []
     done: list[tuple[str, Any]] = []
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for k, ((i, lp, base, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, pool.map(_part_in_worker, tasks))):
-            cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
-            cache.quarantined.update(quarantined)
-            done.append((status, value))
-            if k != last[i]:
-                continue
-            errors = [v for s, v in done if s == "error"]
-            if not errors:
-                results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
-            elif rerender is None:
-                raise FeatgenError(errors[0])
-            else:
-                shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
-                results.append(here[i]())
-            done = []
+    outcomes = _run_parts(tasks, workers, share=split > 1)
+    for k, ((i, lp, base, _, _), (status, value, corrupt, quarantined)) in enumerate(zip(parts, outcomes)):
+        cache.corrupt += [c for c in corrupt if c not in cache.corrupt]
+        cache.quarantined.update(quarantined)
+        done.append((status, value))
+        if k != last[i]:
+            continue
+        errors = [v for s, v in done if s == "error"]
+        if not errors:
+            results.append(finish_layer(lp, staging / base, site, [v for _, v in done]))
+        elif rerender is None:
+            raise FeatgenError(errors[0])
+        else:
+            shutil.rmtree(staging / base, ignore_errors=True)  # what the workers wrote of it
+            results.append(here[i]())
+        done = []
     return results
+
+
+def _run_parts(tasks: list[tuple], workers: int, share: bool) -> list[tuple[str, Any, list[str], dict[str, str]]]:
+    """:func:`_part_in_worker` of each of ``tasks`` (two or more), in order, in ``workers`` processes
+    side by side. ``share``: this process is one of them, which spares a worker's start (a spawned
+    worker imports the page stage anew, about 0.3 s): it takes parts from the end while the workers
+    take them from the start, until they meet."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    spawned = min(workers, len(tasks)) - (1 if share else 0)
+    with ProcessPoolExecutor(spawned, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_part_in_worker, t) for t in tasks]
+        mine = {}
+        for k in reversed(range(len(tasks)) if share else range(0)):
+            if not futures[k].cancel():  # a worker has begun it: the parts before it are the workers' too
+                break
+            mine[k] = _part_in_worker(tasks[k])
+        return [mine[k] if k in mine else f.result() for k, f in enumerate(futures)]
 
 
 def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, old: dict, out: Path, staging: Path,
@@ -391,13 +434,3 @@ def write_index_pages(root: Path, galleries: dict[str, list[dict[str, Any]]], pr
         write_page("model.md.j2", root / slug(model) / "index.md", model=model, backends=backends, tile=TILE,
                    compared=compares.get(model, []), pair_title=next(iter(titles), ""))  # fmt: skip
     write_page("index.md.j2", root / "index.md", galleries=galleries, profile=profile, synthetic=synthetic)
-
-
-def pages_of(docs: str | os.PathLike) -> Path | None:
-    """The folder of the gallery's own pages that the last build of ``docs`` wrote (from its
-    manifest), or None."""
-    out = Path(docs) / GALLERIES
-    if not (out / MANIFEST).is_file():
-        return None
-    rel = read_manifest_data(out).get("pages")
-    return (out / rel).resolve() if isinstance(rel, str) else None
