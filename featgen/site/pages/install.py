@@ -178,19 +178,20 @@ class _Mover:
 
     def __init__(self, out: Path, trash: Path, old: set[str], new: set[str], final: set[str]):
         self.out, self.trash, self.old, self.new, self.final = out, trash, old, new, final
+        # the staged folders that hold a page: those alone move (their paths were checked)
+        self.folders = {rel[:i] for rel in new for i, c in enumerate(rel) if c == "/"}
         self.moved = 0
 
     def move(self, entries: list[os.DirEntry], rel_dir: str) -> None:
-        """Move the staged ``entries`` of folder ``rel_dir`` (relative to ``out``) into place."""
-        made = False
+        """Move the staged ``entries`` of folder ``rel_dir`` (relative to ``out``, a plain folder
+        there) into place."""
         for e in entries:
             rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
             target = self.out / rel
-            if not made:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                made = True
             if not e.is_dir(follow_symlinks=False):
                 os.replace(e.path, target)  # replaces a link itself, never what it points to
+            elif rel not in self.folders:
+                continue
             elif not os.path.lexists(target):
                 os.rename(e.path, target)  # a new folder: all of it is this build's
             elif self._replaceable(target, rel):
