@@ -113,3 +113,16 @@ def test_class_pages_rank_units_by_weight_times_mean_activation_and_unit_pages_l
         for (href, _), c in zip(rows, want):
             assert href == (f"../../classes/{c}/" if c in pages else "")
     assert '<a href="classes/">' in (proj["docs"] / "galleries" / "vgg16_hed" / "torch" / "index.md").read_text()
+
+
+def test_a_rebuild_with_nothing_changed_reads_no_class_data_and_keeps_the_class_pages(tiny, monkeypatch):
+    """The class pages' manifest entry holds the predicted classes: an unchanged build reads no entry for them."""
+    from featgen.site.pages import write
+
+    proj, out = tiny
+    before = {p: p.stat().st_mtime_ns for p in (out / "classes").rglob("*.html")}
+    assert len(before) > 1  # the index and a page per predicted class
+    monkeypatch.setattr(write, "read_classes", lambda *a, **k: pytest.fail("class data read for unchanged pages"))
+    stats = write.write_pages(proj["plan"], proj["cache"], proj["docs"], pages_dir=proj["pages"], synthetic=True, workers=1)
+    assert stats.written == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "classes").rglob("*.html")} == before

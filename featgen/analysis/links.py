@@ -111,7 +111,7 @@ def _measure(model: Any, source: str, target: str, channels: tuple[int, int], si
     x = be.asarray(np.full((1, size, size, 3), 0.5, np.float32))
     per_map = GRID * GRID
     phases = [(dy, dx) for dy in range(stride) for dx in range(stride)]
-    maps = [(ph, channels[k : k + per_map]) for ph in phases for channels in [list(range(c))] for k in range(0, c, per_map)]
+    maps = [(ph, list(range(k, min(k + per_map, c)))) for ph in phases for k in range(0, c, per_map)]  # (phase, channels)
     per = max(1, min(len(maps), chunk_bytes // (h * w * c * 4) - 2))
     labels = {}  # per phase: the impulse each target position sees (-1: none)
     for dy, dx in phases:
@@ -124,8 +124,8 @@ def _measure(model: Any, source: str, target: str, channels: tuple[int, int], si
         for start in range(0, len(maps), per):
             batch = maps[start : start + per]
             inputs = np.zeros((per + 2, h, w, c), np.float32)  # [zero, doubled or zero, maps..., zeros]
-            for n, ((dy, dx), channels) in enumerate(batch):
-                for k, i in enumerate(channels):
+            for n, ((dy, dx), chans) in enumerate(batch):
+                for k, i in enumerate(chans):
                     r, col = divmod(k, GRID)
                     inputs[n + 2, margin + r * spacing + dy, margin + col * spacing + dx, i] = AMPLITUDE
             if start == 0:
@@ -148,9 +148,9 @@ def _measure(model: Any, source: str, target: str, channels: tuple[int, int], si
                 onehot = (lab[lab >= 0][:, None] == np.arange(per_map)[None, :]).astype(np.float32)
                 sums, squares = onehot.T @ inside, onehot.T @ (inside * inside)  # (maps, impulses, target units)
                 for j, n in enumerate(idx):
-                    channels = batch[n][1]
-                    norm2[:, channels] += squares[j, : len(channels)].T
-                    total[:, channels] += sums[j, : len(channels)].T
+                    chans = batch[n][1]
+                    norm2[:, chans] += squares[j, : len(chans)].T
+                    total[:, chans] += sums[j, : len(chans)].T
             if leak > LEAK_TOLERANCE * peak + noise:
                 raise FeatgenError(f"{model.name}: the response of {target!r} reaches where no impulse on {source!r} "
                                    "should: the layers' geometry is not a chain of convolutions and poolings.")  # fmt: skip

@@ -209,7 +209,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.rerendered += len(rerendered)
             return rerender(rerendered) if rerender is not None else None
 
-        classes = _read_classes(plan, cache, site, counted if rerender is not None else None)
+        classes = _read_classes(plan, cache, site, old, out, counted if rerender is not None else None)
         todo: list[tuple[LayerPlan, str, str, str]] = []
         digests: dict[str, dict[str, str]] = {}
         reuse: dict[str, Reuse | None] = {}
@@ -244,7 +244,7 @@ def write_pages(plan: Plan, cache: RenderCache, docs: str | os.PathLike,
             stats.layers += 1
             stats.units += len(lp.units)
         compares = _compare_pages(plan, cache, site, by_layer, old, out, staging, entries, keep, counted if rerender else None)
-        _class_pages(plan, cache, site, classes, old, out, staging, entries, keep)
+        _class_pages(plan, site, classes, old, staging, entries, keep)
         shared = {UNITS_JSON: json.dumps(_units_json(plan), separators=(",", ":")), THEME_CSS: theme_css(site.theme)}
         for name, text in shared.items():  # files every page shares: written only when they change
             data = text.encode()
@@ -364,35 +364,46 @@ def _compare_pages(plan: Plan, cache: RenderCache, site: Site, by_layer: dict, o
     return compares
 
 
-def _read_classes(plan: Plan, cache: RenderCache, site: Site, rerender: Callable | None) -> dict[tuple[str, str], tuple]:
-    """Per classifier gallery (model, backend): its class layer and that layer's class data; records in
-    ``site`` which classes have pages (the unit pages link to them)."""
-    out = {}
+def _read_classes(plan: Plan, cache: RenderCache, site: Site, old: dict, out: Path,
+                  rerender: Callable | None) -> dict[tuple[str, str], tuple]:  # fmt: skip
+    """Per classifier gallery (model, backend): its class layer, its class pages' digest and, where those
+    pages are written again, that layer's class data; records in ``site`` which classes have pages (the
+    unit pages link to them). Pages that did not change keep their manifest entry, which holds the
+    classes, so their entries (a whole layer's dataset examples) are not read."""
+    found = {}
     for model, backend in site.layers:
         lp = class_layer([lp for lp in plan.layers if (lp.model, lp.backend) == (model, backend)])
-        if lp is not None:
-            data = read_classes(lp, plan.models[(model, backend)], cache, rerender)
-            site.class_pages[(model, backend)] = predicted(data)
-            site.class_layer[(model, backend)] = lp.layer
-            out[(model, backend)] = (lp, data)
-    return out
-
-
-def _class_pages(plan: Plan, cache: RenderCache, site: Site, classes: dict, old: dict, out: Path, staging: Path,
-                 entries: dict, keep: set[str]) -> None:  # fmt: skip
-    """The class pages of every classifier gallery, written again only when what they show changed."""
-    for (model, backend), (lp, data) in classes.items():
-        base = f"{slug(model)}/{slug(backend)}/{CLASSES}"
-        key = f"classes:{base}"
+        if lp is None:
+            continue
+        key = f"classes:{slug(model)}/{slug(backend)}/{CLASSES}"
         digest = _digest({"engine": page_engine(), "site": site.digest_context(model, backend), "jobs": digest_jobs(lp, cache),
                           "units": lp.units, "layer": lp.layer})  # fmt: skip
-        if _kept(old.get(key), digest, out, f"{base}/index.html"):
+        entry = old.get(key)
+        if _kept(entry, digest, out, f"{slug(model)}/{slug(backend)}/{CLASSES}/index.html") and "predicted" in entry["summary"]:
+            data, counts = None, {int(c): n for c, n in entry["summary"]["predicted"].items()}
+        else:
+            data = read_classes(lp, plan.models[(model, backend)], cache, rerender)
+            counts = predicted(data)
+        site.class_pages[(model, backend)] = counts
+        site.class_layer[(model, backend)] = lp.layer
+        found[(model, backend)] = (lp, digest, data)
+    return found
+
+
+def _class_pages(plan: Plan, site: Site, classes: dict, old: dict, staging: Path, entries: dict, keep: set[str]) -> None:
+    """The class pages of every classifier gallery, written again only when what they show changed
+    (``classes`` from :func:`_read_classes`: no data where they did not)."""
+    for (model, backend), (lp, digest, data) in classes.items():
+        base = f"{slug(model)}/{slug(backend)}/{CLASSES}"
+        key = f"classes:{base}"
+        if data is None:
             entries[key] = old[key]
             keep.update(old[key]["files"])
         else:
             files = write_classes(lp, plan.models[(model, backend)], data, staging / base, site)
-            entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in files],
-                            "summary": {"classes": len(site.class_pages[(model, backend)]), "layer": lp.layer}, "numerics": {}}  # fmt: skip
+            counts = site.class_pages[(model, backend)]
+            entries[key] = {"digest": digest, "files": [f"{base}/{f}" for f in files], "numerics": {},
+                            "summary": {"classes": len(counts), "layer": lp.layer, "predicted": {str(c): n for c, n in counts.items()}}}  # fmt: skip
 
 
 def _units_json(plan: Plan) -> list[dict[str, Any]]:
