@@ -380,7 +380,7 @@ class TensorFlowBackend(InputNormalization):
                 out = layer(*args, training=False, **kwargs)
             finally:
                 layer.activation = activation
-        elif linear and isinstance(layer, (keras.layers.ReLU, keras.layers.Activation, keras.layers.LeakyReLU, keras.layers.ELU)):
+        elif linear and isinstance(layer, (keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.ELU)):  # Activation: above
             out = args[0]
         elif linear and isinstance(layer, keras.layers.MaxPooling2D):
             out = keras.ops.average_pool(args[0], layer.pool_size, layer.strides, layer.padding, layer.data_format)

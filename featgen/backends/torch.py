@@ -711,21 +711,33 @@ class TorchBackend(InputNormalization):
         return sites
 
     @contextlib.contextmanager
-    def _clamp_relus(self, model, fn):
-        """Swap every ReLU/ReLU6 forward for ``fn.apply(x, 0, hi)``; restore on exit."""
-        originals = []
+    def _swapped_forwards(self, model, forward_of: Callable[[nn.Module], Callable | None]):
+        """Give every module for which ``forward_of`` returns a function that forward; restore on exit.
+        Compiled and graphed chains are bypassed meanwhile (``_relu_swapped``)."""
+        swapped = []
         self._relu_swapped += 1
         for module in model.module.modules():
-            if isinstance(module, _RELUS):
-                hi = 6.0 if isinstance(module, nn.ReLU6) else None
-                originals.append(module)
-                module.forward = lambda x, _hi=hi: fn.apply(x, 0.0, _hi)
+            forward = forward_of(module)
+            if forward is not None:
+                module.forward = forward
+                swapped.append(module)
         try:
             yield
         finally:
             self._relu_swapped -= 1
-            for module in originals:
+            for module in swapped:
                 del module.forward  # drops the instance attribute: the class's forward is back
+
+    def _clamp_relus(self, model, fn):
+        """Swap every ReLU/ReLU6 forward for ``fn.apply(x, 0, hi)``."""
+
+        def forward_of(module):
+            if not isinstance(module, _RELUS):
+                return None
+            hi = 6.0 if isinstance(module, nn.ReLU6) else None
+            return lambda x: fn.apply(x, 0.0, hi)
+
+        return self._swapped_forwards(model, forward_of)
 
     def redirected_relu(self, model):
         return self._clamp_relus(model, _RedirectedClamp)
@@ -735,26 +747,18 @@ class TorchBackend(InputNormalization):
         called inside other modules' forwards are not reached)."""
         return self._clamp_relus(model, _GuidedClamp)
 
-    @contextlib.contextmanager
     def linearized(self, model):
         """Within the context, activation modules pass their input and max pooling averages (an
         activation called inside another module's forward is not reached)."""
-        swapped = []
-        self._relu_swapped += 1  # compiled and graphed chains are bypassed, as for swapped ReLUs
-        for module in model.module.modules():
+
+        def forward_of(module):
             if isinstance(module, _ACTIVATIONS):
-                module.forward = lambda x: x
-            elif isinstance(module, nn.MaxPool2d):
-                module.forward = lambda x, m=module: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode)
-            else:
-                continue
-            swapped.append(module)
-        try:
-            yield
-        finally:
-            self._relu_swapped -= 1
-            for module in swapped:
-                del module.forward
+                return lambda x: x
+            if isinstance(module, nn.MaxPool2d):
+                return lambda x: F.avg_pool2d(x, module.kernel_size, module.stride, module.padding, module.ceil_mode)
+            return None
+
+        return self._swapped_forwards(model, forward_of)
 
     def iter_layers(self, model) -> Iterator[tuple[str, Any]]:
         for name, module in model.module.named_modules():
