@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def test_a_sharded_scan_resumes_and_its_pages_show_nine_crops_and_the_skipped_fi
     unit = tmp_path / ".featgen-pages" / "galleries" / "efficientnet_lite0" / "torch" / "blocks.1" / "unit-2"
     html = (unit / "index.html").read_text()
     assert "Of 21 images scanned (4 more skipped: unreadable)" in html
-    captions = html.count('class="fg-example-caption"')
+    captions = len(re.findall(r"<small>[^<]+ · -?[\d.]+</small>", html))
     assert captions == 18
     sheet = Image.open(unit / "examples.webp")
     assert sheet.size[0] >= 9 * 96 and sheet.size[1] >= 2 * 96

@@ -59,7 +59,7 @@ class Site:
     labels: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # a classifier's class names
     class_pages: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # class -> images predicted as it
     class_layer: dict[tuple[str, str], str] = field(default_factory=dict)  # the layer whose units the class pages list
-    _index: dict[tuple[str, str, str], dict[int, int]] = field(default_factory=dict, repr=False, compare=False)
+    _index: dict[tuple[str, str, str], set[int]] = field(default_factory=dict, repr=False, compare=False)
 
     def class_of(self, model: str, backend: str, index: int) -> dict[str, Any]:
         """Class ``index`` of the model: its ``label`` and, if it has a class page, the ``href`` to it
@@ -70,21 +70,16 @@ class Site:
         return {"label": label, "href": f"../../classes/{index}/" if has else None}
 
     def locate(self, model: str, backend: str, layer: str, unit: int) -> dict[str, Any] | None:
-        """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): its page and its
-        tile in the layer's overview sheet (``sheet``, its ``col`` and ``row`` there); None if the
-        gallery does not render it."""
+        """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): the ``href`` of its
+        page; None if the gallery does not render it. (The page's script places the unit's tile from the
+        layer's overview sheet, by the units in ``galleries/units.json``: a tile in the HTML would weigh
+        about 80 bytes a link.)"""
         key = (model, backend, layer)
         if key not in self._index:
-            self._index[key] = {u: i for i, u in enumerate(self.units.get(key, ()))}
-        i = self._index[key].get(unit)
-        if i is None:
+            self._index[key] = set(self.units.get(key, ()))
+        if unit not in self._index[key]:
             return None
-        n = len(self.units[key])
-        k, at = divmod(i, SHEET_UNITS)
-        cols = min(SHEET_COLUMNS, n - k * SHEET_UNITS)
-        row, col = divmod(at, cols)
-        there = f"../../{slug(layer)}"
-        return {"href": f"{there}/unit-{unit}/", "sheet": f"{there}/sheet-{k}.webp", "col": col, "row": row}
+        return {"href": f"../../{slug(layer)}/unit-{unit}/"}
 
     def linked(self, model: str, backend: str, side: dict[str, Any]) -> dict[str, Any]:
         """A links view's side (``layer``, ``exc`` and ``inh`` rows of ``unit`` and ``weight``) with where

@@ -299,7 +299,7 @@ def select_units(info: ModelInfo, native: str, layer: str, units: int | tuple[in
     if bad:
         raise FeatgenError(f"{info.spec} ({info.backend}): unit {bad[0]} is out of range for layer {layer!r}, "
                            f"which has {row.channels} channels (0..{row.channels - 1}).")  # fmt: skip
-    return tuple(units)
+    return tuple(sorted(set(units)))  # in order: a layer's pages, sheets and units.json list them so
 
 
 def view_settings(view: str, g: Gallery, info: ModelInfo, native: str, profile: Profile,
