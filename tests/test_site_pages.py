@@ -104,6 +104,28 @@ def test_the_views_verdicts_on_a_unit():
 
 
 # --- reproduction ----------------------------------------------------------------------------------
+def test_the_objective_curve_passes_within_half_a_pixel_of_each_value():
+    """The curve is a relative path: its moves, summed, land within half a pixel of each (kept) value's
+    place, from the first step at the left axis to the last at the right, the highest at the top."""
+    import re
+
+    from featgen.site.pages.files import curve_svg
+
+    values = np.log1p(np.arange(512.0)) + np.random.default_rng(0).normal(0, 0.1, 512)
+    svg = curve_svg(list(values))
+    d = re.findall(r'<path d="(M[^"]+)" fill="none" stroke="currentColor" stroke-width', svg)[0]
+    start, moves = d[1:].split("l")
+    numbers = [int(n) for n in re.findall(r"-?\d+", moves)]
+    points = np.cumsum([[int(n) for n in start.split()], *zip(numbers[::2], numbers[1::2])], axis=0)
+    kept = np.unique(np.r_[np.linspace(0, 511, 90).round().astype(int), 511])  # every n-th step, as drawn
+    assert len(points) == len(kept)
+    want_x = 46 + kept / 511 * (360 - 46 - 8)
+    drawn = values[kept]  # the axis spans the drawn values
+    want_y = 8 + (drawn.max() - drawn) / (drawn.max() - drawn.min()) * (160 - 8 - 28)
+    assert np.abs(points[:, 0] - want_x).max() <= 0.5 and np.abs(points[:, 1] - want_y).max() <= 0.5
+    assert (points[0, 0], points[-1, 0]) == (46, 352) and points[:, 1].min() == 8
+
+
 def test_reproduction_states_every_setting_and_a_command():
     from featgen.site.pages.reproduce import reproduction
 

@@ -212,8 +212,8 @@ def curve_svg(values: list[float], width: int = 360, height: int = 160) -> str:
     ys = top + (hi - y) / (hi - lo) * (height - top - bottom)
     # a relative path of whole pixels: the same line as absolute points in about half the bytes
     px = np.stack([xs, ys], 1).round().astype(int)
-    steps_d = np.diff(px, axis=0)
-    line = f"M{px[0, 0]} {px[0, 1]}" + ("l" + " ".join(f"{a} {b}" for a, b in steps_d).replace(" -", "-") if len(steps_d) else "")
+    moves = " ".join(f"{a} {b}" for a, b in np.diff(px, axis=0)).replace(" -", "-")
+    line = f"M{px[0, 0]} {px[0, 1]}" + (f"l{moves}" if moves else "")
     steps = int(x[-1]) + 1 if len(x) else 0
     label = f"objective from {_fmt(float(y[0]))} to {_fmt(float(y[-1]))} over {steps} steps"
     base = height - bottom
