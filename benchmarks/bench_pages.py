@@ -272,7 +272,7 @@ def main() -> int:
         pages = run_stage("pages", work, args.scale, args.units)
         site = run_stage("site", work, args.scale, args.units)
         project = work / "project"
-        changed = changed_layer(json.loads((project / ".featgen-pages/galleries/units.json").read_text())["layers"])
+        changed = changed_layer(json.loads((project / ".featgen-pages/galleries/units.json").read_text()))
         run_stage("fill", work, args.scale, args.units, changed)
         re_pages = run_stage("pages", work, args.scale, args.units, changed)
         re_site = run_stage("site", work, args.scale, args.units, changed)

@@ -1,5 +1,5 @@
 """The links and classes blocks of unit pages and the class pages, on a tiny synthetic classifier:
-every link leads to the linked unit's page, or names the command that renders it, and the
+every link leads to the linked unit's page and its image, or names the command that renders it, and the
 class pages rank units by weight × mean activation from the cache's entries."""
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ def _units(units: list[int]) -> str:
     return ",".join(map(str, units))
 
 
-def test_links_lead_to_the_linked_units_page_or_to_the_command_that_renders_it(tiny):
-    import json
+def test_links_lead_to_the_linked_units_page_and_image_or_to_the_command_that_renders_it(tiny):
+    from pathlib import Path
 
     proj, out = tiny
-    layers = {r["layer"]: r["units"] for r in json.loads((out.parents[1] / "units.json").read_text())["layers"]}
-    assert layers == {"a": [[0, 3]], "b": [[0, 3]]}  # where the page script finds a linked unit's tile
+    script = (Path(__file__).resolve().parents[1] / "docs/js/featgen-links.js").read_text()
+    thumb = re.search(r'const THUMB = "([^"]+)";', script).group(1)  # the file a link's thumbnail shows
     arrays = _arrays(proj, "b", "links")  # b's inputs come from a, whose units 0..3 of 8 are rendered
     for i, u in enumerate((0, 1, 2, 3)):
         page = (out / "b" / f"unit-{u}" / "index.html").read_text()
@@ -69,9 +69,10 @@ def test_links_lead_to_the_linked_units_page_or_to_the_command_that_renders_it(t
                     continue
                 shown = f"{linked} · {weight:+.2g}"
                 row = section[section.index(f'<div class="fg-linkrow fg-{kind}">') :].split("</div>")[0]
-                if linked < 4:  # rendered: a link to its page (its tile is the page script's, from units.json)
+                if linked < 4:  # rendered: a link to its page, whose folder holds the thumbnail the script shows
                     assert f'<a href="../../a/unit-{linked}/">{shown}</a>' in row, (u, kind, shown)
                     assert (out / "a" / f"unit-{linked}" / "index.html").is_file()
+                    assert (out / "a" / f"unit-{linked}" / thumb).is_file()
                 else:
                     assert f"<span>{shown}</span>" in row
                     missing.add(int(linked))
@@ -83,6 +84,7 @@ def test_links_lead_to_the_linked_units_page_or_to_the_command_that_renders_it(t
     for page in (out / "a").glob("unit-*/index.html"):
         for href in re.findall(r'href="(\.\./\.\./b/unit-\d+/)"', page.read_text()):
             assert (page.parent / href / "index.html").resolve().is_file()
+            assert (page.parent / href / thumb).resolve().is_file()
 
 
 def test_class_pages_rank_units_by_weight_times_mean_activation_and_unit_pages_link_to_them(tiny):

@@ -457,16 +457,14 @@ def test_units_are_found_by_model_backend_layer_and_number(built):
     from featgen.site.pages.publish import search_entries
 
     proj, _, out = built
-    data = json.loads((out / "units.json").read_text())
-    assert data["sheet"] == {"columns": 16, "units": 64}  # what featgen-units.js places link tiles by
-    rows = data["layers"]
+    rows = json.loads((out / "units.json").read_text())
     assert {(r["model"], r["backend"], r["layer"]) for r in rows} == {("vgg16_hed", b, x) for b in ("torch", "tensorflow")
                                                                    for x in ("block1_conv1", "block5_conv3")}  # fmt: skip
     assert all(r["units"] == [[0, 2]] and r["path"].endswith(f"/{r['layer']}/") for r in rows)
     entries = search_entries(proj["docs"])
     assert {e["title"] for e in entries} >= {"block5_conv3 · vgg16_hed · tensorflow", "block1_conv1 · vgg16_hed · torch"}
     assert all(e["location"].startswith("galleries/vgg16_hed/") for e in entries)
-    js = (Path(__file__).resolve().parents[1] / "docs/js/featgen-units.js").read_text()
+    js = (Path(__file__).resolve().parents[1] / "docs/js/featgen-search.js").read_text()
     assert "${r.model} · ${r.backend} · ${r.layer} · unit ${r.unit}" in js
 
 

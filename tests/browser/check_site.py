@@ -11,8 +11,9 @@ The quick site (``--site``, what ``nox -s site`` built):
   lightbox at least as large as shown, goes to the next unit on "n", transfers at most 150 KB beyond
   the theme's assets and the search index that every page shares, and its folder holds at most 80 KB;
 - links between units: a VGG16 unit page shows its input and output rows, each link leading to a
-  unit page and given by the page's script the thumbnail its layer page shows for that unit, the units the gallery lacks with the command that renders them; a Lite0
-  class page (espresso) lists units whose pages exist;
+  unit page and given by the page's script that page's hero image as its thumbnail, the units the
+  gallery lacks with the command that renders them; a Lite0 class page (espresso) lists units whose
+  pages exist, with their thumbnails;
 - the reader defects of issue 23, each a check: compare pairs side by side and labelled; diversity
   images that are one picture flagged; verdict badges that agree with their numbers, in the unit
   pages' words on the layer pages; the first-layer kernel in the network's channel order; no literal
@@ -413,55 +414,44 @@ def related_links(page, base: str, unit: str, root: Path, report: Report) -> Non
     report.check("unit page links neighbouring layers, its twin and the compare page", problems, unit)
 
 
-# A link of a row: where it leads and the thumbnail the page's script gave it (its sheet, column and row).
-TILE_OF = """(a => { const img = a.querySelector('img');
-  return {href: a.href, text: a.innerText.trim(), img: img && img.src, loaded: !!img && img.complete && img.naturalWidth > 0,
-          col: img && img.style.getPropertyValue('--c'), row: img && img.style.getPropertyValue('--r')}; })"""
+# A link of a row: where it leads and the thumbnail the page's script gave it.
+THUMB_OF = """(a => { const img = a.querySelector('img');
+  return {href: a.href, text: a.innerText.trim(), img: img && img.src, loaded: !!img && img.complete && img.naturalWidth > 0}; })"""
 # Each row of a unit page's links: its heading, kind, and entries (thumbnail links, or plain numbers).
 LINK_ROWS_JS = """() => Array.from(document.querySelectorAll('#links h3')).map(h => {
   const rows = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling) {
     if (!e.classList.contains('fg-linkrow')) continue;
     rows.push({kind: e.querySelector('.fg-linkrow-kind').innerText.trim(),
-               links: Array.from(e.querySelectorAll(':scope > a')).map(TILE_OF),
+               links: Array.from(e.querySelectorAll(':scope > a')).map(THUMB_OF),
                plain: Array.from(e.querySelectorAll(':scope > span:not(.fg-linkrow-kind)')).map(x => x.innerText.trim())}); }
   const cmd = []; for (let e = h.nextElementSibling; e && e.tagName !== 'H3'; e = e.nextElementSibling)
     if (e.matches('pre.fg-cmd')) cmd.push(e.innerText.trim());
-  return {title: h.innerText.trim(), rows, cmd}; })""".replace("TILE_OF", TILE_OF)
-TILES_READY_JS = "() => Array.from(document.querySelectorAll('.fg-linkrow > a')).every(a => a.querySelector('img'))"
-SHEET_RE = re.compile(r'<div class="fg-sheet" style="--cols: (\d+);[^"]*"><img src="([^"]+)".*?</div></div>', re.S)
+  return {title: h.innerText.trim(), rows, cmd}; })""".replace("THUMB_OF", THUMB_OF)
+THUMBS_READY_JS = "() => Array.from(document.querySelectorAll('.fg-linkrow > a')).every(a => a.querySelector('img'))"
+HERO_RE = re.compile(r'<figure class="fg-hero">.*?<img [^>]*src="([^"]+)"', re.S)
 
 
-@functools.cache
-def _layer_tiles(layer_page: Path) -> dict[int, tuple[str, int, int]]:
-    """Unit -> (sheet, column, row) of its tile, as the layer page's overview grid lays it out."""
-    tiles = {}
-    for cols, image, body in ((int(m.group(1)), m.group(2), m.group(0)) for m in SHEET_RE.finditer(layer_page.read_text())):
-        for i, u in enumerate(re.findall(r'href="unit-(\d+)/"', body)):
-            tiles[int(u)] = (image, i % cols, i // cols)
-    return tiles
-
-
-def await_tiles(page) -> None:
-    """Wait until the page's script has placed every link's thumbnail from units.json, 5 s at most
-    (a link left without one is then a problem that tile_problems names)."""
+def await_thumbs(page) -> None:
+    """Wait until the page's script has given every link its thumbnail, 5 s at most (a link left
+    without one is then a problem that thumb_problems names)."""
     try:
-        page.wait_for_function(TILES_READY_JS, timeout=5000)
+        page.wait_for_function(THUMBS_READY_JS, timeout=5000)
     except Exception:  # noqa: BLE001 (a timeout)
         pass
 
 
-def tile_problems(link: dict, base: str, root: Path, where: str) -> list[str]:
-    """A linked unit's thumbnail loads and is its tile on its layer page: the same sheet, column and row."""
-    m = re.fullmatch(re.escape(base) + r"(galleries/.+/)unit-(\d+)/", link["href"])
+def thumb_problems(link: dict, base: str, root: Path, where: str) -> list[str]:
+    """A linked unit's thumbnail loads and is the hero image of the unit page it leads to."""
+    m = re.fullmatch(re.escape(base) + r"(galleries/.+/unit-\d+/)", link["href"])
     if not m:
         return [f"{where}: {link['href']} is no unit page"]
     if not link["img"]:
         return [f"{where}: {link['href']} got no thumbnail"]
-    want = _layer_tiles(root / m.group(1) / "index.html").get(int(m.group(2)))
-    got = (link["img"].rsplit("/", 1)[-1], int(link["col"] or -1), int(link["row"] or -1))
+    hero = HERO_RE.search((root / m.group(1) / "index.html").read_text())
+    want = link["href"] + hero.group(1) if hero else None
     problems = [] if link["loaded"] else [f"{where}: thumbnail {link['img']} did not load"]
-    if not link["img"].startswith(base + m.group(1)) or got != want:
-        problems.append(f"{where}: {link['href']}: thumbnail {got}, its layer page's tile {want}")
+    if link["img"] != want:
+        problems.append(f"{where}: {link['href']}: thumbnail {link['img'][len(base):]}, its page's hero {want}")
     return problems
 
 
@@ -484,7 +474,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
         rel = unit.parent.relative_to(root).as_posix()
         page.goto(f"{base}{rel}/", wait_until="networkidle")
         page.evaluate("document.querySelector('#links') && document.querySelector('#links').scrollIntoView()")
-        await_tiles(page)
+        await_thumbs(page)
         page.wait_for_timeout(500)  # the thumbnails load lazily
         sides = page.evaluate(LINK_ROWS_JS)
         titles = [s["title"] for s in sides]
@@ -499,7 +489,7 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
                     anchors += 1
                     if not re.fullmatch(re.escape(base) + r"galleries/vgg16_hed/torch/[^/]+/unit-\d+/", link["href"]) or not _resolves(link["href"]):
                         problems.append(f"{rel}: link {link['href']} does not lead to a unit page")
-                    problems += tile_problems(link, base, root, rel)
+                    problems += thumb_problems(link, base, root, rel)
             if any(r["plain"] for r in side["rows"]) and not (side["cmd"] and side["cmd"][0].startswith("featgen render vgg16_hed")):
                 problems.append(f"{rel}: {side['title']}: units not rendered but no command")
         if unit == units[-1]:
@@ -518,15 +508,15 @@ def links_checks(page, base: str, root: Path, report: Report, out: Path) -> None
         rel = found[0].parent.relative_to(root).as_posix()
         page.goto(f"{base}{rel}/", wait_until="networkidle")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-        await_tiles(page)
+        await_thumbs(page)
         page.wait_for_timeout(500)
-        links = page.evaluate(f"Array.from(document.querySelectorAll('.fg-linkrow > a')).map({TILE_OF})")
+        links = page.evaluate(f"Array.from(document.querySelectorAll('.fg-linkrow > a')).map({THUMB_OF})")
         if not links:
             problems.append(f"{rel} lists no unit")
         problems += [f"{rel}: {x['href']} is no unit page" for x in links
                      if not re.search(r"/unit-\d+/$", x["href"]) or not _resolves(x["href"])]  # fmt: skip
         for x in links:
-            problems += tile_problems(x, base, root, rel)
+            problems += thumb_problems(x, base, root, rel)
         page.screenshot(path=str(out / "class-espresso.png"), full_page=False)
         layer = next(iter(sorted({re.search(r"/torch/([^/]+)/unit-", x["href"]).group(1) for x in links})), None)
         pages_with_class_links = [u for u in root.glob(f"galleries/efficientnet_lite0/torch/{layer}/unit-*/index.html")
@@ -621,7 +611,7 @@ theme:
     - {scheme: default, primary: indigo, toggle: {icon: material/brightness-7, name: Dark mode}}
     - {scheme: slate, primary: indigo, toggle: {icon: material/brightness-4, name: Light mode}}
 extra_css: [css/featgen.css]
-extra_javascript: [js/featgen-units.js]
+extra_javascript: [js/featgen-search.js, js/featgen-links.js]
 markdown_extensions: [admonition, attr_list, md_in_html, tables, pymdownx.details, pymdownx.superfences]
 hooks: [HOOKS]
 plugins: [search, glightbox]
@@ -644,7 +634,8 @@ def synthetic_layer_site(work: Path) -> Path:
     (work / "docs" / "js").mkdir()
     (work / "docs" / "index.md").write_text("# Synthetic\n")
     shutil.copy(ROOT / "docs/css/featgen.css", work / "docs/css/featgen.css")
-    shutil.copy(ROOT / "docs/js/featgen-units.js", work / "docs/js/featgen-units.js")
+    for script in ("featgen-search.js", "featgen-links.js"):
+        shutil.copy(ROOT / "docs/js" / script, work / "docs/js" / script)
     (work / "mkdocs.yml").write_text(SYNTHETIC_MKDOCS.replace("HOOKS", str(ROOT / "featgen/site/mkdocs/hooks.py")))
     (work / "galleries.yml").write_text(SYNTHETIC_CONFIG)
     cache = RenderCache(work / "cache" / "renders")
@@ -658,26 +649,6 @@ def synthetic_layer_site(work: Path) -> Path:
     if res.returncode != 0:
         raise SystemExit(f"the synthetic layer's site did not build:\n{res.stderr[-3000:]}")
     return work / "site"
-
-
-# A row of links to every unit of the layer page, then the page script run again to give them tiles.
-LINK_EVERY_UNIT_JS = """() => { const row = document.createElement('div'); row.className = 'fg-linkrow';
-  for (const a of document.querySelectorAll('.fg-sheet-links a')) {
-    const link = document.createElement('a'); link.href = a.href; link.textContent = a.innerText; row.append(link); }
-  document.querySelector('article').append(row);
-  const script = document.createElement('script'); script.src = document.querySelector('script[src*="featgen-units.js"]').src;
-  document.body.append(script); return row.children.length; }"""
-
-
-def every_tile_placed(page, base: str, root: Path, report: Report) -> None:
-    """The page script gives a link to each of the layer's 512 units (8 sheets) the tile its layer page shows."""
-    n = page.evaluate(LINK_EVERY_UNIT_JS)
-    await_tiles(page)
-    links = page.evaluate(f"Array.from(document.querySelectorAll('.fg-linkrow > a')).map({TILE_OF})")
-    problems = [p for x in links for p in tile_problems({**x, "loaded": True}, base, root, "synthetic layer")]
-    sheets = sorted({x["img"].rsplit("/", 1)[-1] for x in links if x["img"]})
-    report.check("a link's thumbnail is its unit's tile on the layer page, every unit of a 512-unit layer", problems,
-                 f"{n} links, {len(sheets)} sheets")  # fmt: skip
 
 
 def synthetic_checks(browser, report: Report, out: Path) -> None:
@@ -704,7 +675,6 @@ def synthetic_checks(browser, report: Report, out: Path) -> None:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(url, wait_until="networkidle")
             page.screenshot(path=str(out / "synthetic-layer.png"))
-            every_tile_placed(page, base, site, report)
             page.close()
         finally:
             server.shutdown()

@@ -71,9 +71,8 @@ class Site:
 
     def locate(self, model: str, backend: str, layer: str, unit: int) -> dict[str, Any] | None:
         """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): the ``href`` of its
-        page; None if the gallery does not render it. (The page's script places the unit's tile from the
-        layer's overview sheet, by the units in ``galleries/units.json``: a tile in the HTML would weigh
-        about 80 bytes a link.)"""
+        page; None if the gallery does not render it. (The page's script shows the image in that unit's
+        folder: its address in the HTML would weigh about 50 bytes a link.)"""
         key = (model, backend, layer)
         if key not in self._index:
             self._index[key] = set(self.units.get(key, ()))

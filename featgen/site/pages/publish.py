@@ -22,8 +22,7 @@ def _units(docs_dir: str | os.PathLike) -> tuple[Path | None, list[dict[str, Any
     pages = pages_of(docs_dir)
     if pages is None or not (pages / UNITS_JSON).is_file():
         return pages, []
-    data = json.loads((pages / UNITS_JSON).read_text(encoding="utf-8"))
-    rows = data.get("layers") if isinstance(data, dict) else None  # a list: pages of an older featgen
+    rows = json.loads((pages / UNITS_JSON).read_text(encoding="utf-8"))
     return pages, rows if isinstance(rows, list) else []
 
 
@@ -38,7 +37,7 @@ def gallery_layers(docs_dir: str | os.PathLike) -> dict[tuple[str, str], list[di
 
 def search_entries(docs_dir: str | os.PathLike) -> list[dict[str, str]]:
     """Search index entries of the layer pages: found by model, backend and layer, and saying all three.
-    (A unit is found from these by number: ``featgen-units.js`` reads ``units.json``.)"""
+    (A unit is found from these by number: ``featgen-search.js`` reads ``units.json``.)"""
     entries = []
     for row in _units(docs_dir)[1]:
         spans = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in row["units"])

@@ -41,7 +41,7 @@ from ..render.jobs import RenderJob
 from ..render.plan import LayerPlan, Plan
 from .classes import CLASSES, class_layer, digest_jobs, predicted, read_classes, write_classes
 from .compare import compare_digest_jobs, write_compare
-from .files import SHEET_COLUMNS, SHEET_UNITS, TILE, Reuse
+from .files import TILE, Reuse
 from .install import GALLERIES, PAGES_KIND, UNITS_JSON, clean_staging, install, pages_of, read_manifest_data
 from .layer import (
     LayerResult,
@@ -406,13 +406,11 @@ def _class_pages(plan: Plan, site: Site, classes: dict, old: dict, staging: Path
                             "summary": {"classes": len(counts), "layer": lp.layer, "predicted": {str(c): n for c, n in counts.items()}}}  # fmt: skip
 
 
-def _units_json(plan: Plan) -> dict[str, Any]:
-    """The layers and units of the gallery, for the search, the navigation and the tiles of link rows
-    (a few tens of KB for the full plan), and how the overview sheets are laid out."""
-    layers = [{"model": lp.model, "backend": lp.backend, "layer": lp.layer, "type": lp.info.type,
-               "path": f"{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}/", "units": _ranges(lp.units)}
-              for lp in plan.layers]  # fmt: skip
-    return {"sheet": {"columns": SHEET_COLUMNS, "units": SHEET_UNITS}, "layers": layers}
+def _units_json(plan: Plan) -> list[dict[str, Any]]:
+    """The layers and units of the gallery, for the search and the navigation (a few KB for the full plan)."""
+    return [{"model": lp.model, "backend": lp.backend, "layer": lp.layer, "type": lp.info.type,
+             "path": f"{slug(lp.model)}/{slug(lp.backend)}/{slug(lp.layer)}/", "units": _ranges(lp.units)}
+            for lp in plan.layers]  # fmt: skip
 
 
 def _index_pages(plan: Plan, site: Site, entries: dict, compares: dict, root: Path) -> None:

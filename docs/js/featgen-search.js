@@ -1,19 +1,13 @@
-// Gallery units from galleries/units.json (a few tens of KB for the full plan): its layers, the units
-// each renders, and how a layer's overview sheets are laid out.
-//
-// Search: the search index holds the layer pages only (tens of thousands of unit pages would make it
-// megabytes); a query that names a layer and a unit number, with or without the model and backend
-// ("vgg16_hed tensorflow block3_conv1 2", "block3_conv1 unit 2"), lists those unit pages above the
-// search results, each saying model, backend, layer and unit.
-//
-// Tiles: a link to a unit page in a row of links (.fg-linkrow) gets the unit's tile, cut from its
-// layer's overview sheet. The page holds the link and its number only: the tile's sheet and place in
-// it would cost about 80 bytes a link on every one of the gallery's unit pages.
+// Gallery units in the site's search. The search index holds the layer pages only (tens of thousands
+// of unit pages would make it megabytes); a query that names a layer and a unit number, with or
+// without the model and backend ("vgg16_hed tensorflow block3_conv1 2", "block3_conv1 unit 2"),
+// lists those unit pages above the search results, each saying model, backend, layer and unit.
+// The layers and their units come from galleries/units.json (a few KB for the full plan).
 (() => {
   const root = () => (typeof __md_scope !== "undefined" ? __md_scope : new URL("./", location));
   let units = null;
   const load = () => units || (units = fetch(new URL("galleries/units.json", root()))
-    .then(r => (r.ok ? r.json() : { layers: [] })).catch(() => ({ layers: [] })));
+    .then(r => (r.ok ? r.json() : [])).catch(() => []));
   const aliases = { tf: "tensorflow", keras: "tensorflow", pytorch: "torch" };
   const has = (ranges, u) => ranges.some(([a, b]) => a <= u && u <= b);
 
@@ -65,45 +59,6 @@
     const input = event.target;
     if (!(input instanceof HTMLInputElement) || !input.matches("[data-md-component=search-query]")) return;
     const query = input.value;
-    load().then(data => { if (input.value === query) show(find(query, data.layers)); });
+    load().then(rows => { if (input.value === query) show(find(query, rows)); });
   });
-  // The place of unit u among a layer's units (inclusive ranges, in order), or -1.
-  function position(ranges, u) {
-    let before = 0;
-    for (const [a, b] of ranges) {
-      if (a <= u && u <= b) return before + u - a;
-      before += b - a + 1;
-    }
-    return -1;
-  }
-
-  function tiles() {
-    const anchors = Array.from(document.querySelectorAll(".fg-linkrow > a[href]"));
-    if (!anchors.length) return;
-    load().then(({ sheet, layers }) => {
-      if (!sheet) return;
-      const byFolder = new Map(layers.map(r => [new URL(`galleries/${r.path}`, root()).href, r]));
-      for (const a of anchors) {
-        const m = a.href.match(/^(.*\/)unit-(\d+)\/$/);
-        const layer = m && byFolder.get(m[1]);
-        const i = layer ? position(layer.units, Number(m[2])) : -1;
-        if (i < 0 || a.querySelector("img")) continue;
-        const n = layer.units.reduce((sum, [lo, hi]) => sum + hi - lo + 1, 0);
-        const k = Math.floor(i / sheet.units);
-        const cols = Math.min(sheet.columns, n - k * sheet.units);
-        const at = i - k * sheet.units;
-        const img = document.createElement("img");
-        img.alt = "";
-        img.loading = "lazy";
-        img.src = new URL(`sheet-${k}.webp`, m[1]).href;
-        img.style.setProperty("--c", at % cols);
-        img.style.setProperty("--r", Math.floor(at / cols));
-        a.prepend(img);
-        a.classList.add("fg-tiled");
-      }
-    });
-  }
-
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", tiles);
-  else tiles();
 })();
