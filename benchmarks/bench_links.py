@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 ANALYSIS_VIEWS = ("links", "classes")
-RECORDED_SITE_BYTES = 3_927_000_000  # the full plan's pages by file sizes, links view included (benchmarks/README.md)
+RECORDED_SITE_BYTES = 3_930_000_000  # the full plan's pages by file sizes, links view included (benchmarks/README.md)
 
 
 def site_bytes(given: int | None) -> tuple[int, str]:
