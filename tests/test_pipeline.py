@@ -158,6 +158,19 @@ def test_unknown_layer_and_unit_stop_the_plan_before_any_render(filled, tmp_path
     assert _files(cache_dir) == before
 
 
+def test_a_list_of_units_is_rendered_in_order_and_once():
+    """A layer's pages, overview sheets and units.json list its units in one order: a gallery's list
+    is taken sorted, each unit once."""
+    from types import SimpleNamespace
+
+    from featgen.site.render.plan import select_units
+
+    row = SimpleNamespace(channels=32, shape=(8, 8, 32))
+    info = SimpleNamespace(spec="m", backend="torch", row=lambda native: row)
+    assert select_units(info, "x", "x", (9, 2, 9, 0)) == (0, 2, 9)
+    assert select_units(info, "x", "x", 3) == (0, 1, 2) and len(select_units(info, "x", "x", None)) == 32
+
+
 def test_profiles_come_from_the_config_file():
     from featgen.site.render.config import get_profile
 

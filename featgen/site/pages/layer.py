@@ -59,7 +59,6 @@ class Site:
     labels: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # a classifier's class names
     class_pages: dict[tuple[str, str], dict[int, int]] = field(default_factory=dict)  # class -> images predicted as it
     class_layer: dict[tuple[str, str], str] = field(default_factory=dict)  # the layer whose units the class pages list
-    _index: dict[tuple[str, str, str], set[int]] = field(default_factory=dict, repr=False, compare=False)
 
     def class_of(self, model: str, backend: str, index: int) -> dict[str, Any]:
         """Class ``index`` of the model: its ``label`` and, if it has a class page, the ``href`` to it
@@ -73,10 +72,7 @@ class Site:
         """Where a unit page finds unit ``unit`` of ``layer`` (same model and backend): the ``href`` of its
         page; None if the gallery does not render it. (The page's script shows the image in that unit's
         folder: its address in the HTML would weigh about 50 bytes a link.)"""
-        key = (model, backend, layer)
-        if key not in self._index:
-            self._index[key] = set(self.units.get(key, ()))
-        if unit not in self._index[key]:
+        if unit not in self.units.get((model, backend, layer), ()):
             return None
         return {"href": f"../../{slug(layer)}/unit-{unit}/"}
 
